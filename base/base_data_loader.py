@@ -1,0 +1,64 @@
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import default_collate
+
+from utils.seed import worker_init_fn
+
+from .samplers import EpochSampler
+
+
+class BaseDataLoader(DataLoader):
+    """Base class for all data loaders: batching, shuffling and a validation split.
+
+    The split is drawn from its own generator seeded by `seed` (default: the run's torch seed),
+    and the training order of each epoch depends only on (seed, epoch): see `set_epoch`.
+    Extra keyword arguments (pin_memory, persistent_workers, prefetch_factor, ...) go to
+    torch's DataLoader.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers,
+                 collate_fn=default_collate, seed=None, **loader_kwargs):
+        self.validation_split = validation_split
+        self.shuffle = shuffle
+        self.seed = torch.initial_seed() if seed is None else seed
+        self.batch_idx = 0
+        self.n_samples = len(dataset)
+        self.sampler, self.valid_sampler = self._split_sampler(self.validation_split)
+        if num_workers == 0:
+            loader_kwargs.pop("persistent_workers", None)
+            loader_kwargs.pop("prefetch_factor", None)
+        self.init_kwargs = {
+            "dataset": dataset,
+            "batch_size": batch_size,
+            "collate_fn": collate_fn,
+            "num_workers": num_workers,
+            "worker_init_fn": worker_init_fn,
+            **loader_kwargs,
+        }
+        super().__init__(sampler=self.sampler, **self.init_kwargs)
+
+    def _split_sampler(self, split):
+        all_indices = np.arange(self.n_samples)
+        if split == 0.0:
+            return EpochSampler(all_indices, self.shuffle, self.seed), None
+        if isinstance(split, int):
+            assert 0 < split < self.n_samples, "validation set size is configured to be larger than entire dataset."
+            len_valid = split
+        else:
+            len_valid = int(self.n_samples * split)
+        permutation = np.random.default_rng(self.seed).permutation(self.n_samples)
+        valid_idx = np.sort(permutation[:len_valid])
+        train_idx = np.sort(permutation[len_valid:])
+        self.n_samples = len(train_idx)
+        return (EpochSampler(train_idx, self.shuffle, self.seed),
+                EpochSampler(valid_idx, shuffle=False, seed=self.seed))
+
+    def set_epoch(self, epoch, skip_batches=0):
+        """Fix the sample order to that of `epoch` and start after `skip_batches` batches."""
+        self.sampler.set_epoch(epoch, skip_batches * self.batch_size)
+
+    def split_validation(self):
+        if self.valid_sampler is None:
+            return None
+        return DataLoader(sampler=self.valid_sampler, **self.init_kwargs)

@@ -1,0 +1,258 @@
+import math
+import signal
+from abc import abstractmethod
+
+import pandas as pd
+
+from logger import TensorboardWriter
+from utils import ConfigError, atomic_torch_save, atomic_write_csv, unwrap_model
+from utils.checkpoint import checkpoint_order, load_checkpoint, load_weights
+from utils.errors import TrainingStopped
+from utils.seed import get_rng_states, set_rng_states
+
+NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
+
+
+class StopRequested(Exception):
+    """Raised inside an epoch when a stop signal arrived; carries the batches done so far."""
+
+    def __init__(self, epoch, batches_done):
+        super().__init__(f"stop requested in epoch {epoch} after {batches_done} batches")
+        self.epoch, self.batches_done = epoch, batches_done
+
+
+class BaseTrainer:
+    """The epoch loop: monitoring, best model, early stopping, checkpoints, resume and stop
+    signals. Subclasses implement `_train_epoch(epoch) -> dict of epoch results`."""
+
+    def __init__(self, model, criterion, metric_ftns, optimizer, config):
+        self.config = config
+        cfg_trainer = config["trainer"]
+        self.logger = config.get_logger("trainer", cfg_trainer["verbosity"])
+        self.model = model
+        self.criterion = criterion
+        self.metric_ftns = metric_ftns
+        self.optimizer = optimizer
+
+        self.epochs = cfg_trainer["epochs"]
+        self.save_period = cfg_trainer["save_period"]
+        self.keep_last = cfg_trainer.get("keep_last", 0)
+        self.monitor = cfg_trainer.get("monitor", "off")
+        if self.monitor == "off":
+            self.monitor_mode, self.monitor_metric, self.monitor_best = "off", None, 0.0
+        else:
+            self.monitor_mode, self.monitor_metric = self.monitor.split()
+            self.monitor_best = math.inf if self.monitor_mode == "min" else -math.inf
+        self.early_stop = cfg_trainer.get("early_stop") or math.inf  # 0 or null: off
+        self.epochs_since_improvement = 0
+
+        self.start_epoch = 1
+        self.resume_batches_done = 0  # >0 when resuming inside an epoch
+        self.history = []
+        self.checkpoint_dir = config.save_dir
+        self.writer = TensorboardWriter(config.log_dir, self.logger, cfg_trainer["tensorboard"])
+        self.stop_signal = None
+
+    @abstractmethod
+    def _train_epoch(self, epoch):
+        """Train one epoch; return a dict like {"loss": ..., "val_loss": ..., "lr": ...}."""
+        raise NotImplementedError
+
+    def train(self):
+        """Full training logic."""
+        self._load_start_weights()
+        previous_handlers = self._install_signal_handlers()
+        try:
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                try:
+                    result = self._train_epoch(epoch)
+                except StopRequested as stop:
+                    self._stop_inside_epoch(stop)
+                if self._end_epoch(epoch, result):
+                    break
+                if self.stop_signal is not None:
+                    self._stop_after_epoch(epoch)
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            self.writer.close()
+
+    def _end_epoch(self, epoch, result):
+        """Log the epoch, update best/early stop, save. Returns True to stop training."""
+        log = {"epoch": epoch, **result}
+        self._log_epoch(log)
+        improved = self._update_monitor(log)
+        stopping = self.epochs_since_improvement >= self.early_stop
+        periodic = epoch % self.save_period == 0 or epoch == self.epochs or stopping
+        if periodic or improved:
+            state = self._checkpoint_state(epoch)
+            if periodic:
+                self._save_checkpoint_file(state, f"checkpoint-epoch{epoch}.pth")
+            if improved:
+                self._save_checkpoint_file(state, "model_best.pth")
+                self.logger.info(f"Saving current best: model_best.pth ({self.monitor_metric} {self.monitor_best:.6g})")
+        if stopping:
+            self.logger.info(
+                f"Validation performance didn't improve for {self.early_stop} epochs. Training stops."
+            )
+        return stopping
+
+    def _log_epoch(self, log):
+        self.history.append(dict(log))
+        for key, value in log.items():
+            self.logger.info(f"    {key:15s}: {value}")
+        epoch = log["epoch"]
+        for key, value in log.items():
+            if key == "epoch":
+                continue
+            if key in NOT_METRICS or key.startswith("lr_"):
+                self.writer.add_scalar(f"learning_rate{key[2:]}" if key.startswith("lr") else key, value, epoch)
+            elif key.startswith("val_"):
+                self.writer.add_scalar(f"{key[4:]}/valid", value, epoch)
+            else:
+                self.writer.add_scalar(f"{key}/train", value, epoch)
+        self.writer.flush()
+        if self.config.log_dir is not None:
+            atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
+
+    def _update_monitor(self, log):
+        """Return True when the monitored value improved this epoch."""
+        if self.monitor_mode == "off":
+            return False
+        if self.monitor_metric not in log:
+            raise ConfigError(
+                f"trainer.monitor is '{self.monitor}', but '{self.monitor_metric}' is not logged; "
+                f"logged keys: {', '.join(k for k in log if k != 'epoch')}. Monitor one of them, "
+                "or set a validation split so val_* metrics exist."
+            )
+        value = log[self.monitor_metric]
+        improved = value < self.monitor_best if self.monitor_mode == "min" else value > self.monitor_best
+        if improved:
+            self.monitor_best = value
+            self.epochs_since_improvement = 0
+        else:
+            self.epochs_since_improvement += 1
+        return improved
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _checkpoint_state(self, epoch, batches_done=0):
+        """Everything needed to continue exactly, as plain containers and tensors."""
+        model = unwrap_model(self.model)
+        lr_scheduler = getattr(self, "lr_scheduler", None)
+        return {
+            "arch": type(model).__name__,
+            "epoch": epoch,
+            "batches_done": batches_done,  # >0: saved inside `epoch`, which is not finished
+            "state_dict": model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
+            "monitor_best": self.monitor_best,
+            "epochs_since_improvement": self.epochs_since_improvement,
+            "history": self.history,
+            "config": self.config.config,
+            "rng_states": get_rng_states(),
+            **self._extra_checkpoint_state(),
+        }
+
+    def _extra_checkpoint_state(self):
+        """Subclass hook: more plain state to save (grad scaler, partial epoch metrics)."""
+        return {}
+
+    def _load_extra_checkpoint_state(self, checkpoint):
+        """Subclass hook: restore what `_extra_checkpoint_state` saved."""
+
+    def _save_checkpoint(self, epoch, save_best=False):
+        """pytorch-template API: write checkpoint-epoch<N>.pth (and model_best.pth)."""
+        state = self._checkpoint_state(epoch)
+        self._save_checkpoint_file(state, f"checkpoint-epoch{epoch}.pth")
+        if save_best:
+            self._save_checkpoint_file(state, "model_best.pth")
+
+    def _save_checkpoint_file(self, state, filename):
+        path = self.checkpoint_dir / filename
+        atomic_torch_save(state, path)
+        self.logger.info(f"Saving checkpoint: {path} ...")
+        if filename.startswith("checkpoint-") and self.keep_last:
+            self._prune_checkpoints()
+
+    def _prune_checkpoints(self):
+        """Keep the newest `trainer.keep_last` checkpoint-epoch files (model_best is separate)."""
+        files = sorted(self.checkpoint_dir.glob("checkpoint-epoch*.pth"), key=checkpoint_order)
+        for old in files[: -self.keep_last]:
+            old.unlink(missing_ok=True)
+
+    def _load_start_weights(self):
+        if self.config.resume is not None:
+            self._resume_checkpoint(self.config.resume)
+        elif getattr(self.config, "init_weights", None) is not None:
+            checkpoint = load_checkpoint(self.config.init_weights)
+            load_weights(unwrap_model(self.model), checkpoint["state_dict"], self.config.init_weights)
+            self.logger.info(f"Fine-tuning: weights loaded from {self.config.init_weights}; "
+                             "optimizer, schedule and epochs start fresh.")
+
+    def _resume_checkpoint(self, resume_path):
+        self.logger.info(f"Loading checkpoint: {resume_path} ...")
+        checkpoint = load_checkpoint(resume_path)
+        if checkpoint["config"]["arch"] != self.config["arch"]:
+            self.logger.warning("Warning: Architecture configuration given in config file is different from "
+                                "that of checkpoint. This may yield an exception while state_dict is being loaded.")
+        load_weights(unwrap_model(self.model), checkpoint["state_dict"], resume_path)
+        if checkpoint["config"]["optimizer"]["type"] != self.config["optimizer"]["type"]:
+            self.logger.warning("Warning: Optimizer type given in config file is different from that of "
+                                "checkpoint. Optimizer parameters not being resumed.")
+        else:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        lr_scheduler = getattr(self, "lr_scheduler", None)
+        if lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
+            lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        self.monitor_best = checkpoint["monitor_best"]
+        self.epochs_since_improvement = checkpoint.get("epochs_since_improvement", 0)
+        self.history = list(checkpoint.get("history", []))
+        set_rng_states(checkpoint["rng_states"])
+        self._load_extra_checkpoint_state(checkpoint)
+        batches_done = checkpoint.get("batches_done", 0)
+        if batches_done:
+            self.start_epoch, self.resume_batches_done = checkpoint["epoch"], batches_done
+            where = f"epoch {self.start_epoch} after batch {batches_done}"
+        else:
+            self.start_epoch = checkpoint["epoch"] + 1
+            where = f"epoch {self.start_epoch}"
+        self.logger.info(f"Checkpoint loaded. Resume training from {where}")
+
+    # ---- stop signals ------------------------------------------------------------------------
+    def _install_signal_handlers(self):
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, self._on_stop_signal)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return previous
+
+    def _restore_signal_handlers(self, previous):
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _on_stop_signal(self, signum, frame):
+        if self.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: leave at once
+        self.stop_signal = signum
+        self.logger.warning(f"Received {signal.Signals(signum).name}: finishing the current step, "
+                            "then saving a checkpoint. Press Ctrl-C again to exit at once.")
+
+    def _stop_inside_epoch(self, stop):
+        state = self._checkpoint_state(stop.epoch, batches_done=stop.batches_done)
+        self._exit_after_stop(state, f"checkpoint-epoch{stop.epoch}-step{stop.batches_done}.pth")
+
+    def _stop_after_epoch(self, epoch):
+        path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
+        if not path.exists():
+            self._save_checkpoint_file(self._checkpoint_state(epoch), path.name)
+        self._exit_after_stop(None, path.name)
+
+    def _exit_after_stop(self, state, filename):
+        if state is not None:
+            self._save_checkpoint_file(state, filename)
+        path = self.checkpoint_dir / filename
+        raise TrainingStopped(
+            f"Training stopped by {signal.Signals(self.stop_signal).name}. Resume with:\n"
+            f"    python train.py -r {path}", 128 + self.stop_signal)

@@ -1,0 +1,15 @@
+import torch.nn.functional as F
+
+
+def nll_loss(output, target):
+    return F.nll_loss(output, target)
+
+
+def cross_entropy(output, target, label_smoothing=0.0):
+    return F.cross_entropy(output, target, label_smoothing=label_smoothing)
+
+
+def bce_with_logits(output, target, pos_weight=None):
+    """Binary / multi-label loss on raw scores; `output` may be (N,) or (N, 1) for binary tasks."""
+    output = output.reshape(target.shape) if output.numel() == target.numel() else output
+    return F.binary_cross_entropy_with_logits(output, target.float(), pos_weight=pos_weight)

@@ -1,0 +1,247 @@
+"""All of configuration: reading config.json, command-line overrides, validation, resolving
+`{"type", "args"}` entries to objects, and the run folders."""
+import argparse
+import functools
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+from logger import setup_logging
+from utils import ConfigError, write_json
+from utils.checkpoint import find_latest_checkpoint, load_checkpoint
+from utils.config_checks import parse_override, set_by_path, validate_config
+from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+
+DEFAULT_SEED = 123
+
+
+class ConfigParser:
+    def __init__(self, config, resume=None, modification=None, run_id=None, *,
+                 create_dirs=True, init_weights=None, trusted=True):
+        """
+        config: dict of settings (the contents of config.json).
+        resume: checkpoint to resume training from (epochs, optimizer, everything).
+        modification: {'key;path' or 'key.path': value} applied before validation.
+        run_id: name of the run folder; default a timestamp.
+        create_dirs: make the run folders, save the config and log to info.log (train.py).
+        init_weights: checkpoint whose weights start a fresh run (fine-tuning).
+        trusted: False for a config that came out of a checkpoint (limits `"module"` keys).
+        """
+        self._config = _apply_modification(config, modification or {})
+        validate_config(self._config)
+        self._config.setdefault("seed", DEFAULT_SEED)
+        self._config.setdefault("n_gpu", 1)
+        self.resume = Path(resume) if resume is not None else None
+        self.init_weights = Path(init_weights) if init_weights is not None else None
+        self.trusted = trusted
+        self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+        self._save_dir = self._log_dir = None
+        self.run_id = run_id
+        if create_dirs:
+            self.make_run_dirs(run_id)
+        else:
+            setup_logging(None)
+
+    @classmethod
+    def from_args(cls, args, options=(), create_dirs=True):
+        """Build from the command line: -c config, -r checkpoint or run folder, -d devices,
+        the custom `options` (--lr, --bs) and any number of `-o key.path=value`."""
+        for opt in options:
+            args.add_argument(*opt.flags, default=None, type=opt.type)
+        add_common_arguments(args)
+        if isinstance(args, argparse.ArgumentParser):
+            args = args.parse_args()
+        if args.device is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+        config, resume, init_weights, trusted = _load_config_and_checkpoint(args)
+        modification = {opt.target: getattr(args, _dest(opt.flags)) for opt in options}
+        for text in args.override or []:
+            keys, value, force = parse_override(text)
+            modification[(tuple(keys), force)] = value
+        return cls(config, resume, modification, create_dirs=create_dirs,
+                   init_weights=init_weights, trusted=trusted or args.trust)
+
+    def make_run_dirs(self, run_id=None):
+        save_dir = Path(self._config["trainer"]["save_dir"])
+        run_id = run_id or datetime.now().strftime(r"%m%d_%H%M%S")
+        name = self._config["name"]
+        self._save_dir = _make_unused_dir(save_dir / "models" / name, run_id)
+        self.run_id = self._save_dir.name
+        self._log_dir = save_dir / "log" / name / self.run_id
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self._config, self._save_dir / "config.json")
+        setup_logging(self._log_dir)
+
+    def init_obj(self, name, module, *args, **kwargs):
+        """Instantiate config[name] = {"type": T, "args": {...}} as module.T(*args, **args_from_config,
+        **kwargs). T is looked up in `module`, then in the torch namespace for the section."""
+        entry = self[name]
+        obj_type = resolve_type(entry, name, module, TORCH_FALLBACKS.get(name, ()), self.trusted)
+        config_args = dict(entry.get("args", {}))
+        overlap = set(config_args) & set(kwargs)
+        if overlap:
+            raise ConfigError(f"{name}.args sets {', '.join(sorted(overlap))}, which the code passes "
+                              "itself; remove it from the config.")
+        config_args.update(kwargs)
+        check_call_args(obj_type, args, config_args, name)
+        return obj_type(*args, **config_args)
+
+    def init_ftn(self, name, module, *args, **kwargs):
+        """Like init_obj, but return a function with the arguments bound (functools.partial)."""
+        entry = self[name]
+        fn = resolve_type(entry, name, module, TORCH_FALLBACKS.get(name, ()), self.trusted)
+        config_args = dict(entry.get("args", {}))
+        config_args.update(kwargs)
+        return functools.partial(fn, *args, **config_args)
+
+    def init_callable(self, entry, key_path, module, section):
+        """A loss or metric entry (bare name or {"type", "args", "name"}) as a callable with a
+        `__name__`. Classes (torch.nn.CrossEntropyLoss) are instantiated with the args."""
+        target = resolve_type(entry, key_path, module, TORCH_FALLBACKS.get(section, ()), self.trusted)
+        config_args = dict(entry.get("args", {})) if isinstance(entry, dict) else {}
+        if isinstance(target, type):
+            check_call_args(target, (), config_args, key_path)
+            fn = target(**config_args)
+        else:
+            fn = functools.partial(target, **config_args)
+        default_name = entry if isinstance(entry, str) else entry["type"]
+        fn.__name__ = entry.get("name", default_name) if isinstance(entry, dict) else default_name
+        return fn
+
+    def init_loss(self, module):
+        return self.init_callable(self["loss"], "loss", module, "loss")
+
+    def init_metrics(self, module):
+        metrics = [self.init_callable(entry, f"metrics.{i}", module, "metrics")
+                   for i, entry in enumerate(self["metrics"])]
+        names = [m.__name__ for m in metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"metrics: the name(s) {', '.join(duplicates)} appear twice; give each "
+                              "entry a distinct \"name\".")
+        return metrics
+
+    def get_logger(self, name, verbosity=2):
+        if verbosity not in self.log_levels:
+            raise ConfigError(f"verbosity option {verbosity} is invalid. Valid options are {list(self.log_levels)}.")
+        logger = logging.getLogger(name)
+        logger.setLevel(self.log_levels[verbosity])
+        return logger
+
+    def __getitem__(self, name):
+        return self._config[name]
+
+    def __contains__(self, name):
+        return name in self._config
+
+    def get(self, name, default=None):
+        return self._config.get(name, default)
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def save_dir(self):
+        return self._save_dir
+
+    @property
+    def log_dir(self):
+        return self._log_dir
+
+
+def add_common_arguments(parser):
+    """Flags shared by train.py and test.py (the template's -c/-r/-d are added by the scripts)."""
+    parser.add_argument("-o", "--override", action="append", metavar="KEY.PATH=VALUE",
+                        help="set any config key, e.g. -o optimizer.args.lr=0.01 (value parsed as "
+                             "JSON where it parses); prefix the key with + to add a new key")
+    parser.add_argument("--trust", action="store_true",
+                        help="allow a checkpoint's config to import modules outside the project and torch")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+
+
+def _dest(flags):
+    """argparse's attribute name for the option: its first long flag."""
+    long_flags = [flag for flag in flags if flag.startswith("--")] or flags
+    return long_flags[0].lstrip("-").replace("-", "_")
+
+
+def _load_config_and_checkpoint(args):
+    """-c alone: new run. -r alone: resume with the checkpoint's config. -c and -r: fine-tune,
+    i.e. weights from the checkpoint, everything else from the new config."""
+    if args.config is None and args.resume is None:
+        raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
+    checkpoint_path = _resolve_resume_path(args.resume, args.config) if args.resume else None
+    if args.config is not None:
+        config = _read_config_file(args.config)
+        return config, None, checkpoint_path, True
+    checkpoint = load_checkpoint(checkpoint_path, mmap=True)
+    config = checkpoint.get("config") or _read_config_file(checkpoint_path.parent / "config.json")
+    return json.loads(json.dumps(config)), checkpoint_path, None, False
+
+
+def _resolve_resume_path(resume, config_path):
+    path = Path(resume)
+    if resume == "auto":
+        if config_path is None:
+            raise ConfigError("-r auto needs -c CONFIG to know which run name to look for.")
+        config = _read_config_file(config_path)
+        runs_dir = Path(config.get("trainer", {}).get("save_dir", "saved/")) / "models" / config.get("name", "")
+        runs = sorted((p for p in runs_dir.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise ConfigError(f"-r auto: no runs found in '{runs_dir}'. Train first with -c {config_path}.")
+        path = runs[-1]
+    if path.is_dir():
+        return find_latest_checkpoint(path)
+    if not path.exists():
+        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint .pth file or a run "
+                          "folder under saved/models/.")
+    return path
+
+
+def _read_config_file(path):
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist. Check the path given to -c.") from None
+    except OSError as err:
+        raise ConfigError(f"config file '{path}' cannot be read: {err.strerror}.") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"config file '{path}' is not valid JSON: {err.msg} at line {err.lineno}, column "
+            f"{err.colno}. Fix the file (a trailing comma or a missing quote is the usual cause)."
+        ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file '{path}' must hold a JSON object at the top level.")
+    return config
+
+
+def _apply_modification(config, modification):
+    config = json.loads(json.dumps(config))  # a private, plain copy
+    for target, value in modification.items():
+        if value is None:
+            continue
+        if isinstance(target, tuple):  # from -o: (keys, force)
+            keys, force = target
+            set_by_path(config, list(keys), value, force=force)
+        else:  # template style 'optimizer;args;lr' (or dotted)
+            keys = target.replace(";", ".").split(".")
+            set_by_path(config, keys, value, force=True, source="option")
+    return config
+
+
+def _make_unused_dir(parent, run_id):
+    """Create parent/run_id, or run_id_1, run_id_2... when two runs start in the same second."""
+    parent.mkdir(parents=True, exist_ok=True)
+    candidate, suffix = run_id, 1
+    while True:
+        try:
+            (parent / candidate).mkdir()
+            return parent / candidate
+        except FileExistsError:
+            candidate, suffix = f"{run_id}_{suffix}", suffix + 1

@@ -1,0 +1,77 @@
+"""Evaluate a checkpoint on the test split: rebuilds data, model, loss and metrics from the
+checkpoint's own config, prints a table and writes the numbers as JSON next to the checkpoint."""
+import argparse
+
+import torch
+from tqdm import tqdm
+
+import data_loader.data_loaders as module_data
+import model.loss as module_loss
+import model.metric as module_metric
+import model.model as module_arch
+from parse_config import ConfigParser
+from utils import MetricTracker, main_guard, prepare_device, write_json
+from utils.checkpoint import load_checkpoint, load_weights
+
+
+def main(config):
+    logger = config.get_logger("test")
+    data_args = config["data_loader"]["args"]
+    data_loader = getattr(module_data, config["data_loader"]["type"])(
+        data_args["data_dir"], batch_size=data_args["batch_size"], shuffle=False,
+        validation_split=0.0, training=False, num_workers=data_args.get("num_workers", 0),
+    ) if "data_dir" in data_args else config.init_obj("data_loader", module_data, training=False)
+
+    model = config.init_obj("arch", module_arch)
+    checkpoint = load_checkpoint(config.resume)
+    load_weights(model, checkpoint["state_dict"], config.resume)
+    device, _ = prepare_device(config["n_gpu"])
+    model = model.to(device).eval()
+
+    loss_fn = config.init_loss(module_loss)
+    metric_fns = config.init_metrics(module_metric)
+    results = evaluate(model, data_loader, loss_fn, metric_fns, device)
+    report(logger, config, checkpoint, results, len(data_loader.sampler))
+
+
+@torch.no_grad()
+def evaluate(model, data_loader, loss_fn, metric_fns, device):
+    tracker = MetricTracker("loss", *[m.__name__ for m in metric_fns])
+    for data, target in tqdm(data_loader, disable=None, leave=False):
+        data, target = data.to(device), target.to(device)
+        output = model(data)
+        tracker.update("loss", loss_fn(output, target), target.size(0))
+        for metric in metric_fns:
+            tracker.update(metric.__name__, metric(output, target), target.size(0))
+    return tracker.result()
+
+
+def report(logger, config, checkpoint, results, n_samples):
+    rows = [("samples", n_samples), *results.items()]
+    width = max(len(name) for name, _ in rows)
+    logger.info(f"Test results for {config.resume} (epoch {checkpoint['epoch']}):")
+    for name, value in rows:
+        shown = f"{value:.6f}" if isinstance(value, float) else value
+        logger.info(f"    {name:<{width}}  {shown}")
+    out_path = config.resume.with_name(config.resume.stem + "_test.json")
+    write_json({"checkpoint": str(config.resume), "epoch": checkpoint["epoch"],
+                "samples": n_samples, **results}, out_path)
+    logger.info(f"Saved to {out_path}")
+
+
+@main_guard
+def run():
+    args = argparse.ArgumentParser(description="PyTorch Template")
+    args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: None)")
+    args.add_argument("-r", "--resume", default=None, type=str, help="path to the checkpoint to test")
+    args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
+    config = ConfigParser.from_args(args, create_dirs=False)
+    if config.resume is None:
+        if config.init_weights is None:
+            raise SystemExit("error: test.py needs -r CHECKPOINT")
+        config.resume = config.init_weights
+    main(config)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,34 @@
+"""Device selection."""
+import logging
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_device(n_gpu_use):
+    """Return the device to train on and the GPU ids DataParallel may use (pytorch-template
+    semantics: fall back to what the machine has, with a warning)."""
+    n_gpu = torch.cuda.device_count()
+    if n_gpu_use > 0 and n_gpu == 0:
+        logger.warning("There's no GPU available on this machine, training will be performed on CPU.")
+        n_gpu_use = 0
+    if n_gpu_use > n_gpu:
+        logger.warning(
+            f"The number of GPU's configured to use is {n_gpu_use}, but only {n_gpu} are "
+            "available on this machine."
+        )
+        n_gpu_use = n_gpu
+    device = torch.device("cuda:0" if n_gpu_use > 0 else "cpu")
+    return device, list(range(n_gpu_use))
+
+
+def unwrap_model(model):
+    """The bare module inside DataParallel / DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            model = model.module
+        else:
+            return model

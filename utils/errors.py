@@ -1,0 +1,40 @@
+"""One error type for every mistake a user can fix, and the wrapper that turns it into a short
+message and exit code 2 instead of a traceback."""
+import functools
+import sys
+import traceback
+
+EXIT_USAGE = 2
+
+
+class ConfigError(Exception):
+    """A mistake in the config, the command line or an input file. The message says which key
+    or file is wrong and how to fix it."""
+
+
+def main_guard(main_fn):
+    """Run `main_fn()`, printing ConfigError as one paragraph (exit 2); `--debug` keeps the
+    traceback."""
+
+    @functools.wraps(main_fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return main_fn(*args, **kwargs)
+        except ConfigError as err:
+            if "--debug" in sys.argv:
+                traceback.print_exc()
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        except TrainingStopped as stop:
+            print(str(stop), file=sys.stderr)
+            sys.exit(stop.exit_code)
+
+    return wrapper
+
+
+class TrainingStopped(Exception):
+    """Raised by the trainer after a stop signal, once a resumable checkpoint is written."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,63 @@
+"""File helpers. Every write goes to a temporary file in the target folder, is flushed and
+fsynced, then renamed into place, so a crash at any instant leaves the old file or the new one."""
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+
+def read_json(fname):
+    with Path(fname).open("rt") as handle:
+        return json.load(handle, object_hook=OrderedDict)
+
+
+@contextmanager
+def atomic_open(fname, mode="wb"):
+    """Yield a file object; on success the file replaces `fname` atomically."""
+    fname = Path(fname)
+    fd, tmp_name = tempfile.mkstemp(dir=fname.parent, prefix=f".{fname.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, fname)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(fname.parent)
+
+
+def _fsync_dir(folder):
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # some filesystems refuse fsync on folders; the rename is still atomic
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(content, fname):
+    with atomic_open(fname, "wt") as handle:
+        json.dump(content, handle, indent=4, sort_keys=False)
+        handle.write("\n")
+
+
+def atomic_torch_save(obj, fname):
+    with atomic_open(fname, "wb") as handle:
+        torch.save(obj, handle)
+
+
+def atomic_write_csv(frame, fname):
+    """Write a pandas DataFrame atomically."""
+    with atomic_open(fname, "wt") as handle:
+        frame.to_csv(handle, index=False)

@@ -1,0 +1,110 @@
+"""Turn a config entry's `"type"` into a Python object: first the project module of its
+section, then the torch namespace that fits, or the module an explicit `"module"` key names."""
+import difflib
+import importlib
+import inspect
+
+from .errors import ConfigError
+
+# torch namespaces searched after the project module, by config section
+TORCH_FALLBACKS = {
+    "optimizer": ["torch.optim"],
+    "lr_scheduler": ["torch.optim.lr_scheduler"],
+    "loss": ["torch.nn", "torch.nn.functional"],
+    "metrics": ["torch.nn.functional"],
+    "arch": ["torch.nn"],
+}
+# modules a config loaded from a checkpoint may name without --trust
+TRUSTED_PREFIXES = ("model", "data_loader", "trainer", "torch", "torchvision")
+
+
+def import_config_module(name, key_path, trusted=True):
+    if not trusted and name.split(".")[0] not in TRUSTED_PREFIXES:
+        raise ConfigError(
+            f"{key_path}.module is '{name}', but this config came from a checkpoint, which may "
+            f"only name the project's modules and torch/torchvision "
+            f"({', '.join(TRUSTED_PREFIXES)}). If you trust the checkpoint's source, pass --trust."
+        )
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ConfigError(
+            f"{key_path}.module names '{name}', which cannot be imported ({err}). "
+            "Use an importable module path such as 'torchvision.models', or remove the key."
+        ) from None
+
+
+def resolve_type(entry, key_path, project_module=None, fallbacks=(), trusted=True):
+    """Find `entry["type"]` (or a bare string entry) in the candidate modules."""
+    type_name = entry if isinstance(entry, str) else entry.get("type")
+    if not isinstance(type_name, str) or not type_name:
+        raise ConfigError(
+            f"{key_path}.type is missing or not a string (got {type_name!r}). "
+            'Write the entry as {"type": "ClassName", "args": {...}}.'
+        )
+    modules = _candidate_modules(entry, key_path, project_module, fallbacks, trusted)
+    for module in modules:
+        obj = getattr(module, type_name, None)
+        if obj is not None and callable(obj):
+            return obj
+    raise ConfigError(_unknown_type_message(type_name, key_path, modules))
+
+
+def _candidate_modules(entry, key_path, project_module, fallbacks, trusted):
+    if isinstance(entry, dict) and entry.get("module"):
+        return [import_config_module(entry["module"], key_path, trusted)]
+    modules = [project_module] if project_module is not None else []
+    return modules + [importlib.import_module(name) for name in fallbacks]
+
+
+def _unknown_type_message(type_name, key_path, modules):
+    names = sorted({n for m in modules for n in dir(m) if not n.startswith("_") and callable(getattr(m, n))})
+    close = difflib.get_close_matches(type_name, names, n=5, cutoff=0.5)
+    where = ", ".join(m.__name__ for m in modules)
+    hint = f" Closest names: {', '.join(close)}." if close else ""
+    return (
+        f"{key_path}.type '{type_name}' was not found in {where}.{hint} Fix the spelling, "
+        'define it in the project module, or add "module": "package.module" to the entry.'
+    )
+
+
+def check_call_args(obj, args, kwargs, key_path):
+    """Raise a ConfigError naming the rejected argument before calling `obj(*args, **kwargs)`."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as err:
+        accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+        raise ConfigError(
+            f"{key_path}.args do not fit {getattr(obj, '__name__', obj)}: {err}. "
+            f"Accepted arguments: {', '.join(accepted) or '(none)'}."
+        ) from None
+    _check_arg_types(signature, bound.arguments, kwargs, key_path)
+
+
+def _check_arg_types(signature, arguments, config_args, key_path):
+    """Catch the common `"batch_size": "64"` mistake: a string where the default is a number."""
+    for name, value in arguments.items():
+        if name not in config_args:
+            continue
+        expected = _expected_number_type(signature.parameters[name])
+        if expected is None or value is None:
+            continue
+        if isinstance(value, str) or (expected is bool) != isinstance(value, bool):
+            raise ConfigError(
+                f"{key_path}.args.{name} is {value!r} ({type(value).__name__}), but "
+                f"{expected.__name__} is expected. Write it as a JSON "
+                f"{'true/false' if expected is bool else 'number'} without quotes, "
+                "e.g. 64 rather than \"64\"."
+            )
+
+
+def _expected_number_type(parameter):
+    """bool/int/float from the annotation, else from the default value; None when unknown."""
+    if parameter.annotation in (bool, int, float):
+        return parameter.annotation
+    default = parameter.default
+    return type(default) if isinstance(default, (bool, int, float)) else None
