@@ -45,14 +45,15 @@ class ConfigParser:
             setup_logging(None)
 
     @classmethod
-    def from_args(cls, args, options=(), create_dirs=True):
-        """Build from the command line: -c config, -r checkpoint or run folder, -d devices,
-        the custom `options` (--lr, --bs) and any number of `-o key.path=value`."""
+    def from_args(cls, args, options=(), create_dirs=True, argv=None):
+        """Build from the command line (`argv`, default sys.argv): -c config, -r checkpoint or
+        run folder, -d devices, the custom `options` (--lr, --bs) and any number of
+        `-o key.path=value`."""
         for opt in options:
             args.add_argument(*opt.flags, default=None, type=opt.type)
         add_common_arguments(args)
         if isinstance(args, argparse.ArgumentParser):
-            args = args.parse_args()
+            args = args.parse_args(argv)
         if args.device is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         config, resume, init_weights, trusted = _load_config_and_checkpoint(args)

@@ -21,7 +21,7 @@ class EpochSampler(Sampler):
     def order(self):
         if not self.shuffle:
             return self.indices
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) % 2**63)
         permutation = torch.randperm(len(self.indices), generator=generator).tolist()
         return [self.indices[i] for i in permutation]
 

@@ -1,0 +1,113 @@
+"""The epoch loop as a user sees it: best model, early stop, save period, resume, schedules,
+iteration-based epochs, TensorBoard, checkpoints loadable with weights_only=True."""
+import re
+
+import pandas as pd
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
+
+# The lr used in each epoch is logged and can be monitored: with MultiStepLR(milestones [2, 3],
+# gamma 0.5) it is 1, 1, 0.5, 0.25, 0.25, ... so "min lr" improves exactly at epochs 1, 3, 4.
+LR_SCHEDULE = {"optimizer.type": "SGD", "optimizer.args": {"lr": 1.0e-2},
+               "lr_scheduler": {"type": "MultiStepLR", "args": {"milestones": [2, 3], "gamma": 0.5}}}
+
+
+def best_epochs(stdout):
+    """Epochs at which the log reported a new best model."""
+    epochs = re.findall(r"^    epoch\s+: (\d+)$|^(Saving current best)", stdout, flags=re.M)
+    best, current = [], None
+    for epoch, saved in epochs:
+        current = int(epoch) if epoch else current
+        if saved:
+            best.append(current)
+    return best
+
+
+def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {**LR_SCHEDULE, "trainer.epochs": 10, "trainer.save_period": 4,
+                                               "trainer.monitor": "min lr", "trainer.early_stop": 2})
+    result = run_script("train.py", "-c", config, check=True)
+    assert best_epochs(result.stdout) == [1, 3, 4]
+    # epochs 5 and 6 do not improve: early stop after exactly 2 epochs, at epoch 6
+    assert "didn't improve for 2 epochs" in result.stdout
+    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name / "metrics.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert history["lr"].tolist() == pytest.approx([1e-2, 1e-2, 5e-3, 2.5e-3, 2.5e-3, 2.5e-3])
+    run = only_run(tmp_path / "saved")
+    # save_period 4 -> epoch 4; the early-stop epoch is saved too so the run can be continued
+    assert sorted(p.name for p in run.glob("*.pth")) == ["checkpoint-epoch4.pth", "checkpoint-epoch6.pth",
+                                                         "model_best.pth"]
+    assert torch.load(run / "model_best.pth", weights_only=True)["epoch"] == 4
+
+
+def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, mnist_dir):
+    updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.04, "momentum": 0.9},
+               "lr_scheduler": {"type": "StepLR", "args": {"step_size": 1, "gamma": 0.5}}}
+    config = tiny_config(tmp_path, mnist_dir, updates)
+    run_script("train.py", "-c", config, check=True)
+    first_run = only_run(tmp_path / "saved")
+    checkpoint = torch.load(first_run / "checkpoint-epoch2.pth", weights_only=True)
+    assert {"arch", "epoch", "state_dict", "optimizer", "lr_scheduler", "monitor_best", "epochs_since_improvement",
+            "config", "rng_states", "history"} <= set(checkpoint)
+    assert not any(key.startswith("module.") for key in checkpoint["state_dict"])
+    assert isinstance(checkpoint["config"], dict) and checkpoint["arch"] == "MnistModel"
+
+    resumed = run_script("train.py", "-r", first_run / "checkpoint-epoch2.pth", "-o", "trainer.epochs=4", check=True)
+    assert "Resume training from epoch 3" in resumed.stdout
+    second_run = [run for run in run_dirs(tmp_path / "saved") if run != first_run][0]
+    assert sorted(p.name for p in second_run.glob("checkpoint-*")) == ["checkpoint-epoch3.pth",
+                                                                       "checkpoint-epoch4.pth"]
+    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / second_run.name / "metrics.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert history["lr"].tolist() == pytest.approx([0.04, 0.02, 0.01, 0.005])
+
+
+def test_len_epoch_runs_exactly_that_many_steps(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.len_epoch": 5, "trainer.epochs": 3})
+    run_script("train.py", "-c", config, check=True)
+    checkpoint = torch.load(only_run(tmp_path / "saved") / "checkpoint-epoch3.pth", weights_only=True)
+    adam_steps = {int(state["step"]) for state in checkpoint["optimizer"]["state"].values()}
+    assert adam_steps == {15}
+
+
+def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.tensorboard": True, "trainer.log_step": 4})
+    run_script("train.py", "-c", config, check=True)
+    events = EventAccumulator(str(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name),
+                              size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ["loss/train", "loss/valid", "accuracy/train", "accuracy/valid", "top_k_acc/valid",
+                "learning_rate", "train_step/loss"]:
+        assert tag in tags["scalars"], tag
+    assert [e.step for e in events.Scalars("loss/valid")] == [1, 2]
+    # 12 training batches per epoch, a step logged every 4 batches and at the epoch's last batch
+    assert [e.step for e in events.Scalars("train_step/loss")] == [0, 4, 8, 11, 12, 16, 20, 23]
+    assert tags["images"] == ["input"] and len(events.Images("input")) == 2
+    assert "params/conv1.weight" in tags["histograms"]
+
+
+def test_original_pytorch_template_config_runs_unchanged(tmp_path, mnist_dir):
+    """The template's config.json, byte for byte, run from a folder holding data/ as it expects."""
+    (tmp_path / "data").symlink_to(mnist_dir, target_is_directory=True)
+    template_config = PROJECT_ROOT / "tests" / "fixtures" / "template_config.json"
+    result = run_script(PROJECT_ROOT / "train.py", "-c", template_config, "-o", "trainer.epochs=1",
+                        "-o", "+data_loader.args.limit=1024", cwd=tmp_path, check=True)
+    assert "val_accuracy" in result.stdout
+    run = only_run(tmp_path / "saved", name="Mnist_LeNet")
+    assert (run / "checkpoint-epoch1.pth").exists() and (run / "model_best.pth").exists()
+    assert (tmp_path / "saved" / "log" / "Mnist_LeNet" / run.name / "info.log").exists()
+
+
+def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir):
+    # Monitoring the lr itself makes the plateau deterministic: every second epoch repeats the
+    # previous lr, which (patience 0) halves it. Fed val_loss instead, the sequence would differ.
+    updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.01}, "trainer.epochs": 6,
+               "trainer.monitor": "min lr",
+               "lr_scheduler": {"type": "ReduceLROnPlateau", "args": {"patience": 0, "factor": 0.5}}}
+    run_script("train.py", "-c", tiny_config(tmp_path, mnist_dir, updates), check=True)
+    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name / "metrics.csv")
+    assert history["lr"].tolist() == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
