@@ -111,5 +111,6 @@ def test_rejected_constructor_arg_names_it_and_the_accepted_ones():
     config_dict = base_config()
     config_dict["arch"]["args"] = {"num_clases": 3}
     config = ConfigParser(config_dict, create_dirs=False)
-    with pytest.raises(ConfigError, match=r"arch\.args do not fit MnistModel.*num_clases.*Accepted arguments: num_classes"):
+    expected = r"arch\.args do not fit MnistModel.*num_clases.*Accepted arguments: num_classes"
+    with pytest.raises(ConfigError, match=expected):
         config.init_obj("arch", module_arch)

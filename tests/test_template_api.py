@@ -39,7 +39,8 @@ class TemplateStyleTrainer(BaseTrainer):
 
 def random_digits(n):
     generator = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(n, 1, 28, 28, generator=generator), torch.randint(0, 10, (n,), generator=generator))
+    images = torch.randn(n, 1, 28, 28, generator=generator)
+    return TensorDataset(images, torch.randint(0, 10, (n,), generator=generator))
 
 
 def test_template_style_subclass_trains_and_checkpoints(tmp_path):
