@@ -170,12 +170,12 @@ def _dest(flags):
 
 
 def _load_config_and_checkpoint(args):
-    """-c alone: new run. -r alone: resume with the checkpoint's config. -c and -r: fine-tune,
-    i.e. weights from the checkpoint, everything else from the new config."""
+    """-c alone: new run. -r alone (or -c with -r auto): resume with the checkpoint's config.
+    -c and -r: fine-tune, i.e. weights from the checkpoint, everything else from the new config."""
     if args.config is None and args.resume is None:
         raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
     checkpoint_path = _resolve_resume_path(args.resume, args.config) if args.resume else None
-    if args.config is not None:
+    if args.config is not None and args.resume != "auto":
         config = _read_config_file(args.config)
         return config, None, checkpoint_path, True
     checkpoint = load_checkpoint(checkpoint_path, mmap=True)

@@ -111,3 +111,25 @@ def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir):
     run_script("train.py", "-c", tiny_config(tmp_path, mnist_dir, updates), check=True)
     history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name / "metrics.csv")
     assert history["lr"].tolist() == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
+
+
+def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir):
+    run_script("train.py", "-c", tiny_config(tmp_path, mnist_dir), check=True)
+    source = only_run(tmp_path / "saved") / "model_best.pth"
+    new_config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "optimizer.args.lr": 1e-9}, name="Tuned")
+    result = run_script("train.py", "-c", new_config, "-r", source, check=True)
+    assert "Fine-tuning: weights loaded from" in result.stdout
+    tuned = torch.load(only_run(tmp_path / "saved", name="Tuned") / "checkpoint-epoch1.pth", weights_only=True)
+    original = torch.load(source, weights_only=True)
+    assert tuned["epoch"] == 1 and tuned["config"]["optimizer"]["args"]["lr"] == 1e-9
+    # with lr 1e-9 one epoch barely moves the weights: they started from the checkpoint
+    for name, weight in original["state_dict"].items():
+        assert torch.allclose(tuned["state_dict"][name], weight, atol=1e-5), name
+
+
+def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1})
+    run_script("train.py", "-c", config, check=True)
+    result = run_script("train.py", "-c", config, "-r", "auto", "-o", "trainer.epochs=2", check=True)
+    assert "Resume training from epoch 2" in result.stdout
+    assert len(run_dirs(tmp_path / "saved")) == 2
