@@ -1,5 +1,8 @@
-"""Weights & Biases behind the writer interface. Each run of the framework is one W&B run in
-the run's log folder; WANDB_MODE=offline (or "mode": "offline") needs no account or network."""
+"""Weights & Biases behind the writer interface. Each run of the framework is one W&B run, kept
+in the run's log folder unless WANDB_DIR says otherwise; WANDB_MODE=offline (or "mode":
+"offline" in the section) needs no account or network."""
+import os
+
 import numpy as np
 
 from utils import ConfigError
@@ -19,7 +22,8 @@ class WandbWriter(NullWriter):
                               "installed: pip install wandb, or remove the section.") from None
         self.wandb = wandb
         # console="off": W&B must not wrap stdout, which the logging handlers write to
-        self.run = wandb.init(name=config.run_id, dir=str(config.log_dir), config=config.config,
+        run_dir = os.environ.get("WANDB_DIR", str(config.log_dir))
+        self.run = wandb.init(name=config.run_id, dir=run_dir, config=config.config,
                               settings=wandb.Settings(console="off"), **settings)
 
     def add_scalar(self, tag, value, step=None):
