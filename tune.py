@@ -17,8 +17,6 @@ from tuning.space import apply_values, parse_space, suggest
 from tuning.study import (
     count_finished,
     default_storage,
-    make_pruner,
-    make_sampler,
     open_study,
     summary_lines,
     target_trials,
@@ -44,8 +42,7 @@ def tune(base_config, storage=None, study_name=None, n_trials=None):
     results_dir = Path(base_config["trainer"]["save_dir"]) / "tune" / study_name
     results_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(storage or default_storage(results_dir), study_name,
-                       "minimize" if mode == "min" else "maximize",
-                       make_sampler(settings, space), make_pruner(settings))
+                       "minimize" if mode == "min" else "maximize", settings, space)
     remaining = target - count_finished(study)
     if remaining > 0:
         objective = make_objective(base_config, space, metric)

@@ -27,12 +27,13 @@ def _name_and_args(entry, key_path, choices):
     return name, dict(args)
 
 
-def make_sampler(tune, space):
-    """tune.seed makes the draws reproducible; leave it out when several processes share a
-    study, or they would all draw the same values."""
+def make_sampler(tune, space, trials_so_far=0):
+    """tune.seed makes the draws reproducible. A resumed study offsets it by the trials it
+    already holds, or it would replay the first run's draws. Leave it out when several
+    processes share a study, or they would all draw the same values."""
     name, args = _name_and_args(tune.get("sampler", "tpe"), "tune.sampler", SAMPLERS)
     if tune.get("seed") is not None:
-        args.setdefault("seed", tune["seed"])
+        args.setdefault("seed", tune["seed"] + trials_so_far)
     if name == "grid":
         args["search_space"] = grid_values(space)
     check_call_args(SAMPLERS[name], (), args, "tune.sampler")
@@ -61,15 +62,19 @@ def default_storage(results_dir):
     return f"sqlite:///{(Path(results_dir) / 'study.db').resolve()}"
 
 
-def open_study(storage_url, study_name, direction, sampler, pruner):
+def open_study(storage_url, study_name, direction, settings, space):
     """Create the study or join the existing one of that name (an interrupted search, or
     another process working on it)."""
     storage = storage_url
     if storage_url.startswith("sqlite:"):
         # several processes on one SQLite file: wait for the write lock instead of failing
         storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 120}})
-    return optuna.create_study(storage=storage, study_name=study_name, direction=direction,
-                               sampler=sampler, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
+                                sampler=make_sampler(settings, space), pruner=make_pruner(settings),
+                                load_if_exists=True)
+    if study.trials:
+        study.sampler = make_sampler(settings, space, len(study.trials))
+    return study
 
 
 def count_finished(study):
