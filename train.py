@@ -27,7 +27,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
     valid_data_loader = data_loader.split_validation()
 
     # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
-    model = build_model(config, module_arch)
+    model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
     logger.info(model)
     trainable, frozen = parameter_counts(model)
     logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
