@@ -7,6 +7,8 @@ saved/tune/<study name>/), so a rerun resumes it and several processes can share
 """
 import argparse
 import copy
+import shlex
+import sys
 from pathlib import Path
 
 import optuna
@@ -23,6 +25,7 @@ from tuning.study import (
     write_results,
 )
 from utils import ConfigError, main_guard
+from utils.errors import TrainingStopped
 
 
 def tune(base_config, storage=None, study_name=None, n_trials=None):
@@ -90,7 +93,12 @@ def parse_args():
 @main_guard
 def run():
     base, args = parse_args()
-    study, metric, csv_path, best_path = tune(base.config, args.storage, args.study_name, args.n_trials)
+    try:
+        study, metric, csv_path, best_path = tune(base.config, args.storage, args.study_name, args.n_trials)
+    except TrainingStopped as stop:
+        raise TrainingStopped("Search stopped; the interrupted trial is recorded as failed. Continue the "
+                              f"study with the same command: python tune.py {shlex.join(sys.argv[1:])}",
+                              stop.exit_code) from None
     print("\n".join(summary_lines(study, metric, csv_path, best_path)))
     if best_path is None:
         raise ConfigError("no trial of the study completed.")
