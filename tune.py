@@ -17,6 +17,7 @@ import train
 from parse_config import ConfigParser
 from tuning.space import apply_values, parse_space, suggest
 from tuning.study import (
+    check_settings,
     count_finished,
     default_storage,
     open_study,
@@ -33,8 +34,7 @@ def tune(base_config, storage=None, study_name=None, n_trials=None):
     paths of the results CSV and best config."""
     base_config = copy.deepcopy(base_config)
     settings = base_config.pop("tune", None)
-    if not isinstance(settings, dict):
-        raise ConfigError('the config has no "tune" section; add one with a "space", see docs/experiments.md.')
+    check_settings(settings)
     space = parse_space(settings.get("space"), base_config)
     monitor = base_config["trainer"]["monitor"]
     if monitor == "off":

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import PROJECT_ROOT, run_dirs, run_script, tiny_config
 
+from tune import tune
 from tuning.space import parse_space
 from utils import ConfigError
 
@@ -40,6 +41,21 @@ def test_bad_space_exits_2_from_the_script(tmp_path, mnist_dir):
     result = run_script("tune.py", "-c", config)
     assert result.returncode == 2
     assert "error: tune.space.optimizer.args.lr: 'low' must be < 'high'" in result.stderr
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"space": SPACE, "n_trial": 4}, "tune.n_trial is not a tune setting"),
+    ({"space": SPACE, "sampler": "bayes"}, "tune.sampler is 'bayes'; use one of grid, random, tpe"),
+    ({"space": SPACE, "pruner": {"type": "median", "args": {"startup": 1}}}, "tune.pruner.args do not fit"),
+    ({"space": {"optimizer.args.lr": {"type": "float", "low": 0.1, "high": 1}}, "sampler": "grid"},
+     "tune.space.optimizer.args.lr: the grid sampler needs a finite set"),
+])
+def test_bad_tune_settings_name_the_key(tmp_path, settings, message):
+    config = {**CONFIG, "name": "T", "tune": settings,
+              "trainer": {"epochs": 1, "monitor": "min val_loss", "save_dir": str(tmp_path)}}
+    with pytest.raises(ConfigError) as err:
+        tune(config)
+    assert str(err.value).startswith(message), str(err.value)
 
 
 def tune_config(tmp_path, mnist_dir, tune):

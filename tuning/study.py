@@ -14,7 +14,20 @@ SAMPLERS = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.Rando
 PRUNERS = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "none": optuna.pruners.NopPruner}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
 logger = logging.getLogger("tune")
+
+
+def check_settings(settings):
+    """The "tune" section: a dict of known settings (a typo must not silently fall back to a default)."""
+    if not isinstance(settings, dict):
+        raise ConfigError('the config has no "tune" section; add one with a "space", see docs/experiments.md.')
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"tune.{unknown[0]} is not a tune setting; the settings are {', '.join(SETTINGS)}.")
+    seed = settings.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError(f"tune.seed is {seed!r}; it must be an integer or null.")
 
 
 def _name_and_args(entry, key_path, choices):
@@ -65,13 +78,13 @@ def default_storage(results_dir):
 def open_study(storage_url, study_name, direction, settings, space):
     """Create the study or join the existing one of that name (an interrupted search, or
     another process working on it)."""
+    sampler, pruner = make_sampler(settings, space), make_pruner(settings)  # settings errors before any file
     storage = storage_url
     if storage_url.startswith("sqlite:"):
         # several processes on one SQLite file: wait for the write lock instead of failing
         storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 120}})
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
-                                sampler=make_sampler(settings, space), pruner=make_pruner(settings),
-                                load_if_exists=True)
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
     if study.trials:
         study.sampler = make_sampler(settings, space, len(study.trials))
     return study
