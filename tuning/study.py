@@ -1,8 +1,9 @@
 """The Optuna study of a "tune" section: sampler, pruner, storage, and the results files."""
-import logging
+import time
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 
 from utils import ConfigError, atomic_write_csv, write_json
 from utils.resolve import check_call_args
@@ -15,7 +16,6 @@ PRUNERS = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.p
            "none": optuna.pruners.NopPruner}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
-logger = logging.getLogger("tune")
 
 
 def check_settings(settings):
@@ -79,15 +79,26 @@ def open_study(storage_url, study_name, direction, settings, space):
     """Create the study or join the existing one of that name (an interrupted search, or
     another process working on it)."""
     sampler, pruner = make_sampler(settings, space), make_pruner(settings)  # settings errors before any file
-    storage = storage_url
-    if storage_url.startswith("sqlite:"):
-        # several processes on one SQLite file: wait for the write lock instead of failing
-        storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 120}})
+    storage = _database_storage(storage_url) if "://" in storage_url else storage_url
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     if study.trials:
         study.sampler = make_sampler(settings, space, len(study.trials))
     return study
+
+
+def _database_storage(url, attempts=3):
+    """RDBStorage for `url`. Processes that start on a new database together all try to create
+    its tables; the ones that lose the race fail once and find the tables on the next try."""
+    # several processes on one SQLite file: wait for the write lock instead of failing
+    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else None
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts:
+                raise
+            time.sleep(attempt)
 
 
 def count_finished(study):
