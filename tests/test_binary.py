@@ -36,6 +36,7 @@ def test_one_output_needs_raw_scores():
     assert MnistModel(num_classes=1, logits=True)(torch.zeros(2, 1, 28, 28)).shape == (2, 1)
 
 
+@pytest.mark.slow
 def test_is_zero_example_reaches_stated_accuracy(tmp_path, mnist_dir):
     config = PROJECT_ROOT / "configs" / "mnist_is_zero.json"
     run_script("train.py", "-c", config, "-o", f"data_loader.args.data_dir={mnist_dir}",

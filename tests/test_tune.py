@@ -62,6 +62,7 @@ def tune_config(tmp_path, mnist_dir, tune):
     return tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 256, "tune": tune})
 
 
+@pytest.mark.slow
 def test_study_resumes_prunes_and_writes_a_best_config_that_trains(tmp_path, mnist_dir):
     config = tune_config(tmp_path, mnist_dir, {
         "n_trials": 4, "sampler": "random", "seed": 11, "space": SPACE,
@@ -86,6 +87,7 @@ def test_study_resumes_prunes_and_writes_a_best_config_that_trains(tmp_path, mni
     assert "val_loss" in trained.stdout
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     config = tune_config(tmp_path, mnist_dir, {"n_trials": 4, "sampler": "random", "pruner": "none",
