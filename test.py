@@ -12,6 +12,9 @@ import model.model as module_arch
 from parse_config import ConfigParser
 from utils import MetricTracker, main_guard, prepare_device, write_json
 from utils.checkpoint import load_checkpoint, load_weights
+from utils.transfer import build_model
+
+TASK_ARGS = ("binary_target",)  # data-loader args that define the task, kept for the test split
 
 
 def main(config):
@@ -20,9 +23,11 @@ def main(config):
     data_loader = getattr(module_data, config["data_loader"]["type"])(
         data_args["data_dir"], batch_size=data_args["batch_size"], shuffle=False,
         validation_split=0.0, training=False, num_workers=data_args.get("num_workers", 0),
+        **{key: data_args[key] for key in TASK_ARGS if key in data_args},
     ) if "data_dir" in data_args else config.init_obj("data_loader", module_data, training=False)
 
-    model = config.init_obj("arch", module_arch)
+    # the training-time architecture (new head, ...); the checkpoint supplies the weights
+    model = build_model(config, module_arch, load_start_weights=False)
     checkpoint = load_checkpoint(config.resume)
     load_weights(model, checkpoint["state_dict"], config.resume)
     device, _ = prepare_device(config["n_gpu"])

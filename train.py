@@ -7,13 +7,18 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
+from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
-from utils import main_guard, prepare_device
+from utils import main_guard, prepare_device, unwrap_model
+from utils.dry_run import print_dry_run
 from utils.seed import seed_everything
+from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
 
-def main(config):
+def main(config, epoch_callbacks=(), dry_run=False):
+    """Train one run; `epoch_callbacks` go to the trainer (see BaseTrainer.epoch_callbacks).
+    Returns the trainer (None for a dry run)."""
     logger = config.get_logger("train")
     seed_everything(config["seed"])
 
@@ -21,9 +26,13 @@ def main(config):
     data_loader = config.init_obj("data_loader", module_data)
     valid_data_loader = data_loader.split_validation()
 
-    # build model architecture, then print to console
-    model = config.init_obj("arch", module_arch)
+    # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
+    model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
     logger.info(model)
+    trainable, frozen = parameter_counts(model)
+    logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
+    # groups before any DataParallel wrapper, so patterns see the model's own parameter names
+    param_groups = optimizer_param_groups(model, config["optimizer"])
 
     # prepare for (multi-device) GPU training
     device, device_ids = prepare_device(config["n_gpu"])
@@ -37,10 +46,12 @@ def main(config):
     metrics = config.init_metrics(module_metric)
 
     # build optimizer, learning rate scheduler. delete every line containing lr_scheduler for disabling scheduler
-    trainable_params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = config.init_obj("optimizer", torch.optim, trainable_params)
+    optimizer = config.init_obj("optimizer", torch.optim, param_groups)
     lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \
         if config.get("lr_scheduler") else None
+    if dry_run:
+        print_dry_run(config, model, data_loader, criterion, device)
+        return None
 
     trainer = Trainer(model, criterion, metrics, optimizer,
                       config=config,
@@ -49,7 +60,11 @@ def main(config):
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler,
                       len_epoch=config["trainer"].get("len_epoch"))
+    trainer.epoch_callbacks.extend(epoch_callbacks)
+    if config["trainer"].get("activation_stats"):  # every N training forward passes
+        ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
     trainer.train()
+    return trainer
 
 
 def parse_args():
@@ -60,6 +75,8 @@ def parse_args():
                       help="checkpoint or run folder to resume from; 'auto' = newest run of the config's name")
     args.add_argument("-d", "--device", default=None, type=str,
                       help="indices of GPUs to enable (default: all)")
+    args.add_argument("--dry-run", action="store_true",
+                      help="build everything, show the model and one batch, then exit without training")
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
@@ -67,12 +84,17 @@ def parse_args():
         CustomArgs(["--lr", "--learning_rate"], type=float, target="optimizer;args;lr"),
         CustomArgs(["--bs", "--batch_size"], type=int, target="data_loader;args;batch_size"),
     ]
-    return ConfigParser.from_args(args, options)
+    # the flag decides whether run folders are made, which happens while the config is parsed
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--dry-run", action="store_true")
+    dry_run = early.parse_known_args()[0].dry_run
+    return ConfigParser.from_args(args, options, create_dirs=not dry_run), dry_run
 
 
 @main_guard
 def run():
-    main(parse_args())
+    config, dry_run = parse_args()
+    main(config, dry_run=dry_run)
 
 
 if __name__ == "__main__":

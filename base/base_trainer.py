@@ -4,7 +4,7 @@ from abc import abstractmethod
 
 import pandas as pd
 
-from logger import TensorboardWriter
+from logger.writers import log_final_hparams, make_writer
 from utils import ConfigError, atomic_torch_save, atomic_write_csv, unwrap_model
 from utils.checkpoint import checkpoint_order, load_checkpoint, load_weights
 from utils.errors import TrainingStopped
@@ -50,8 +50,11 @@ class BaseTrainer:
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
         self.history = []
         self.checkpoint_dir = config.save_dir
-        self.writer = TensorboardWriter(config.log_dir, self.logger, cfg_trainer["tensorboard"])
+        self.writer = make_writer(config, self.logger)
         self.stop_signal = None
+        # called as callback(epoch, log) after each epoch's checkpoint; may raise to end training
+        # (tune.py reports to Optuna and prunes this way)
+        self.epoch_callbacks = []
 
     @abstractmethod
     def _train_epoch(self, epoch):
@@ -72,6 +75,8 @@ class BaseTrainer:
                     break
                 if self.stop_signal is not None:
                     self._stop_after_epoch(epoch)
+            log_final_hparams(self.writer, self.config.config, self.history,
+                              self.monitor_metric, self.monitor_best)
         finally:
             self._restore_signal_handlers(previous_handlers)
             self.writer.close()
@@ -94,6 +99,8 @@ class BaseTrainer:
             self.logger.info(
                 f"Validation performance didn't improve for {self.early_stop} epochs. Training stops."
             )
+        for callback in self.epoch_callbacks:
+            callback(epoch, log)
         return stopping
 
     def _log_epoch(self, log):

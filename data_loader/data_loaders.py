@@ -1,5 +1,6 @@
 import logging
 
+import torch
 from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
@@ -15,15 +16,29 @@ class MnistDataLoader(BaseDataLoader):
 
     def __init__(self, data_dir, batch_size: int, shuffle: bool = True, validation_split=0.0,
                  num_workers: int = 1, training: bool = True, download: bool = True, limit: int = 0,
-                 **loader_kwargs):
-        """limit: use only the first `limit` samples of the split (0: all), for quick runs."""
+                 binary_target=None, **loader_kwargs):
+        """limit: use only the first `limit` samples of the split (0: all), for quick runs.
+        binary_target: a digit; targets become float 1.0 for it and 0.0 for the others (a
+        binary task such as "is it a 0")."""
         trsfm = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)])
         self.data_dir = data_dir
         source = ensure_mnist(data_dir, download)
-        self.dataset = datasets.MNIST(self.data_dir, train=training, download=False, transform=trsfm)
+        target_transform = IsDigit(binary_target) if binary_target is not None else None
+        self.dataset = datasets.MNIST(self.data_dir, train=training, download=False, transform=trsfm,
+                                      target_transform=target_transform)
         if limit:
             self.dataset = Subset(self.dataset, range(min(limit, len(self.dataset))))
         logging.getLogger("data_loader").info(
             f"MNIST {'train' if training else 'test'} split: {len(self.dataset)} samples from {source}"
         )
         super().__init__(self.dataset, batch_size, shuffle, validation_split, num_workers, **loader_kwargs)
+
+
+class IsDigit:
+    """Target transform: 1.0 when the label is `digit`, else 0.0 (a class, so workers can pickle it)."""
+
+    def __init__(self, digit):
+        self.digit = digit
+
+    def __call__(self, label):
+        return torch.tensor(float(label == self.digit))

@@ -7,8 +7,14 @@ from base import BaseModel
 class MnistModel(BaseModel):
     """LeNet-style convolutional network of pytorch-template."""
 
-    def __init__(self, num_classes=10):
+    def __init__(self, num_classes=10, logits=False):
+        """logits: return raw scores (for bce_with_logits, cross_entropy) instead of
+        log-probabilities (for nll_loss). One output (a binary task) needs raw scores."""
         super().__init__()
+        if num_classes == 1 and not logits:
+            raise ValueError("MnistModel with num_classes=1 needs logits=true: the log_softmax of a "
+                             "single score is always 0. Use it with the bce_with_logits loss.")
+        self.logits = logits
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
         self.conv2_drop = nn.Dropout2d()
@@ -22,4 +28,4 @@ class MnistModel(BaseModel):
         x = F.relu(self.fc1(x))
         x = F.dropout(x, training=self.training)
         x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
+        return x if self.logits else F.log_softmax(x, dim=1)

@@ -1,0 +1,48 @@
+"""Weights & Biases behind the writer interface. Each run of the framework is one W&B run, kept
+in the run's log folder unless WANDB_DIR says otherwise; WANDB_MODE=offline (or "mode":
+"offline" in the section) needs no account or network."""
+import os
+
+import numpy as np
+
+from utils import ConfigError
+
+from .visualization import NullWriter
+
+
+class WandbWriter(NullWriter):
+    enabled = True
+
+    def __init__(self, config, settings):
+        super().__init__()
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("the config has a \"wandb\" section but the 'wandb' package is not "
+                              "installed: pip install wandb, or remove the section.") from None
+        self.wandb = wandb
+        # console="off": W&B must not wrap stdout, which the logging handlers write to
+        run_dir = os.environ.get("WANDB_DIR", str(config.log_dir))
+        self.run = wandb.init(name=config.run_id, dir=run_dir, config=config.config,
+                              settings=wandb.Settings(console="off"), **settings)
+
+    def add_scalar(self, tag, value, step=None):
+        # one W&B history row per call; `step` travels as a field because batch steps and
+        # epochs are different x-axes, which W&B's single monotonic step cannot hold
+        self.run.log({tag: value, "step": self.step if step is None else step})
+
+    def add_image(self, tag, image, step=None):
+        self.run.log({tag: self.wandb.Image(image), "step": self.step if step is None else step})
+
+    def add_histogram(self, tag, values, step=None, bins="auto"):
+        histogram = np.histogram(np.asarray(values), bins=bins)
+        self.run.log({tag: self.wandb.Histogram(np_histogram=histogram),
+                      "step": self.step if step is None else step})
+
+    def add_hparams(self, hparams, metrics):
+        self.run.summary.update(metrics)
+
+    def close(self):
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

@@ -1,0 +1,96 @@
+"""Choosing the experiment writers from the config, and fanning one writer call out to several.
+TensorBoard (trainer.tensorboard) is the default; Weights & Biases joins it when the config has
+a "wandb" section (in trainer or at the top level) that is not switched off."""
+import logging
+
+from .visualization import NullWriter, TensorboardWriter
+
+
+class MultiWriter(NullWriter):
+    """Passes every call to each of `writers`; enabled when any of them is."""
+
+    def __init__(self, writers):
+        super().__init__()
+        self.writers = list(writers)
+        self.enabled = any(w.enabled for w in self.writers)
+
+    def set_step(self, step, mode="train"):
+        super().set_step(step, mode)
+        for writer in self.writers:
+            writer.set_step(step, mode)
+
+    def add_scalar(self, tag, value, step=None):
+        for writer in self.writers:
+            writer.add_scalar(tag, value, step)
+
+    def add_image(self, tag, image, step=None):
+        for writer in self.writers:
+            writer.add_image(tag, image, step)
+
+    def add_histogram(self, tag, values, step=None, bins="auto"):
+        for writer in self.writers:
+            writer.add_histogram(tag, values, step, bins)
+
+    def add_hparams(self, hparams, metrics):
+        for writer in self.writers:
+            writer.add_hparams(hparams, metrics)
+
+    def flush(self):
+        for writer in self.writers:
+            writer.flush()
+
+    def close(self):
+        for writer in self.writers:
+            writer.close()
+
+
+def wandb_settings(config):
+    """The "wandb" section as a dict, or None when W&B is not configured or is off."""
+    entry = config["trainer"].get("wandb", config.get("wandb"))
+    if entry is True:
+        entry = {}
+    if not isinstance(entry, dict) or not entry.get("enabled", True):
+        return None
+    return {k: v for k, v in entry.items() if k != "enabled"}
+
+
+def make_writer(config, logger=None):
+    """The writer for a run: TensorBoard, plus W&B when configured. A run without a log folder
+    (dry run, test.py) gets the NullWriter."""
+    logger = logger or logging.getLogger(__name__)
+    if config.log_dir is None:
+        return NullWriter()
+    writers = [TensorboardWriter(config.log_dir, logger, config["trainer"]["tensorboard"])]
+    settings = wandb_settings(config)
+    if settings is not None:
+        from .wandb_writer import WandbWriter
+
+        writers.append(WandbWriter(config, settings))
+    return writers[0] if len(writers) == 1 else MultiWriter(writers)
+
+
+def config_hparams(config, prefix=""):
+    """The config flattened to {"optimizer.args.lr": 0.001, ...} with values TensorBoard's
+    hparams accept (numbers, strings, bools; lists and null as text)."""
+    flat = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(config_hparams(value, f"{path}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[path] = value
+        else:
+            flat[path] = str(value)
+    return flat
+
+
+def log_final_hparams(writer, config, history, monitor_metric=None, monitor_best=None):
+    """One hyperparameter record per run: the config and the last epoch's numbers (and the
+    best monitored value) as its metrics."""
+    if not history:
+        return
+    metrics = {f"final/{key}": value for key, value in history[-1].items()
+               if key != "epoch" and isinstance(value, (int, float))}
+    if monitor_metric is not None:
+        metrics[f"best/{monitor_metric}"] = monitor_best
+    writer.add_hparams(config_hparams(config), metrics)

@@ -1,0 +1,15 @@
+"""train.py --dry-run builds everything, shows it, trains nothing and writes no run folder."""
+from conftest import run_script, tiny_config
+
+
+def test_dry_run_shows_config_parameters_and_one_batch(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {"arch.freeze": ["conv1.*"]})
+    result = run_script("train.py", "-c", config, "--dry-run", "-o", "optimizer.args.lr=0.01", check=True)
+    out = result.stdout
+    assert '"lr": 0.01' in out and f'"save_dir": "{tmp_path / "saved"}"' in out  # resolved config
+    rows = [line.split() for line in out.splitlines()]
+    assert ["conv1", "0", "260"] in rows and ["fc2", "510", "0"] in rows  # module, trainable, frozen
+    assert ["total", "21,580", "260"] in rows
+    assert "data    (32, 1, 28, 28) torch.float32" in out and "output  (32, 10) torch.float32" in out
+    assert "Saving checkpoint" not in out and "    val_loss" not in out  # no epoch ran
+    assert not (tmp_path / "saved").exists()

@@ -1,0 +1,106 @@
+"""tune.py: search-space errors, a pruned and resumed study with its results, and two
+processes sharing one SQLite study."""
+import json
+import subprocess
+import sys
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import PROJECT_ROOT, run_dirs, run_script, tiny_config
+
+from tune import tune
+from tuning.space import parse_space
+from utils import ConfigError
+
+CONFIG = {"optimizer": {"type": "Adam", "args": {"lr": 0.01}}, "trainer": {"epochs": 2}}
+# a good and a hopeless learning rate: a seeded random sampler draws 0.003, 1e-6, 0.003, 1e-6
+# (seed 11: 11 for the first run, 11 + 2 for the resumed one), so the median pruner stops the 1e-6 trials
+SPACE = {"optimizer.args.lr": {"type": "categorical", "choices": [0.003, 0.000001]}}
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"optimizer.args.lr": {"type": "float", "low": 0.1, "high": 0.01}},
+     "tune.space.optimizer.args.lr: 'low' must be < 'high'"),
+    ({"optimizer.args.lr": {"type": "float", "low": 0, "high": 0.1, "log": True}},
+     "tune.space.optimizer.args.lr: a log scale needs 'low' > 0"),
+    ({"optimizer.args.lrr": [0.1]}, "tune.space.optimizer.args.lrr: override 'optimizer.args.lrr'"),
+    ({"trainer.epochs": {"type": "int", "low": 1.5, "high": 3}}, "tune.space.trainer.epochs: 'low' must be an integer"),
+    ({"trainer.epochs": {"type": "range", "low": 1, "high": 3}}, "tune.space.trainer.epochs: 'type' is 'range'"),
+    ({"trainer.epochs": []}, "tune.space.trainer.epochs: 'choices' must be a non-empty list"),
+])
+def test_bad_space_names_the_key(space, message):
+    with pytest.raises(ConfigError) as err:
+        parse_space(space, CONFIG)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_bad_space_exits_2_from_the_script(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {"tune.space": {"optimizer.args.lr": {"type": "float", "low": 1,
+                                                                                   "high": 1}}})
+    result = run_script("tune.py", "-c", config)
+    assert result.returncode == 2
+    assert "error: tune.space.optimizer.args.lr: 'low' must be < 'high'" in result.stderr
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"space": SPACE, "n_trial": 4}, "tune.n_trial is not a tune setting"),
+    ({"space": SPACE, "sampler": "bayes"}, "tune.sampler is 'bayes'; use one of grid, random, tpe"),
+    ({"space": SPACE, "pruner": {"type": "median", "args": {"startup": 1}}}, "tune.pruner.args do not fit"),
+    ({"space": {"optimizer.args.lr": {"type": "float", "low": 0.1, "high": 1}}, "sampler": "grid"},
+     "tune.space.optimizer.args.lr: the grid sampler needs a finite set"),
+])
+def test_bad_tune_settings_name_the_key(tmp_path, settings, message):
+    config = {**CONFIG, "name": "T", "tune": settings,
+              "trainer": {"epochs": 1, "monitor": "min val_loss", "save_dir": str(tmp_path)}}
+    with pytest.raises(ConfigError) as err:
+        tune(config)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def tune_config(tmp_path, mnist_dir, tune):
+    return tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 256, "tune": tune})
+
+
+@pytest.mark.slow
+def test_study_resumes_prunes_and_writes_a_best_config_that_trains(tmp_path, mnist_dir):
+    config = tune_config(tmp_path, mnist_dir, {
+        "n_trials": 4, "sampler": "random", "seed": 11, "space": SPACE,
+        "pruner": {"type": "median", "args": {"n_startup_trials": 1}}})
+    first = run_script("tune.py", "-c", config, "--n-trials", "2", check=True)  # "interrupted" after 2
+    assert "Study 'Tiny': 2 trials" in first.stdout
+    second = run_script("tune.py", "-c", config, check=True)  # the rerun adds the missing 2
+    assert "Study 'Tiny': 4 trials" in second.stdout
+    assert [p.name for p in run_dirs(tmp_path / "saved")] == [f"trial-{n}" for n in range(4)]
+
+    results = tmp_path / "saved" / "tune" / "Tiny"
+    trials = pd.read_csv(results / "trials.csv")
+    assert trials.sort_values("number")["state"].tolist() == ["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"]
+    complete = trials[trials["state"] == "COMPLETE"]["value"].tolist()
+    assert complete == sorted(complete) and trials["value"].iloc[0] == min(complete)
+
+    best = json.loads((results / "best_config.json").read_text())
+    assert "tune" not in best
+    assert best["optimizer"]["args"]["lr"] == trials["params_optimizer.args.lr"].iloc[0]
+    trained = run_script("train.py", "-c", results / "best_config.json", "-o", "trainer.epochs=1",
+                         "-o", f"trainer.save_dir={tmp_path / 'best'}", check=True)
+    assert "val_loss" in trained.stdout
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    config = tune_config(tmp_path, mnist_dir, {"n_trials": 4, "sampler": "random", "pruner": "none",
+                                               "space": SPACE})
+    command = [sys.executable, "tune.py", "-c", str(config), "--storage", storage, "-o", "trainer.epochs=1"]
+    workers = [subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    trials_per_process = [out.count("] Trial ") for out in outputs]
+    study = optuna.load_study(study_name="Tiny", storage=storage)
+    assert all(n >= 1 for n in trials_per_process), outputs
+    assert sum(trials_per_process) == len(study.trials)
+    # each process stops once the study holds 4 finished trials; one may be mid-trial then
+    assert len(study.trials) in (4, 5)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

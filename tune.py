@@ -1,0 +1,108 @@
+"""Hyperparameter search with Optuna over the config's "tune" section. Each trial is a normal
+training run (its own run folder, trial-<n>) that reports every epoch's monitored value, so the
+pruner can stop poor trials early. The study lives in a database (default SQLite under
+saved/tune/<study name>/), so a rerun resumes it and several processes can share it.
+
+    python tune.py -c config.json [--storage URL] [--study-name NAME] [--n-trials N]
+"""
+import argparse
+import copy
+import shlex
+import sys
+from pathlib import Path
+
+import optuna
+
+import train
+from parse_config import ConfigParser
+from tuning.space import apply_values, parse_space, suggest
+from tuning.study import (
+    check_settings,
+    count_finished,
+    default_storage,
+    open_study,
+    summary_lines,
+    target_trials,
+    write_results,
+)
+from utils import ConfigError, main_guard
+from utils.errors import TrainingStopped
+
+
+def tune(base_config, storage=None, study_name=None, n_trials=None):
+    """Run trials until the study holds `tune.n_trials` finished ones; return the study and the
+    paths of the results CSV and best config."""
+    base_config = copy.deepcopy(base_config)
+    settings = base_config.pop("tune", None)
+    check_settings(settings)
+    space = parse_space(settings.get("space"), base_config)
+    monitor = base_config["trainer"]["monitor"]
+    if monitor == "off":
+        raise ConfigError("trainer.monitor is 'off'; tuning needs a metric to optimise, e.g. 'min val_loss'.")
+    mode, metric = monitor.split()
+    target = n_trials or target_trials(settings, space)
+    study_name = study_name or settings.get("study_name") or base_config["name"]
+    results_dir = Path(base_config["trainer"]["save_dir"]) / "tune" / study_name
+    results_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(storage or default_storage(results_dir), study_name,
+                       "minimize" if mode == "min" else "maximize", settings, space)
+    remaining = target - count_finished(study)
+    if remaining > 0:
+        objective = make_objective(base_config, space, metric)
+        # MaxTrialsCallback stops this process once all processes together reach the target
+        study.optimize(objective, n_trials=remaining, catch=(ConfigError,),
+                       callbacks=[optuna.study.MaxTrialsCallback(target, states=(
+                           optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
+    csv_path, best_path = write_results(study, base_config, results_dir)
+    return study, metric, csv_path, best_path
+
+
+def make_objective(base_config, space, metric):
+    def objective(trial):
+        values = {key: suggest(trial, key, spec) for key, spec in space.items()}
+        config = ConfigParser(apply_values(base_config, values), run_id=f"trial-{trial.number}")
+        trial.set_user_attr("run_dir", str(config.save_dir))
+        trainer = train.main(config, epoch_callbacks=[report_to(trial, metric)])
+        return trainer.monitor_best
+    return objective
+
+
+def report_to(trial, metric):
+    """Epoch callback: give Optuna the monitored value; raising TrialPruned ends the run."""
+    def callback(epoch, log):
+        trial.report(log[metric], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} ({metric} {log[metric]:.6g})")
+    return callback
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description="Hyperparameter search over the config's 'tune' section")
+    parser.add_argument("-c", "--config", required=True, help="config file with a 'tune' section")
+    parser.add_argument("-d", "--device", default=None, help="indices of GPUs to enable")
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage URL to share a study (default: sqlite under saved/tune/<name>/)")
+    parser.add_argument("--study-name", default=None, help="default: tune.study_name or the config's name")
+    parser.add_argument("--n-trials", type=int, default=None,
+                        help="finished trials the study should reach (default: tune.n_trials)")
+    parser.set_defaults(resume=None)
+    base = ConfigParser.from_args(parser, create_dirs=False)
+    return base, parser.parse_args()
+
+
+@main_guard
+def run():
+    base, args = parse_args()
+    try:
+        study, metric, csv_path, best_path = tune(base.config, args.storage, args.study_name, args.n_trials)
+    except TrainingStopped as stop:
+        raise TrainingStopped("Search stopped; the interrupted trial is recorded as failed. Continue the "
+                              f"study with the same command: python tune.py {shlex.join(sys.argv[1:])}",
+                              stop.exit_code) from None
+    print("\n".join(summary_lines(study, metric, csv_path, best_path)))
+    if best_path is None:
+        raise ConfigError("no trial of the study completed.")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,140 @@
+"""The Optuna study of a "tune" section: sampler, pruner, storage, and the results files."""
+import time
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from utils import ConfigError, atomic_write_csv, write_json
+from utils.resolve import check_call_args
+
+from .space import apply_values, grid_size, grid_values
+
+SAMPLERS = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.RandomSampler,
+            "tpe": optuna.samplers.TPESampler}
+PRUNERS = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+           "none": optuna.pruners.NopPruner}
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
+
+
+def check_settings(settings):
+    """The "tune" section: a dict of known settings (a typo must not silently fall back to a default)."""
+    if not isinstance(settings, dict):
+        raise ConfigError('the config has no "tune" section; add one with a "space", see docs/experiments.md.')
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"tune.{unknown[0]} is not a tune setting; the settings are {', '.join(SETTINGS)}.")
+    seed = settings.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError(f"tune.seed is {seed!r}; it must be an integer or null.")
+
+
+def _name_and_args(entry, key_path, choices):
+    """A sampler/pruner entry: a bare name or {"type": name, "args": {...}}."""
+    name, args = (entry, {}) if isinstance(entry, str) else (entry.get("type"), entry.get("args", {}))
+    if name not in choices:
+        raise ConfigError(f"{key_path} is {name!r}; use one of {', '.join(choices)}.")
+    if not isinstance(args, dict):
+        raise ConfigError(f"{key_path}.args must be a dict of {choices[name].__name__} arguments.")
+    return name, dict(args)
+
+
+def make_sampler(tune, space, trials_so_far=0):
+    """tune.seed makes the draws reproducible. A resumed study offsets it by the trials it
+    already holds, or it would replay the first run's draws. Leave it out when several
+    processes share a study, or they would all draw the same values."""
+    name, args = _name_and_args(tune.get("sampler", "tpe"), "tune.sampler", SAMPLERS)
+    if tune.get("seed") is not None:
+        args.setdefault("seed", tune["seed"] + trials_so_far)
+    if name == "grid":
+        args["search_space"] = grid_values(space)
+    check_call_args(SAMPLERS[name], (), args, "tune.sampler")
+    return SAMPLERS[name](**args)
+
+
+def make_pruner(tune):
+    name, args = _name_and_args(tune.get("pruner", "median"), "tune.pruner", PRUNERS)
+    check_call_args(PRUNERS[name], (), args, "tune.pruner")
+    return PRUNERS[name](**args)
+
+
+def target_trials(tune, space):
+    """How many finished (complete or pruned) trials the study should reach."""
+    n_trials = tune.get("n_trials")
+    if n_trials is None:
+        sampler = tune.get("sampler", "tpe")
+        is_grid = sampler == "grid" or (isinstance(sampler, dict) and sampler.get("type") == "grid")
+        return grid_size(grid_values(space)) if is_grid else 20
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+        raise ConfigError(f"tune.n_trials is {n_trials!r}; it must be a positive integer.")
+    return n_trials
+
+
+def default_storage(results_dir):
+    return f"sqlite:///{(Path(results_dir) / 'study.db').resolve()}"
+
+
+def open_study(storage_url, study_name, direction, settings, space):
+    """Create the study or join the existing one of that name (an interrupted search, or
+    another process working on it)."""
+    sampler, pruner = make_sampler(settings, space), make_pruner(settings)  # settings errors before any file
+    storage = _database_storage(storage_url) if "://" in storage_url else storage_url
+    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    if study.trials:
+        study.sampler = make_sampler(settings, space, len(study.trials))
+    return study
+
+
+def _database_storage(url, attempts=3):
+    """RDBStorage for `url`. Processes that start on a new database together all try to create
+    its tables; the ones that lose the race fail once and find the tables on the next try."""
+    # several processes on one SQLite file: wait for the write lock instead of failing
+    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else None
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts:
+                raise
+            time.sleep(attempt)
+
+
+def count_finished(study):
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def write_results(study, base_config, results_dir):
+    """trials.csv (best first) and best_config.json; return their paths (best_config None when
+    no trial completed)."""
+    results_dir = Path(results_dir)
+    frame = study.trials_dataframe()
+    if "value" in frame:
+        ascending = study.direction == optuna.study.StudyDirection.MINIMIZE
+        frame = frame.sort_values("value", ascending=ascending, na_position="last")
+    csv_path = results_dir / "trials.csv"
+    atomic_write_csv(frame, csv_path)
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        return csv_path, None
+    best_path = results_dir / "best_config.json"
+    write_json(apply_values(base_config, study.best_trial.params), best_path)
+    return csv_path, best_path
+
+
+def summary_lines(study, metric, csv_path, best_path):
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    counts = {state.name.lower(): states.count(state) for state in optuna.trial.TrialState if state in states}
+    lines = [f"Study '{study.study_name}': {len(states)} trials ("
+             + ", ".join(f"{n} {state}" for state, n in counts.items()) + ")"]
+    if best_path is not None:
+        best = study.best_trial
+        lines.append(f"Best trial {best.number}: {metric} = {best.value:.6g}")
+        lines += [f"    {key} = {value}" for key, value in best.params.items()]
+        if best.user_attrs.get("run_dir"):
+            lines.append(f"    run folder: {best.user_attrs['run_dir']}")
+        lines.append(f"Best config: {best_path}  (train it: python train.py -c {best_path})")
+    else:
+        lines.append("No trial completed, so there is no best config; see the trial errors above.")
+    lines.append(f"All trials: {csv_path}")
+    return lines
