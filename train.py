@@ -9,7 +9,7 @@ import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
 from trainer import Trainer
-from utils import main_guard, prepare_device
+from utils import dist, main_guard, prepare_device
 from utils.seed import seed_everything
 
 
@@ -26,11 +26,15 @@ def main(config):
     logger.info(model)
 
     # prepare for (multi-device) GPU training
-    device, device_ids = prepare_device(config["n_gpu"])
-    model = model.to(device)
-    if len(device_ids) > 1:
-        logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster.", device_ids)
-        model = torch.nn.DataParallel(model, device_ids=device_ids)
+    if dist.is_distributed():
+        device, model = place_model_ddp(model, data_loader, config, logger)
+    else:
+        device, device_ids = prepare_device(config["n_gpu"])
+        model = model.to(device)
+        if len(device_ids) > 1:
+            logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "
+                        "torchrun --nproc_per_node=%d train.py -c CONFIG", device_ids, len(device_ids))
+            model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     # get function handles of loss and metrics
     criterion = config.init_loss(module_loss)
@@ -50,6 +54,22 @@ def main(config):
                       lr_scheduler=lr_scheduler,
                       len_epoch=config["trainer"].get("len_epoch"))
     trainer.train()
+
+
+def place_model_ddp(model, data_loader, config, logger):
+    """Move the model to this rank's device and wrap it in DistributedDataParallel."""
+    device = dist.device()
+    model = dist.wrap_model(model.to(device))
+    world = dist.world_size()
+    accum_steps = config["trainer"].get("accum_steps", 1)
+    logger.info(f"DistributedDataParallel: {world} processes ({dist.device().type}); batch_size "
+                f"{data_loader.batch_size} per process, global batch {data_loader.batch_size * world * accum_steps} "
+                f"= {data_loader.batch_size} x {world} processes x {accum_steps} accumulation steps.")
+    # The split, the sample order and DDP's initial weight broadcast already agree across ranks;
+    # from here on each rank gets its own random stream, or all ranks would draw the same
+    # dropout masks and augmentations.
+    seed_everything(config["seed"] + dist.rank())
+    return device, model
 
 
 def parse_args():
@@ -72,7 +92,8 @@ def parse_args():
 
 @main_guard
 def run():
-    main(parse_args())
+    with dist.distributed_session():  # under torchrun: process group in, clean teardown out
+        main(parse_args())
 
 
 if __name__ == "__main__":

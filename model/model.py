@@ -7,11 +7,14 @@ from base import BaseModel
 class MnistModel(BaseModel):
     """LeNet-style convolutional network of pytorch-template."""
 
-    def __init__(self, num_classes=10):
+    def __init__(self, num_classes=10, dropout=0.5):
+        """dropout: drop probability of both dropout layers; 0 makes training deterministic
+        given the data order (used to compare multi-process with single-process runs)."""
         super().__init__()
+        self.dropout = dropout
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
-        self.conv2_drop = nn.Dropout2d()
+        self.conv2_drop = nn.Dropout2d(dropout)
         self.fc1 = nn.Linear(320, 50)
         self.fc2 = nn.Linear(50, num_classes)
 
@@ -20,6 +23,6 @@ class MnistModel(BaseModel):
         x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
         x = x.view(-1, 320)
         x = F.relu(self.fc1(x))
-        x = F.dropout(x, training=self.training)
+        x = F.dropout(x, p=self.dropout, training=self.training)
         x = self.fc2(x)
         return F.log_softmax(x, dim=1)
