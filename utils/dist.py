@@ -121,8 +121,11 @@ def distributed_session():
     init_distributed()
     try:
         yield
-    except TrainingStopped:
+    except TrainingStopped as stop:
+        main_process = is_main_process()
         shutdown(wait_for_peers=True)
+        if not main_process:  # same exit code, but the resume hint is printed once, by rank 0
+            raise SystemExit(stop.exit_code) from None
         raise
     except BaseException:
         shutdown(wait_for_peers=False)
