@@ -4,6 +4,7 @@ from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
 from base import BaseDataLoader
+from utils import dist
 
 from .mnist_source import ensure_mnist
 
@@ -19,7 +20,8 @@ class MnistDataLoader(BaseDataLoader):
         """limit: use only the first `limit` samples of the split (0: all), for quick runs."""
         trsfm = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)])
         self.data_dir = data_dir
-        source = ensure_mnist(data_dir, download)
+        with dist.local_main_process_first():  # DDP: one rank per machine fetches the files
+            source = ensure_mnist(data_dir, download)
         self.dataset = datasets.MNIST(self.data_dir, train=training, download=False, transform=trsfm)
         if limit:
             self.dataset = Subset(self.dataset, range(min(limit, len(self.dataset))))

@@ -100,6 +100,17 @@ def broadcast_object(obj):
     return holder[0]
 
 
+@contextmanager
+def local_main_process_first():
+    """Run the body on each machine's local rank 0 first and on its other ranks after (e.g.
+    download or unpack a data set once per machine, not N times into the same files)."""
+    if is_distributed() and local_rank() != 0:
+        barrier()
+    yield
+    if is_distributed() and local_rank() == 0:
+        barrier()
+
+
 def shutdown(wait_for_peers=True):
     """Leave the process group. gloo can abort at interpreter exit ("terminate called without
     an active exception") while DDP's reducer or a pending collective still references it:
