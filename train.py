@@ -62,7 +62,7 @@ def place_model_ddp(model, data_loader, config, logger):
     model = dist.wrap_model(model.to(device))
     world = dist.world_size()
     accum_steps = config["trainer"].get("accum_steps", 1)
-    logger.info(f"DistributedDataParallel: {world} processes ({dist.device().type}); batch_size "
+    logger.info(f"DistributedDataParallel: {world} processes, backend {dist.backend()}, {device.type}; batch_size "
                 f"{data_loader.batch_size} per process, global batch {data_loader.batch_size * world * accum_steps} "
                 f"= {data_loader.batch_size} x {world} processes x {accum_steps} accumulation steps.")
     # The split, the sample order and DDP's initial weight broadcast already agree across ranks;

@@ -30,6 +30,11 @@ def world_size():
     return dist.get_world_size() if is_distributed() else 1
 
 
+def backend():
+    """"nccl", "gloo" or None outside torchrun."""
+    return dist.get_backend() if is_distributed() else None
+
+
 def local_rank():
     return int(os.environ.get("LOCAL_RANK", 0))
 
