@@ -66,6 +66,7 @@ class ConfigParser:
     def make_run_dirs(self, run_id=None):
         save_dir = Path(self._config["trainer"]["save_dir"])
         name = self._config["name"]
+        dist.barrier()  # DDP: every rank has resolved `-r auto` before rank 0 adds a new run folder
         if not dist.is_main_process():
             return self._follow_main_process_run_dirs(save_dir, name)
         run_id = run_id or datetime.now().strftime(r"%m%d_%H%M%S")

@@ -1,5 +1,5 @@
-"""DDP under torchrun on the CPU (gloo): 2 processes with batch 16 each must train exactly like
-one process with batch 32, write one set of outputs, and leave checkpoints that any number of
+"""DDP under torchrun on the CPU (gloo): 2 processes with batch 8 and 2 accumulation steps must
+train exactly like one process with batch 32, write one set of outputs, and leave checkpoints that any number of
 processes can resume."""
 import csv
 import json
@@ -75,10 +75,12 @@ def metrics_rows(run):
 
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory, mnist_dir):
-    """One process with batch 32 and two processes with batch 16, 2 epochs each."""
+    """One process with batch 32; two processes with batch 8 and 2 accumulation steps (global
+    batch 32, and DDP's gradient sync skipped on the first micro-batch); 2 epochs each."""
     single_dir, ddp_dir = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("ddp")
     single_cfg = tiny_config(single_dir, mnist_dir, NO_DROPOUT)
-    ddp_cfg = tiny_config(ddp_dir, mnist_dir, {**NO_DROPOUT, "data_loader.args.batch_size": 16})
+    ddp_cfg = tiny_config(ddp_dir, mnist_dir, {**NO_DROPOUT, "data_loader.args.batch_size": 8,
+                                               "trainer.accum_steps": 2})
     run_script("train.py", "-c", single_cfg, check=True)
     ddp = torchrun("-c", ddp_cfg, check=True)
     return {"single": only_run(single_dir / "saved"), "ddp": only_run(ddp_dir / "saved"),
@@ -95,7 +97,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(reference_ru
     for single_row, ddp_row in zip(metrics_rows(single), metrics_rows(ddp), strict=True):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_top_k_acc"):
             assert float(ddp_row[key]) == pytest.approx(float(single_row[key]), abs=TOLERANCE), key
-    assert "global batch 32 = 16 x 2 processes" in reference_runs["ddp_result"].stdout
+    assert "global batch 32 = 8 x 2 processes x 2 accumulation steps" in reference_runs["ddp_result"].stdout
 
 
 @pytest.mark.slow
@@ -128,7 +130,7 @@ def test_two_process_checkpoint_loads_in_one_process(reference_runs, tmp_path):
     """Resume with batch 32 (the same global batch) in one process, and evaluate with test.py."""
     single, ddp = reference_runs["single"], reference_runs["ddp"]
     save_dir = tmp_path / "resumed"
-    run_script("train.py", "-r", ddp / "checkpoint-epoch1.pth", "--bs", "32",
+    run_script("train.py", "-r", ddp / "checkpoint-epoch1.pth", "--bs", "32", "-o", "trainer.accum_steps=1",
                "-o", f"trainer.save_dir={save_dir}", check=True)
     resumed = only_run(save_dir)
     assert max_weight_difference(single / "checkpoint-epoch2.pth", resumed / "checkpoint-epoch2.pth") < TOLERANCE

@@ -39,7 +39,7 @@ class Trainer(BaseTrainer):
         self.autocast = lambda: autocast_context(self.amp, device)
         autocast_context(self.amp, device)  # validates trainer.amp now, not mid-epoch
         self.scaler = make_grad_scaler(self.amp, device)
-        self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty()
+        self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty() and dist.is_main_process()
 
         metric_names = [m.__name__ for m in self.metric_ftns]
         self.train_metrics = MetricTracker("loss", *metric_names)
@@ -81,6 +81,11 @@ class Trainer(BaseTrainer):
 
     def _train_step(self, data, target, batch_idx):
         """Forward, backward and (at the end of an accumulation window) the optimizer step."""
+        if isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            # DDP all-reduces gradients in every backward; inside an accumulation window that is
+            # wasted traffic, so sync only on the window's last micro-batch (nanoGPT's flag; the
+            # no_sync() context does the same but must wrap forward and backward).
+            self.model.require_backward_grad_sync = self._at_step_boundary(batch_idx)
         with self.autocast():
             output = self.model(data)
             loss = self.criterion(output, target)
