@@ -8,6 +8,7 @@ from tqdm import tqdm
 from base import BaseTrainer
 from base.base_trainer import StopRequested
 from utils import ConfigError, MetricTracker, dist
+from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
 
@@ -223,11 +224,15 @@ class Trainer(BaseTrainer):
     def _extra_checkpoint_state(self):
         return {"grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "train_metrics": self.train_metrics.state(),
-                "world_size": dist.world_size()}
+                "world_size": dist.world_size(),
+                # DDP: each rank draws its own dropout masks; keep every rank's stream, not only
+                # rank 0's (a collective: every rank builds the checkpoint state).
+                "rank_rng_states": dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None}
 
     def _load_extra_checkpoint_state(self, checkpoint):
         if checkpoint.get("grad_scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["grad_scaler"])
+        self._load_rank_rng_state(checkpoint.get("rank_rng_states"))
         saved_world_size = checkpoint.get("world_size", 1)
         if checkpoint.get("batches_done") and saved_world_size != dist.world_size() and dist.is_main_process():
             self.logger.warning(
@@ -238,3 +243,13 @@ class Trainer(BaseTrainer):
         # The saved totals are already summed over the old ranks: give them to one rank only.
         if checkpoint.get("batches_done") and checkpoint.get("train_metrics") and dist.is_main_process():
             self.train_metrics.load_state(checkpoint["train_metrics"])
+
+    def _load_rank_rng_state(self, rank_states):
+        """Under DDP, continue this rank's own random stream (BaseTrainer restored rank 0's on
+        every rank); a rank the checkpoint has no stream for starts a fresh one of its own."""
+        if not dist.is_distributed():
+            return
+        if rank_states and dist.rank() < len(rank_states):
+            set_rng_states(rank_states[dist.rank()])
+        elif not dist.is_main_process():
+            seed_everything(self.config["seed"] + dist.rank())

@@ -96,6 +96,15 @@ def max_over_ranks(value):
     return int(tensor.item())
 
 
+def all_gather_object(obj):
+    """[obj of rank 0, obj of rank 1, ...] on every rank; [obj] for a single process."""
+    if not is_distributed():
+        return [obj]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def broadcast_object(obj):
     """Rank 0's `obj` on every rank (any picklable value)."""
     if not is_distributed():
