@@ -22,6 +22,9 @@ from utils.checkpoint import checkpoint_order
 # runs compared here therefore end at epoch 2.
 TOLERANCE = 1e-5
 NO_DROPOUT = {"arch.args.dropout": 0.0}  # dropout masks differ per rank; the math must not
+# 384 training samples (12 global batches of 32) and 129 validation samples: rank 0 validates 65
+# (9 batches of 8), rank 1 64 (8 batches); a padded or double-counted sample would move val_loss.
+UNEVEN_VALIDATION = {"data_loader.args.limit": 513, "data_loader.args.validation_split": 129}
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
 
 
@@ -78,9 +81,9 @@ def reference_runs(tmp_path_factory, mnist_dir):
     """One process with batch 32; two processes with batch 8 and 2 accumulation steps (global
     batch 32, and DDP's gradient sync skipped on the first micro-batch); 2 epochs each."""
     single_dir, ddp_dir = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("ddp")
-    single_cfg = tiny_config(single_dir, mnist_dir, NO_DROPOUT)
-    ddp_cfg = tiny_config(ddp_dir, mnist_dir, {**NO_DROPOUT, "data_loader.args.batch_size": 8,
-                                               "trainer.accum_steps": 2})
+    single_cfg = tiny_config(single_dir, mnist_dir, {**NO_DROPOUT, **UNEVEN_VALIDATION})
+    ddp_cfg = tiny_config(ddp_dir, mnist_dir, {**NO_DROPOUT, **UNEVEN_VALIDATION,
+                                               "data_loader.args.batch_size": 8, "trainer.accum_steps": 2})
     run_script("train.py", "-c", single_cfg, check=True)
     ddp = torchrun("-c", ddp_cfg, check=True)
     return {"single": only_run(single_dir / "saved"), "ddp": only_run(ddp_dir / "saved"),

@@ -208,10 +208,14 @@ class Trainer(BaseTrainer):
     def _valid_epoch(self, epoch):
         self.model.eval()
         self.valid_metrics.reset()
+        # DDP: evaluate with the wrapped module. Unpadded validation shards can give the ranks
+        # different numbers of batches, and DDP's forward may run collectives (buffer broadcast)
+        # that would then wait forever for a rank that has already finished.
+        model = self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
         for data, target in self.valid_data_loader:
             data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
             with self.autocast():
-                output = self.model(data)
+                output = model(data)
                 loss = self.criterion(output, target)
             self._update_metrics(self.valid_metrics, loss, output, target)
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
