@@ -31,7 +31,7 @@ def world_size():
 
 
 def backend():
-    """"nccl", "gloo" or None outside torchrun."""
+    """The backend name ("nccl", "gloo"), or None outside torchrun."""
     return dist.get_backend() if is_distributed() else None
 
 
