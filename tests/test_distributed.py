@@ -1,6 +1,6 @@
 """DDP under torchrun on the CPU (gloo): 2 processes with batch 8 and 2 accumulation steps must
-train exactly like one process with batch 32, write one set of outputs, and leave checkpoints that any number of
-processes can resume."""
+train like one process with batch 32, write one set of outputs, leave checkpoints that any
+number of processes can resume, and stop together on a signal."""
 import csv
 import json
 import os
@@ -17,8 +17,8 @@ from base.samplers import EpochSampler
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
 from utils.checkpoint import checkpoint_order
 
-# Two half-batch gradients averaged by DDP round differently from one full-batch gradient; Adam
-# amplifies that chaotically: max weight difference 1.7e-6 after 2 epochs, 3.7e-5 after 3. The
+# Two half-batch gradients averaged by DDP round differently from one full-batch gradient, and
+# training amplifies it (one measurement with Adam: 1.7e-6 after 2 epochs, 3.7e-5 after 3). The
 # runs compared here therefore end at epoch 2.
 TOLERANCE = 1e-5
 NO_DROPOUT = {"arch.args.dropout": 0.0}  # dropout masks differ per rank; the math must not
@@ -180,8 +180,12 @@ def test_sigterm_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, mnist_d
         os.kill(rank1, signal.SIGTERM)  # rank 0 gets no signal: it must learn of it from rank 1
         stdout, stderr = launcher.communicate(timeout=120)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        if launcher.poll() is None:  # SIGTERM first: torchrun then ends its workers too
+            launcher.terminate()
+            try:
+                launcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
     assert launcher.returncode != 0 and "exitcode  : 143" in stderr  # 128 + SIGTERM from a worker
     assert "terminate called" not in stderr
     assert stderr.count("Training stopped by SIGTERM") == 1  # printed by rank 0 only
