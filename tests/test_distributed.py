@@ -83,7 +83,8 @@ def reference_runs(tmp_path_factory, mnist_dir):
     single_dir, ddp_dir = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("ddp")
     single_cfg = tiny_config(single_dir, mnist_dir, {**NO_DROPOUT, **UNEVEN_VALIDATION})
     ddp_cfg = tiny_config(ddp_dir, mnist_dir, {**NO_DROPOUT, **UNEVEN_VALIDATION,
-                                               "data_loader.args.batch_size": 8, "trainer.accum_steps": 2})
+                                               "data_loader.args.batch_size": 8, "trainer.accum_steps": 2,
+                                               "trainer.tensorboard": True})
     run_script("train.py", "-c", single_cfg, check=True)
     ddp = torchrun("-c", ddp_cfg, check=True)
     return {"single": only_run(single_dir / "saved"), "ddp": only_run(ddp_dir / "saved"),
@@ -110,7 +111,9 @@ def test_two_processes_write_one_set_of_outputs(reference_runs):
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "model_best.pth"]
     assert [p.name for p in (ddp_dir / "saved" / "log" / "Tiny").iterdir()] == [run.name]
-    info_log = (ddp_dir / "saved" / "log" / "Tiny" / run.name / "info.log").read_text()
+    log_dir = ddp_dir / "saved" / "log" / "Tiny" / run.name
+    assert len(list(log_dir.glob("events.out.tfevents.*"))) == 1
+    info_log = (log_dir / "info.log").read_text()
     assert info_log.count("    val_loss ") == 2  # rank 1 logs nothing
     assert result.stdout.count("    val_loss ") == 2
     assert len(metrics_rows(run)) == 2
