@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from .errors import TrainingStopped
+from .errors import ConfigError, TrainingStopped
 
 
 def launched_by_torchrun():
@@ -51,6 +51,11 @@ def init_distributed():
     if not launched_by_torchrun() or is_distributed():
         return
     if torch.cuda.is_available():
+        if local_rank() >= torch.cuda.device_count():
+            raise ConfigError(
+                f"torchrun started a process with LOCAL_RANK {local_rank()}, but only "
+                f"{torch.cuda.device_count()} GPU(s) are visible: use --nproc_per_node="
+                f"{torch.cuda.device_count()} or fewer (one process per GPU).")
         torch.cuda.set_device(local_rank())
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()))
     else:
