@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from logger import setup_logging
-from utils import ConfigError, write_json
+from utils import ConfigError, dist, write_json
 from utils.checkpoint import find_latest_checkpoint, load_checkpoint
 from utils.config_checks import parse_override, set_by_path, validate_config
 from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
@@ -66,14 +66,27 @@ class ConfigParser:
 
     def make_run_dirs(self, run_id=None):
         save_dir = Path(self._config["trainer"]["save_dir"])
-        run_id = run_id or datetime.now().strftime(r"%m%d_%H%M%S")
         name = self._config["name"]
+        dist.barrier()  # DDP: every rank has resolved `-r auto` before rank 0 adds a new run folder
+        if not dist.is_main_process():
+            return self._follow_main_process_run_dirs(save_dir, name)
+        run_id = run_id or datetime.now().strftime(r"%m%d_%H%M%S")
         self._save_dir = _make_unused_dir(save_dir / "models" / name, run_id)
-        self.run_id = self._save_dir.name
+        self.run_id = dist.broadcast_object(self._save_dir.name)
         self._log_dir = save_dir / "log" / name / self.run_id
         self._log_dir.mkdir(parents=True, exist_ok=True)
         write_json(self._config, self._save_dir / "config.json")
         setup_logging(self._log_dir)
+
+    def _follow_main_process_run_dirs(self, save_dir, name):
+        """DDP ranks > 0: create nothing, take rank 0's run id (their clocks and the folders that
+        already exist may differ) and log only warnings, so each line appears once."""
+        self.run_id = dist.broadcast_object(None)
+        self._save_dir = save_dir / "models" / name / self.run_id
+        self._log_dir = save_dir / "log" / name / self.run_id
+        setup_logging(None)
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
 
     def init_obj(self, name, module, *args, **kwargs):
         """Instantiate config[name] = {"type": T, "args": {...}} as module.T(*args, **args_from_config,

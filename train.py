@@ -10,7 +10,7 @@ import model.model as module_arch
 from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
-from utils import main_guard, prepare_device, unwrap_model
+from utils import dist, main_guard, prepare_device, unwrap_model
 from utils.dry_run import print_dry_run
 from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
@@ -35,11 +35,15 @@ def main(config, epoch_callbacks=(), dry_run=False):
     param_groups = optimizer_param_groups(model, config["optimizer"])
 
     # prepare for (multi-device) GPU training
-    device, device_ids = prepare_device(config["n_gpu"])
-    model = model.to(device)
-    if len(device_ids) > 1:
-        logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster.", device_ids)
-        model = torch.nn.DataParallel(model, device_ids=device_ids)
+    if dist.is_distributed():
+        device, model = place_model_ddp(model, data_loader, config, logger)
+    else:
+        device, device_ids = prepare_device(config["n_gpu"])
+        model = model.to(device)
+        if len(device_ids) > 1:
+            logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "
+                        "torchrun --nproc_per_node=%d train.py -c CONFIG", device_ids, len(device_ids))
+            model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     # get function handles of loss and metrics
     criterion = config.init_loss(module_loss)
@@ -65,6 +69,22 @@ def main(config, epoch_callbacks=(), dry_run=False):
         ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
     trainer.train()
     return trainer
+
+
+def place_model_ddp(model, data_loader, config, logger):
+    """Move the model to this rank's device and wrap it in DistributedDataParallel."""
+    device = dist.device()
+    model = dist.wrap_model(model.to(device))
+    world = dist.world_size()
+    accum_steps = config["trainer"].get("accum_steps", 1)
+    logger.info(f"DistributedDataParallel: {world} processes, backend {dist.backend()}, {device.type}; batch_size "
+                f"{data_loader.batch_size} per process, global batch {data_loader.batch_size * world * accum_steps} "
+                f"= {data_loader.batch_size} x {world} processes x {accum_steps} accumulation steps.")
+    # The split, the sample order and DDP's initial weight broadcast already agree across ranks;
+    # from here on each rank gets its own random stream, or all ranks would draw the same
+    # dropout masks and augmentations.
+    seed_everything(config["seed"] + dist.rank())
+    return device, model
 
 
 def parse_args():
@@ -93,8 +113,9 @@ def parse_args():
 
 @main_guard
 def run():
-    config, dry_run = parse_args()
-    main(config, dry_run=dry_run)
+    with dist.distributed_session():  # under torchrun: process group in, clean teardown out
+        config, dry_run = parse_args()
+        main(config, dry_run=dry_run)
 
 
 if __name__ == "__main__":

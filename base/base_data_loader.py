@@ -3,6 +3,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import default_collate
 
+from utils import dist
 from utils.seed import worker_init_fn
 
 from .samplers import EpochSampler
@@ -13,6 +14,8 @@ class BaseDataLoader(DataLoader):
 
     The split is drawn from its own generator seeded by `seed` (default: the run's torch seed),
     and the training order of each epoch depends only on (seed, epoch): see `set_epoch`.
+    Under DDP (torchrun) the split is identical on every rank and each rank loads its share of
+    both parts: `batch_size` is per process, the global batch is batch_size x world size.
     Extra keyword arguments (pin_memory, persistent_workers, prefetch_factor, ...) go to
     torch's DataLoader.
     """
@@ -40,8 +43,9 @@ class BaseDataLoader(DataLoader):
 
     def _split_sampler(self, split):
         all_indices = np.arange(self.n_samples)
+        shard = {"num_replicas": dist.world_size(), "rank": dist.rank()}
         if split == 0.0:
-            return EpochSampler(all_indices, self.shuffle, self.seed), None
+            return EpochSampler(all_indices, self.shuffle, self.seed, **shard), None
         if isinstance(split, int):
             assert 0 < split < self.n_samples, "validation set size is configured to be larger than entire dataset."
             len_valid = split
@@ -51,8 +55,10 @@ class BaseDataLoader(DataLoader):
         valid_idx = np.sort(permutation[:len_valid])
         train_idx = np.sort(permutation[len_valid:])
         self.n_samples = len(train_idx)
-        return (EpochSampler(train_idx, self.shuffle, self.seed),
-                EpochSampler(valid_idx, shuffle=False, seed=self.seed))
+        # Validation is sharded without padding so every sample counts exactly once once the
+        # ranks' metric totals are summed.
+        return (EpochSampler(train_idx, self.shuffle, self.seed, **shard),
+                EpochSampler(valid_idx, shuffle=False, seed=self.seed, pad=False, **shard))
 
     def set_epoch(self, epoch, skip_batches=0):
         """Fix the sample order to that of `epoch` and start after `skip_batches` batches."""

@@ -5,7 +5,7 @@ from abc import abstractmethod
 import pandas as pd
 
 from logger.writers import log_final_hparams, make_writer
-from utils import ConfigError, atomic_torch_save, atomic_write_csv, unwrap_model
+from utils import ConfigError, atomic_torch_save, atomic_write_csv, dist, unwrap_model
 from utils.checkpoint import checkpoint_order, load_checkpoint, load_weights
 from utils.errors import TrainingStopped
 from utils.seed import get_rng_states, set_rng_states
@@ -50,7 +50,7 @@ class BaseTrainer:
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
         self.history = []
         self.checkpoint_dir = config.save_dir
-        self.writer = make_writer(config, self.logger)
+        self.writer = make_writer(config, self.logger)  # a NullWriter except on rank 0
         self.stop_signal = None
         # called as callback(epoch, log) after each epoch's checkpoint; may raise to end training
         # (tune.py reports to Optuna and prunes this way)
@@ -73,7 +73,7 @@ class BaseTrainer:
                     self._stop_inside_epoch(stop)
                 if self._end_epoch(epoch, result):
                     break
-                if self.stop_signal is not None:
+                if self._agree_on_stop():
                     self._stop_after_epoch(epoch)
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)
@@ -118,7 +118,7 @@ class BaseTrainer:
             else:
                 self.writer.add_scalar(f"{key}/train", value, epoch)
         self.writer.flush()
-        if self.config.log_dir is not None:
+        if self.config.log_dir is not None and dist.is_main_process():
             atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
 
     def _update_monitor(self, log):
@@ -176,10 +176,12 @@ class BaseTrainer:
 
     def _save_checkpoint_file(self, state, filename):
         path = self.checkpoint_dir / filename
-        atomic_torch_save(state, path)
-        self.logger.info(f"Saving checkpoint: {path} ...")
-        if filename.startswith("checkpoint-") and self.keep_last:
-            self._prune_checkpoints()
+        if dist.is_main_process():  # DDP: every rank holds the same state; one writes it
+            atomic_torch_save(state, path)
+            self.logger.info(f"Saving checkpoint: {path} ...")
+            if filename.startswith("checkpoint-") and self.keep_last:
+                self._prune_checkpoints()
+        dist.barrier()  # DDP: no rank goes on (or exits after a stop) before the file is complete
 
     def _prune_checkpoints(self):
         """Keep the newest `trainer.keep_last` checkpoint-epoch files (model_best is separate)."""
@@ -239,6 +241,16 @@ class BaseTrainer:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
+    def _agree_on_stop(self):
+        """True when a stop signal arrived (under DDP: on any rank). Each rank must stop after
+        the same step, or the others wait forever in the next gradient all-reduce, so the
+        signal numbers are max-reduced: one small collective, which is why the trainer asks
+        only every few steps."""
+        signum = dist.max_over_ranks(self.stop_signal or 0)
+        if signum:
+            self.stop_signal = signum
+        return bool(signum)
+
     def _on_stop_signal(self, signum, frame):
         if self.stop_signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: leave at once
@@ -252,7 +264,7 @@ class BaseTrainer:
 
     def _stop_after_epoch(self, epoch):
         path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
-        if not path.exists():
+        if not dist.broadcast_object(path.exists()):  # rank 0's view: other nodes may not share the disk
             self._save_checkpoint_file(self._checkpoint_state(epoch), path.name)
         self._exit_after_stop(None, path.name)
 

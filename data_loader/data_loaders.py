@@ -5,6 +5,7 @@ from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
 from base import BaseDataLoader
+from utils import dist
 
 from .mnist_source import ensure_mnist
 
@@ -22,7 +23,8 @@ class MnistDataLoader(BaseDataLoader):
         binary task such as "is it a 0")."""
         trsfm = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)])
         self.data_dir = data_dir
-        source = ensure_mnist(data_dir, download)
+        with dist.local_main_process_first():  # DDP: one rank per machine fetches the files
+            source = ensure_mnist(data_dir, download)
         target_transform = IsDigit(binary_target) if binary_target is not None else None
         self.dataset = datasets.MNIST(self.data_dir, train=training, download=False, transform=trsfm,
                                       target_transform=target_transform)

@@ -3,6 +3,8 @@ TensorBoard (trainer.tensorboard) is the default; Weights & Biases joins it when
 a "wandb" section (in trainer or at the top level) that is not switched off."""
 import logging
 
+from utils import dist
+
 from .visualization import NullWriter, TensorboardWriter
 
 
@@ -58,7 +60,7 @@ def make_writer(config, logger=None):
     """The writer for a run: TensorBoard, plus W&B when configured. A run without a log folder
     (dry run, test.py) gets the NullWriter."""
     logger = logger or logging.getLogger(__name__)
-    if config.log_dir is None:
+    if config.log_dir is None or not dist.is_main_process():  # DDP: rank 0 writes for all
         return NullWriter()
     writers = [TensorboardWriter(config.log_dir, logger, config["trainer"]["tensorboard"])]
     settings = wandb_settings(config)

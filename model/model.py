@@ -7,17 +7,20 @@ from base import BaseModel
 class MnistModel(BaseModel):
     """LeNet-style convolutional network of pytorch-template."""
 
-    def __init__(self, num_classes=10, logits=False):
+    def __init__(self, num_classes=10, logits=False, dropout=0.5):
         """logits: return raw scores (for bce_with_logits, cross_entropy) instead of
-        log-probabilities (for nll_loss). One output (a binary task) needs raw scores."""
+        log-probabilities (for nll_loss). One output (a binary task) needs raw scores.
+        dropout: drop probability of both dropout layers; 0 makes training deterministic
+        given the data order (used to compare multi-process with single-process runs)."""
         super().__init__()
         if num_classes == 1 and not logits:
             raise ValueError("MnistModel with num_classes=1 needs logits=true: the log_softmax of a "
                              "single score is always 0. Use it with the bce_with_logits loss.")
         self.logits = logits
+        self.dropout = dropout
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
-        self.conv2_drop = nn.Dropout2d()
+        self.conv2_drop = nn.Dropout2d(dropout)
         self.fc1 = nn.Linear(320, 50)
         self.fc2 = nn.Linear(50, num_classes)
 
@@ -26,6 +29,6 @@ class MnistModel(BaseModel):
         x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
         x = x.view(-1, 320)
         x = F.relu(self.fc1(x))
-        x = F.dropout(x, training=self.training)
+        x = F.dropout(x, p=self.dropout, training=self.training)
         x = self.fc2(x)
         return x if self.logits else F.log_softmax(x, dim=1)

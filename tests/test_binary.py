@@ -3,8 +3,8 @@ import json
 
 import pytest
 import torch
-from conftest import PROJECT_ROOT, only_run, run_script
 
+from conftest import PROJECT_ROOT, only_run, run_script
 from model.loss import bce_with_logits
 from model.metric import binary_accuracy
 from model.model import MnistModel

@@ -2,11 +2,11 @@
 import os
 
 import torch
-from conftest import only_run, run_script, tiny_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from conftest import only_run, run_script, tiny_config
 from logger.activations import ActivationStats
 
 

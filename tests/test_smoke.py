@@ -2,6 +2,7 @@
 import json
 
 import torch
+
 from conftest import only_run, run_script, tiny_config
 
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
-from conftest import only_run, run_script, tiny_config
 
 import model.model as module_arch
+from conftest import only_run, run_script, tiny_config
 from parse_config import ConfigParser
 from utils import ConfigError
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts

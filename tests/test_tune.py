@@ -7,8 +7,8 @@ import sys
 import optuna
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT, run_dirs, run_script, tiny_config
 
+from conftest import PROJECT_ROOT, run_dirs, run_script, tiny_config
 from tune import tune
 from tuning.space import parse_space
 from utils import ConfigError

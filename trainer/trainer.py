@@ -7,7 +7,8 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested
-from utils import ConfigError, MetricTracker
+from utils import ConfigError, MetricTracker, dist
+from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
 
@@ -39,7 +40,7 @@ class Trainer(BaseTrainer):
         self.autocast = lambda: autocast_context(self.amp, device)
         autocast_context(self.amp, device)  # validates trainer.amp now, not mid-epoch
         self.scaler = make_grad_scaler(self.amp, device)
-        self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty()
+        self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty() and dist.is_main_process()
 
         metric_names = [m.__name__ for m in self.metric_ftns]
         self.train_metrics = MetricTracker("loss", *metric_names)
@@ -65,11 +66,13 @@ class Trainer(BaseTrainer):
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step
                 self._log_step(epoch, batch_idx, data, progress)
             progress.update(1)
-            if self.stop_signal is not None and self._at_step_boundary(batch_idx):
+            if self._stop_check_due(batch_idx) and self._agree_on_stop():
                 progress.close()
+                self.train_metrics.all_reduce()  # the checkpoint keeps the totals of all ranks
                 raise StopRequested(epoch, batch_idx + 1)
         progress.close()
         self._check_finite(first_bad_step, epoch)
+        self.train_metrics.all_reduce()  # DDP: every rank logs and decides on all ranks' samples
         log = self.train_metrics.result()
         log.update(self._learning_rates())
         if self.do_validation:
@@ -79,6 +82,11 @@ class Trainer(BaseTrainer):
 
     def _train_step(self, data, target, batch_idx):
         """Forward, backward and (at the end of an accumulation window) the optimizer step."""
+        if isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            # DDP all-reduces gradients in every backward; inside an accumulation window that is
+            # wasted traffic, so sync only on the window's last micro-batch (nanoGPT's flag; the
+            # no_sync() context does the same but must wrap forward and backward).
+            self.model.require_backward_grad_sync = self._at_step_boundary(batch_idx)
         with self.autocast():
             output = self.model(data)
             loss = self.criterion(output, target)
@@ -96,6 +104,16 @@ class Trainer(BaseTrainer):
 
     def _at_step_boundary(self, batch_idx):
         return (batch_idx + 1) % self.accum_steps == 0 or batch_idx == self.len_epoch - 1
+
+    def _stop_check_due(self, batch_idx):
+        """A single process checks for a stop signal after every optimizer step. Under DDP the
+        ranks must agree (a collective), so only every log_step-th optimizer step and the last
+        one of the epoch: a signal waits at most log_step optimizer steps."""
+        if not self._at_step_boundary(batch_idx):
+            return False
+        if not dist.is_distributed():
+            return True
+        return (batch_idx // self.accum_steps) % self.log_step == 0 or batch_idx == self.len_epoch - 1
 
     def _skip_nonfinite_gradients(self):
         """on_nonfinite "skip": drop this step's gradients when any is NaN/Inf (one sync)."""
@@ -190,12 +208,17 @@ class Trainer(BaseTrainer):
     def _valid_epoch(self, epoch):
         self.model.eval()
         self.valid_metrics.reset()
+        # DDP: evaluate with the wrapped module. Unpadded validation shards can give the ranks
+        # different numbers of batches, and DDP's forward may run collectives (buffer broadcast)
+        # that would then wait forever for a rank that has already finished.
+        model = self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
         for data, target in self.valid_data_loader:
             data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
             with self.autocast():
-                output = self.model(data)
+                output = model(data)
                 loss = self.criterion(output, target)
             self._update_metrics(self.valid_metrics, loss, output, target)
+        self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         if self.writer.enabled and epoch % self.histogram_period == 0:
             for name, param in self.model.named_parameters():
                 self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), epoch)
@@ -204,10 +227,33 @@ class Trainer(BaseTrainer):
     # ---- checkpoint extras -------------------------------------------------------------------
     def _extra_checkpoint_state(self):
         return {"grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "train_metrics": self.train_metrics.state()}
+                "train_metrics": self.train_metrics.state(),
+                "world_size": dist.world_size(),
+                # DDP: each rank draws its own dropout masks; keep every rank's stream, not only
+                # rank 0's (a collective: every rank builds the checkpoint state).
+                "rank_rng_states": dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None}
 
     def _load_extra_checkpoint_state(self, checkpoint):
         if checkpoint.get("grad_scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["grad_scaler"])
-        if checkpoint.get("batches_done") and checkpoint.get("train_metrics"):
+        self._load_rank_rng_state(checkpoint.get("rank_rng_states"))
+        saved_world_size = checkpoint.get("world_size", 1)
+        if checkpoint.get("batches_done") and saved_world_size != dist.world_size() and dist.is_main_process():
+            self.logger.warning(
+                f"This checkpoint was saved inside an epoch by {saved_world_size} "
+                f"process(es) and is resumed by {dist.world_size()}: the rest of that epoch starts at "
+                f"batch {checkpoint['batches_done']} of the new per-rank shards, so some samples of "
+                "the epoch are seen twice or not at all. Epoch-end checkpoints resume exactly.")
+        # The saved totals are already summed over the old ranks: give them to one rank only.
+        if checkpoint.get("batches_done") and checkpoint.get("train_metrics") and dist.is_main_process():
             self.train_metrics.load_state(checkpoint["train_metrics"])
+
+    def _load_rank_rng_state(self, rank_states):
+        """Under DDP, continue this rank's own random stream (BaseTrainer restored rank 0's on
+        every rank); a rank the checkpoint has no stream for starts a fresh one of its own."""
+        if not dist.is_distributed():
+            return
+        if rank_states and dist.rank() < len(rank_states):
+            set_rng_states(rank_states[dist.rank()])
+        elif not dist.is_main_process():
+            seed_everything(self.config["seed"] + dist.rank())

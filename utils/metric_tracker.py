@@ -2,6 +2,8 @@
 device and converted to Python numbers only when read, so updating never forces a sync."""
 import torch
 
+from . import dist
+
 
 class MetricTracker:
     def __init__(self, *keys, writer=None):
@@ -27,6 +29,15 @@ class MetricTracker:
 
     def result(self):
         return {key: self.avg(key) for key in self._keys}
+
+    def all_reduce(self):
+        """Sum totals and counts over all DDP ranks (one collective), so every rank reads the
+        averages over all samples and takes the same decisions; nothing for a single process."""
+        if not dist.is_distributed():
+            return
+        sums = dist.all_reduce_sum([self._totals[k] for k in self._keys] + [self._counts[k] for k in self._keys])
+        for i, key in enumerate(self._keys):
+            self._totals[key], self._counts[key] = sums[i], round(sums[len(self._keys) + i])
 
     def state(self):
         """Totals and counts as plain numbers, for a checkpoint taken inside an epoch."""

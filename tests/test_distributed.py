@@ -1,0 +1,203 @@
+"""DDP under torchrun on the CPU (gloo): 2 processes with batch 8 and 2 accumulation steps must
+train like one process with batch 32, write one set of outputs, leave checkpoints that any
+number of processes can resume, and stop together on a signal."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from base.samplers import EpochSampler
+from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
+from utils.checkpoint import checkpoint_order
+
+# Two half-batch gradients averaged by DDP round differently from one full-batch gradient, and
+# training amplifies it (one measurement with Adam: 1.7e-6 after 2 epochs, 3.7e-5 after 3). The
+# runs compared here therefore end at epoch 2.
+TOLERANCE = 1e-5
+NO_DROPOUT = {"arch.args.dropout": 0.0}  # dropout masks differ per rank; the math must not
+# 384 training samples (12 global batches of 32) and 129 validation samples: rank 0 validates 65
+# (9 batches of 8), rank 1 64 (8 batches); a padded or double-counted sample would move val_loss.
+UNEVEN_VALIDATION = {"data_loader.args.limit": 513, "data_loader.args.validation_split": 129}
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
+
+
+# ---- sharding (no processes) -------------------------------------------------------------------
+@pytest.mark.parametrize("n_samples", [96, 100])
+def test_interleaved_shards_rebuild_the_single_process_batches(n_samples):
+    global_batch, world = 32, 2
+    single = EpochSampler(range(n_samples), shuffle=True, seed=7)
+    shards = [EpochSampler(range(n_samples), shuffle=True, seed=7, num_replicas=world, rank=r)
+              for r in range(world)]
+    for sampler in (single, *shards):
+        sampler.set_epoch(3)
+    order, rank_orders = list(single), [list(s) for s in shards]
+    assert len(rank_orders[0]) == len(rank_orders[1]) == len(shards[0]) == -(-n_samples // world)
+    per_rank = global_batch // world
+    for start in range(0, n_samples - n_samples % global_batch, global_batch):
+        k = start // global_batch
+        combined = sorted(i for ro in rank_orders for i in ro[k * per_rank:(k + 1) * per_rank])
+        assert combined == sorted(order[start:start + global_batch])
+
+
+@pytest.mark.parametrize("n_samples,world", [(128, 2), (127, 2), (10, 3)])
+def test_validation_shards_count_every_sample_once(n_samples, world):
+    shards = [EpochSampler(range(n_samples), shuffle=False, seed=1, num_replicas=world, rank=r, pad=False)
+              for r in range(world)]
+    seen = [i for shard in shards for i in shard]
+    assert sorted(seen) == list(range(n_samples))
+    assert sum(len(shard) for shard in shards) == n_samples
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+def torchrun(*args, **kwargs):
+    return run_script(*TORCHRUN, "train.py", *args, **kwargs)
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def max_weight_difference(path_a, path_b):
+    a, b = weights(path_a), weights(path_b)
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def metrics_rows(run):
+    log_dir = run.parents[2] / "log" / run.parent.name / run.name
+    with (log_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory, mnist_dir):
+    """One process with batch 32; two processes with batch 8 and 2 accumulation steps (global
+    batch 32, and DDP's gradient sync skipped on the first micro-batch); 2 epochs each."""
+    single_dir, ddp_dir = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("ddp")
+    single_cfg = tiny_config(single_dir, mnist_dir, {**NO_DROPOUT, **UNEVEN_VALIDATION})
+    ddp_cfg = tiny_config(ddp_dir, mnist_dir, {**NO_DROPOUT, **UNEVEN_VALIDATION,
+                                               "data_loader.args.batch_size": 8, "trainer.accum_steps": 2,
+                                               "trainer.tensorboard": True})
+    run_script("train.py", "-c", single_cfg, check=True)
+    ddp = torchrun("-c", ddp_cfg, check=True)
+    return {"single": only_run(single_dir / "saved"), "ddp": only_run(ddp_dir / "saved"),
+            "ddp_dir": ddp_dir, "ddp_result": ddp}
+
+
+# ---- end to end under torchrun -----------------------------------------------------------------
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(reference_runs):
+    single, ddp = reference_runs["single"], reference_runs["ddp"]
+    for epoch in (1, 2):
+        name = f"checkpoint-epoch{epoch}.pth"
+        assert max_weight_difference(single / name, ddp / name) < TOLERANCE
+    for single_row, ddp_row in zip(metrics_rows(single), metrics_rows(ddp), strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_top_k_acc"):
+            assert float(ddp_row[key]) == pytest.approx(float(single_row[key]), abs=TOLERANCE), key
+    assert "global batch 32 = 8 x 2 processes x 2 accumulation steps" in reference_runs["ddp_result"].stdout
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_set_of_outputs(reference_runs):
+    ddp_dir, result = reference_runs["ddp_dir"], reference_runs["ddp_result"]
+    run = only_run(ddp_dir / "saved")
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "model_best.pth"]
+    assert [p.name for p in (ddp_dir / "saved" / "log" / "Tiny").iterdir()] == [run.name]
+    log_dir = ddp_dir / "saved" / "log" / "Tiny" / run.name
+    assert len(list(log_dir.glob("events.out.tfevents.*"))) == 1
+    info_log = (log_dir / "info.log").read_text()
+    assert info_log.count("    val_loss ") == 2  # rank 1 logs nothing
+    assert result.stdout.count("    val_loss ") == 2
+    assert len(metrics_rows(run)) == 2
+    assert not any(key.startswith("module.") for key in weights(run / "model_best.pth"))
+    assert "terminate called" not in result.stderr
+
+
+@pytest.mark.slow
+def test_resume_under_two_processes_continues_exactly(reference_runs):
+    single, ddp = reference_runs["single"], reference_runs["ddp"]
+    torchrun("-r", ddp / "checkpoint-epoch1.pth", check=True)
+    resumed = [r for r in run_dirs(reference_runs["ddp_dir"] / "saved") if r != ddp]
+    assert len(resumed) == 1
+    assert sorted(p.name for p in resumed[0].glob("*.pth")) == ["checkpoint-epoch2.pth", "model_best.pth"]
+    assert max_weight_difference(single / "checkpoint-epoch2.pth", resumed[0] / "checkpoint-epoch2.pth") < TOLERANCE
+
+
+@pytest.mark.slow
+def test_two_process_checkpoint_loads_in_one_process(reference_runs, tmp_path):
+    """Resume with batch 32 (the same global batch) in one process, and evaluate with test.py."""
+    single, ddp = reference_runs["single"], reference_runs["ddp"]
+    save_dir = tmp_path / "resumed"
+    run_script("train.py", "-r", ddp / "checkpoint-epoch1.pth", "--bs", "32", "-o", "trainer.accum_steps=1",
+               "-o", f"trainer.save_dir={save_dir}", check=True)
+    resumed = only_run(save_dir)
+    assert max_weight_difference(single / "checkpoint-epoch2.pth", resumed / "checkpoint-epoch2.pth") < TOLERANCE
+
+    # strict loading: a `module.` prefix or any other key mismatch fails test.py
+    run_script("test.py", "-r", ddp / "checkpoint-epoch2.pth", check=True)
+    numbers = json.loads((ddp / "checkpoint-epoch2_test.json").read_text())
+    assert numbers["samples"] == 1000 and numbers["epoch"] == 2
+
+
+# ---- stop signal -------------------------------------------------------------------------------
+def worker_pid(launcher_pid, rank, timeout=60):
+    """The pid of torchrun's worker process with RANK=`rank`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == launcher_pid and f"RANK={rank}".encode() in environ:
+                return int(proc.name)
+        time.sleep(0.2)
+    raise AssertionError(f"no worker with RANK={rank} under torchrun pid {launcher_pid}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds torchrun's workers through /proc")
+def test_sigterm_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {**NO_DROPOUT, "data_loader.args.batch_size": 16,
+                                               "data_loader.args.limit": 2048, "trainer.epochs": 50})
+    launcher = subprocess.Popen([sys.executable, *TORCHRUN, "train.py", "-c", str(config)], cwd=PROJECT_ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        rank1 = worker_pid(launcher.pid, rank=1)
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "saved" / "models").glob("Tiny/*/checkpoint-epoch1.pth")):
+            assert time.monotonic() < deadline and launcher.poll() is None, "no epoch finished"
+            time.sleep(0.2)
+        os.kill(rank1, signal.SIGTERM)  # rank 0 gets no signal: it must learn of it from rank 1
+        stdout, stderr = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:  # SIGTERM first: torchrun then ends its workers too
+            launcher.terminate()
+            try:
+                launcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+    assert launcher.returncode != 0 and "exitcode  : 143" in stderr  # 128 + SIGTERM from a worker
+    assert "terminate called" not in stderr
+    assert stderr.count("Training stopped by SIGTERM") == 1  # printed by rank 0 only
+    run = only_run(tmp_path / "saved")
+    stop_file = Path(stderr.split("python train.py -r ")[1].split()[0])
+    newest = max(run.glob("checkpoint-epoch*.pth"), key=checkpoint_order)
+    assert stop_file == newest and len(list(run.glob("checkpoint-epoch*-step*.pth"))) <= 1
+    checkpoint = torch.load(stop_file, weights_only=True)
+    assert checkpoint["world_size"] == 2
+    batches_per_epoch = 2048 * 3 // 4 // 2 // 16  # 1536 training samples, 2 ranks, batch 16
+    if checkpoint["batches_done"]:  # the ranks agree every 4th optimizer step (log_step = sqrt(16))
+        assert (checkpoint["batches_done"] - 1) % 4 == 0 or checkpoint["batches_done"] == batches_per_epoch
