@@ -70,7 +70,7 @@ class BaseTrainer:
                     self._stop_inside_epoch(stop)
                 if self._end_epoch(epoch, result):
                     break
-                if self.stop_signal is not None:
+                if self.stop_signal is not None and epoch < self.epochs:
                     self._stop_after_epoch(epoch)
         finally:
             self._restore_signal_handlers(previous_handlers)

@@ -67,6 +67,7 @@ class Trainer(BaseTrainer):
             progress.update(1)
             if self.stop_signal is not None and self._at_step_boundary(batch_idx):
                 progress.close()
+                self._check_finite(first_bad_step, epoch)  # never save a checkpoint of a broken model
                 raise StopRequested(epoch, batch_idx + 1)
         progress.close()
         self._check_finite(first_bad_step, epoch)
@@ -88,7 +89,7 @@ class Trainer(BaseTrainer):
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             if self.on_nonfinite == "skip":
-                self._skip_nonfinite_gradients()
+                self._skip_nonfinite_gradients(batch_idx)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -97,11 +98,13 @@ class Trainer(BaseTrainer):
     def _at_step_boundary(self, batch_idx):
         return (batch_idx + 1) % self.accum_steps == 0 or batch_idx == self.len_epoch - 1
 
-    def _skip_nonfinite_gradients(self):
+    def _skip_nonfinite_gradients(self, batch_idx):
         """on_nonfinite "skip": drop this step's gradients when any is NaN/Inf (one sync)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all():
             self.optimizer.zero_grad(set_to_none=True)
+            self.logger.warning(f"Non-finite gradients at step {batch_idx}: optimizer step skipped "
+                                "(trainer.on_nonfinite is \"skip\").")
 
     def _check_finite(self, first_bad_step, epoch):
         if self.on_nonfinite == "skip":
