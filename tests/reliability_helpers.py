@@ -1,5 +1,6 @@
 """Helpers for the reliability tests: training subprocesses that can be signalled or killed
 while their output is read, and an exact comparison of saved training states."""
+import logging
 import os
 import re
 import subprocess
@@ -83,3 +84,45 @@ def assert_same_training(expected_path, actual_path):
     for key in expected:
         if key != "config":
             assert_same_state(expected[key], actual[key], key)
+
+
+def run_train_in_process(monkeypatch, capsys, *argv):
+    """train.py's entry point in this process (no import cost) with one torch thread; returns
+    (exit code, captured output). A run that ends normally returns exit code 0."""
+    import train
+
+    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, argv)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train.run()
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    finally:
+        torch.set_num_threads(threads)
+        _remove_root_handlers()  # they write to this test's captured streams, closed after it
+    return code, capsys.readouterr()
+
+
+def _remove_root_handlers():
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+
+
+class NanLossAt:
+    """nll_loss that turns NaN at the `step`-th training batch (counted from 1; validation
+    batches, which carry no gradient, are not counted)."""
+
+    def __init__(self, step):
+        self.step, self.calls = step, 0
+
+    def __call__(self, output, target):
+        loss = torch.nn.functional.nll_loss(output, target)
+        if output.requires_grad:
+            self.calls += 1
+            if self.calls == self.step:
+                return loss * float("nan")
+        return loss

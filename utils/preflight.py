@@ -103,13 +103,13 @@ def _check_data_dir(args, loader_class):
                           "(or will hold) the data.")
     if path.exists():
         return
-    if _arg_value(args, loader_class, "download") is False:
-        raise ConfigError(f"{key} '{path}' does not exist and data_loader.args.download is false. "
-                          "Fix the path, or set download to true to fetch the data there.")
     ancestor = next(parent for parent in path.absolute().parents if parent.exists())
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise ConfigError(f"{key} '{path}' does not exist and cannot be created: '{ancestor}' is not "
                           "a writable folder. Point data_dir at a folder you can write to.")
+    if _arg_value(args, loader_class, "download") is False:
+        raise ConfigError(f"{key} '{path}' does not exist and data_loader.args.download is false. "
+                          "Fix the path, or set download to true to fetch the data there.")
 
 
 def _check_checkpoint_fits(config, arch_module, checkpoint_path):
