@@ -21,12 +21,13 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        code = [line for line in str(err).splitlines() if "GLOBAL" in line]
-        if code:  # the file names a Python callable: loading it normally would run that code
+        code = re.findall(r"GLOBAL ([\w.]+)", str(err))
+        if code:  # the file names a Python callable: loading it normally would call it
             raise ConfigError(
                 f"checkpoint '{path}' was refused: it carries pickled code, not only tensors and plain "
-                f"containers ({code[0].strip()}). Nothing in it was run. If you trust its source, "
-                "re-save it there with plain values only (tensors, numbers, strings, lists, dicts)."
+                f"containers (it names {code[0]}, which unpickling would call). Nothing in it was run. If "
+                "you trust its source, re-save it there with plain values only (tensors, numbers, "
+                "strings, lists, dicts)."
             ) from None
         raise ConfigError(_unreadable_message(path)) from None
     except Exception as err:  # torch raises many types for a damaged file: all mean unreadable
