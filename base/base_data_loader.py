@@ -27,7 +27,7 @@ class BaseDataLoader(DataLoader):
         self.sampler, self.valid_sampler = self._split_sampler(self.validation_split)
         # Its own generator: creating an iterator draws a worker base seed from it, which would
         # otherwise come from the global torch RNG and shift dropout after a mid-epoch resume.
-        loader_kwargs.setdefault("generator", torch.Generator())
+        loader_kwargs.setdefault("generator", torch.Generator().manual_seed(self.seed))
         if num_workers == 0:
             loader_kwargs.pop("persistent_workers", None)
             loader_kwargs.pop("prefetch_factor", None)

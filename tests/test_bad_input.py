@@ -92,6 +92,9 @@ CASES = {
     "resume corrupt": (truncated_checkpoint, r"checkpoint-epoch1\.pth' is truncated, corrupt"),
     "resume folder without valid checkpoint": (run_folder_without_valid_checkpoint,
                                                r"no valid checkpoint-epoch\*\.pth found in '.*old_run'"),
+    "resume the folder above the runs": (
+        lambda tmp_path, mnist_dir: ["-r", checkpoint_file(tmp_path, mnist_dir).parents[1]],
+        r"no valid checkpoint.*It holds run folders: pass one of them"),
     "auto without config": (lambda tmp_path, mnist_dir: ["-r", "auto"], r"-r auto needs -c CONFIG"),
     "resumed weights do not fit": (
         lambda tmp_path, mnist_dir: ["-r", checkpoint_file(tmp_path, mnist_dir), "-o", "+arch.args.num_classes=5"],

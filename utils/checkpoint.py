@@ -62,9 +62,11 @@ def find_latest_checkpoint(run_dir):
             return candidate
         except ConfigError as err:
             logger.warning(f"Skipping checkpoint {candidate}: {err}")
+    hint = (" It holds run folders: pass one of them, or -c CONFIG -r auto for the newest."
+            if any(run_dir.glob("*/checkpoint-epoch*.pth")) else "")
     raise ConfigError(
         f"no valid checkpoint-epoch*.pth found in '{run_dir}'. Pass a checkpoint file, or a run "
-        "folder under saved/models/<name>/ that holds checkpoints."
+        f"folder under saved/models/<name>/ that holds checkpoints.{hint}"
     )
 
 
