@@ -1,11 +1,14 @@
 """A writer killed with SIGKILL in the middle of a save leaves the previous file whole: the
 target is always one complete version, never a mix or a truncated file."""
+import os
 import random
 import signal
 import time
 
 import pytest
 from reliability_helpers import ScriptProcess
+
+from utils import write_json
 
 CHUNK, CHUNKS = 64 * 1024, 40  # one version: 40 chunks written 10 ms apart, about 0.4 s
 WRITER = f"""
@@ -35,3 +38,10 @@ def test_sigkill_during_atomic_write_leaves_the_old_file_whole(tmp_path, seed):
     assert len(content) == CHUNK * CHUNKS
     assert set(content) in ({2}, {3}), "the target must be exactly one complete version"
     assert list(tmp_path.glob(".checkpoint.pth.*.tmp")), "the kill must have landed inside a save"
+
+
+def test_atomic_write_gives_the_file_the_usual_permissions(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    write_json({"a": 1}, tmp_path / "config.json")
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600

@@ -57,8 +57,10 @@ def test_random_sigkills_lose_at_most_one_save_period(tmp_path, mnist_dir):
     config = tiny_config(tmp_path, mnist_dir, SETTINGS)
     saved = tmp_path / "saved"
     checkpoint_epoch, interrupted_saves = 0, 0
-    for _ in range(KILLS):
+    for kill in range(KILLS):
         output = start_and_kill(config, delay=rng.uniform(0.0, 1.5))
+        if kill == 0:
+            assert "-r auto: no checkpoint in" in output and "starting a new run" in output
         assert resumed_epoch(output) in (None, checkpoint_epoch or None), "must resume from the newest checkpoint"
         completed = max([checkpoint_epoch, *map(int, EPOCH_LINE.findall(output))])
         interrupted_saves += sum(1 for _ in saved.glob("models/*/*/.*.tmp"))
