@@ -10,11 +10,13 @@ from pathlib import Path
 
 from logger import setup_logging
 from utils import ConfigError, dist, write_json
-from utils.checkpoint import find_latest_checkpoint, load_checkpoint
+from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint, load_checkpoint
 from utils.config_checks import parse_override, set_by_path, validate_config
+from utils.preflight import check_before_run
 from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
 
 DEFAULT_SEED = 123
+logger = logging.getLogger(__name__)
 
 
 class ConfigParser:
@@ -61,8 +63,12 @@ class ConfigParser:
         for text in args.override or []:
             keys, value, force = parse_override(text)
             modification[(tuple(keys), force)] = value
-        return cls(config, resume, modification, create_dirs=create_dirs,
-                   init_weights=init_weights, trusted=trusted or args.trust)
+        parser = cls(config, resume, modification, create_dirs=False,
+                     init_weights=init_weights, trusted=trusted or args.trust)
+        check_before_run(parser)  # every mistake found here leaves no run folder behind
+        if create_dirs:
+            parser.make_run_dirs()
+        return parser
 
     def make_run_dirs(self, run_id=None):
         save_dir = Path(self._config["trainer"]["save_dir"])
@@ -115,8 +121,8 @@ class ConfigParser:
         `__name__`. Classes (torch.nn.CrossEntropyLoss) are instantiated with the args."""
         target = resolve_type(entry, key_path, module, TORCH_FALLBACKS.get(section, ()), self.trusted)
         config_args = dict(entry.get("args", {})) if isinstance(entry, dict) else {}
+        check_call_args(target, (), config_args, key_path, partial=not isinstance(target, type))
         if isinstance(target, type):
-            check_call_args(target, (), config_args, key_path)
             fn = target(**config_args)
         else:
             fn = functools.partial(target, **config_args)
@@ -183,35 +189,46 @@ def _dest(flags):
 
 
 def _load_config_and_checkpoint(args):
-    """-c alone: new run. -r alone (or -c with -r auto): resume with the checkpoint's config.
-    -c and -r: fine-tune, i.e. weights from the checkpoint, everything else from the new config."""
+    """-c alone: new run. -r alone: resume with the checkpoint's config. -c and -r: fine-tune,
+    i.e. weights from the checkpoint, everything else from the new config. -c and -r auto:
+    resume the newest run of the config's name, or start the first one."""
     if args.config is None and args.resume is None:
         raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
-    checkpoint_path = _resolve_resume_path(args.resume, args.config) if args.resume else None
-    if args.config is not None and args.resume != "auto":
+    if args.resume == "auto":
+        return _auto_resume(args.config)
+    checkpoint_path = _resolve_resume_path(args.resume) if args.resume else None
+    if args.config is not None:
         config = _read_config_file(args.config)
         return config, None, checkpoint_path, True
+    return _checkpoint_config(checkpoint_path), checkpoint_path, None, False
+
+
+def _auto_resume(config_path):
+    """Restarting the same command after a crash or preemption continues the newest run."""
+    if config_path is None:
+        raise ConfigError("-r auto needs -c CONFIG to know which run name to look for.")
+    config = _read_config_file(config_path)
+    runs_dir = Path(config.get("trainer", {}).get("save_dir", "saved/")) / "models" / str(config.get("name", ""))
+    checkpoint_path = find_newest_run_checkpoint(runs_dir)
+    if checkpoint_path is None:
+        logger.warning(f"-r auto: no checkpoint in '{runs_dir}' yet; starting a new run from {config_path}.")
+        return config, None, None, True
+    return _checkpoint_config(checkpoint_path), checkpoint_path, None, False
+
+
+def _checkpoint_config(checkpoint_path):
     checkpoint = load_checkpoint(checkpoint_path, mmap=True)
     config = checkpoint.get("config") or _read_config_file(checkpoint_path.parent / "config.json")
-    return json.loads(json.dumps(config)), checkpoint_path, None, False
+    return json.loads(json.dumps(config))
 
 
-def _resolve_resume_path(resume, config_path):
+def _resolve_resume_path(resume):
     path = Path(resume)
-    if resume == "auto":
-        if config_path is None:
-            raise ConfigError("-r auto needs -c CONFIG to know which run name to look for.")
-        config = _read_config_file(config_path)
-        runs_dir = Path(config.get("trainer", {}).get("save_dir", "saved/")) / "models" / config.get("name", "")
-        runs = sorted((p for p in runs_dir.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise ConfigError(f"-r auto: no runs found in '{runs_dir}'. Train first with -c {config_path}.")
-        path = runs[-1]
     if path.is_dir():
         return find_latest_checkpoint(path)
     if not path.exists():
-        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint .pth file or a run "
-                          "folder under saved/models/.")
+        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint .pth file, a run "
+                          "folder under saved/models/, or 'auto' (with -c) for the newest run.")
     return path
 
 

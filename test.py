@@ -10,7 +10,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from parse_config import ConfigParser
-from utils import MetricTracker, main_guard, prepare_device, write_json
+from utils import ConfigError, MetricTracker, main_guard, prepare_device, write_json
 from utils.checkpoint import load_checkpoint, load_weights
 from utils.transfer import build_model
 
@@ -73,7 +73,7 @@ def run():
     config = ConfigParser.from_args(args, create_dirs=False)
     if config.resume is None:
         if config.init_weights is None:
-            raise SystemExit("error: test.py needs -r CHECKPOINT")
+            raise ConfigError("test.py needs -r CHECKPOINT (a .pth file or a run folder).")
         config.resume = config.init_weights
     main(config)
 

@@ -28,6 +28,9 @@ class BaseDataLoader(DataLoader):
         self.batch_idx = 0
         self.n_samples = len(dataset)
         self.sampler, self.valid_sampler = self._split_sampler(self.validation_split)
+        # Its own generator: creating an iterator draws a worker base seed from it, which would
+        # otherwise come from the global torch RNG and shift dropout after a mid-epoch resume.
+        loader_kwargs.setdefault("generator", torch.Generator().manual_seed(self.seed))
         if num_workers == 0:
             loader_kwargs.pop("persistent_workers", None)
             loader_kwargs.pop("prefetch_factor", None)
@@ -63,6 +66,9 @@ class BaseDataLoader(DataLoader):
     def set_epoch(self, epoch, skip_batches=0):
         """Fix the sample order to that of `epoch` and start after `skip_batches` batches."""
         self.sampler.set_epoch(epoch, skip_batches * self.batch_size)
+        if self.generator is not None:  # worker seeds follow (seed, epoch, rank) too
+            # int tuples hash the same in every process; the rank keeps DDP workers' seeds apart
+            self.generator.manual_seed(hash((self.seed, epoch, dist.rank())) % 2**63)
 
     def split_validation(self):
         if self.valid_sampler is None:

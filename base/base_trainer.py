@@ -73,7 +73,7 @@ class BaseTrainer:
                     self._stop_inside_epoch(stop)
                 if self._end_epoch(epoch, result):
                     break
-                if self._agree_on_stop():
+                if self._agree_on_stop() and epoch < self.epochs:  # collective first: every rank calls it
                     self._stop_after_epoch(epoch)
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)

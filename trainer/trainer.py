@@ -68,6 +68,7 @@ class Trainer(BaseTrainer):
             progress.update(1)
             if self._stop_check_due(batch_idx) and self._agree_on_stop():
                 progress.close()
+                self._check_finite(first_bad_step, epoch)  # never save a checkpoint of a broken model
                 self.train_metrics.all_reduce()  # the checkpoint keeps the totals of all ranks
                 raise StopRequested(epoch, batch_idx + 1)
         progress.close()
@@ -96,7 +97,7 @@ class Trainer(BaseTrainer):
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             if self.on_nonfinite == "skip":
-                self._skip_nonfinite_gradients()
+                self._skip_nonfinite_gradients(batch_idx)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -115,11 +116,13 @@ class Trainer(BaseTrainer):
             return True
         return (batch_idx // self.accum_steps) % self.log_step == 0 or batch_idx == self.len_epoch - 1
 
-    def _skip_nonfinite_gradients(self):
+    def _skip_nonfinite_gradients(self, batch_idx):
         """on_nonfinite "skip": drop this step's gradients when any is NaN/Inf (one sync)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all():
             self.optimizer.zero_grad(set_to_none=True)
+            self.logger.warning(f"Non-finite gradients at step {batch_idx}: optimizer step skipped "
+                                "(trainer.on_nonfinite is \"skip\").")
 
     def _check_finite(self, first_bad_step, epoch):
         if self.on_nonfinite == "skip":

@@ -3,7 +3,6 @@ that carries pickled code is refused rather than executed."""
 import logging
 import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import torch
@@ -22,19 +21,27 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        raise ConfigError(
-            f"checkpoint '{path}' was refused: it holds objects other than tensors and plain "
-            f"containers, which could run code when loaded ({str(err).splitlines()[0]}). Only load "
-            "checkpoints written by this framework or re-save the weights as a plain state dict."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ConfigError(
-            f"checkpoint '{path}' is truncated or corrupt and cannot be read ({str(err).splitlines()[0]}). "
-            "Resume from an earlier checkpoint or from the run folder to pick the newest valid one."
-        ) from None
+        code = re.findall(r"GLOBAL ([\w.]+)", str(err))
+        if code:  # the file names a Python callable: loading it normally would call it
+            raise ConfigError(
+                f"checkpoint '{path}' was refused: it carries pickled code, not only tensors and plain "
+                f"containers (it names {code[0]}, which unpickling would call). Nothing in it was run. If "
+                "you trust its source, re-save it there with plain values only (tensors, numbers, "
+                "strings, lists, dicts)."
+            ) from None
+        raise ConfigError(_unreadable_message(path)) from None
+    except Exception as err:  # torch raises many types for a damaged file: all mean unreadable
+        raise ConfigError(_unreadable_message(path, err)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"'{path}' is not a checkpoint of this framework (it has no 'state_dict').")
     return checkpoint
+
+
+def _unreadable_message(path, err=None):
+    lines = [line.strip() for line in str(err or "").splitlines() if line.strip()]
+    reason = f" ({(lines[0] if lines else type(err).__name__)[:120]})" if err is not None else ""
+    return (f"checkpoint '{path}' is truncated, corrupt or not a PyTorch checkpoint{reason}. Resume "
+            "from an earlier checkpoint, or pass the run folder to pick the newest valid one.")
 
 
 def checkpoint_order(path):
@@ -55,10 +62,26 @@ def find_latest_checkpoint(run_dir):
             return candidate
         except ConfigError as err:
             logger.warning(f"Skipping checkpoint {candidate}: {err}")
+    hint = (" It holds run folders: pass one of them, or -c CONFIG -r auto for the newest."
+            if any(run_dir.glob("*/checkpoint-epoch*.pth")) else "")
     raise ConfigError(
         f"no valid checkpoint-epoch*.pth found in '{run_dir}'. Pass a checkpoint file, or a run "
-        "folder under saved/models/<name>/ that holds checkpoints."
+        f"folder under saved/models/<name>/ that holds checkpoints.{hint}"
     )
+
+
+def find_newest_run_checkpoint(runs_dir):
+    """The newest valid checkpoint of the most recently written run folder in `runs_dir` that
+    holds one (a run killed before its first save is skipped); None when there is none."""
+    runs = sorted((p for p in Path(runs_dir).glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime,
+                  reverse=True)
+    for run in runs:
+        if any(run.glob("checkpoint-epoch*.pth")):
+            try:
+                return find_latest_checkpoint(run)
+            except ConfigError as err:
+                logger.warning(f"Skipping run {run}: {err}")
+    return None
 
 
 def strip_module_prefix(state_dict):
@@ -68,17 +91,20 @@ def strip_module_prefix(state_dict):
     return state_dict
 
 
-def load_weights(model, state_dict, source, strict=True):
-    """Load `state_dict` into `model`. With strict, any missing, unexpected or reshaped key is a
-    ConfigError that lists them; otherwise the fitting keys load and (missing, unexpected) are
-    returned."""
-    state_dict = strip_module_prefix(state_dict)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    reshaped = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
-    if strict and (missing or unexpected or reshaped):
+def weight_mismatches(model_state, state_dict):
+    """(missing, unexpected, reshaped) keys of `state_dict` against a model's own state dict;
+    `reshaped` entries read 'key: checkpoint (shape) vs model (shape)'."""
+    missing = [k for k in model_state if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in model_state]
+    reshaped = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_state[k].shape)}"
+                for k, v in state_dict.items() if k in model_state and v.shape != model_state[k].shape]
+    return missing, unexpected, reshaped
+
+
+def check_weights_fit(model_state, state_dict, source):
+    """ConfigError listing every missing, unexpected and reshaped key, if there is one."""
+    missing, unexpected, reshaped = weight_mismatches(model_state, strip_module_prefix(state_dict))
+    if missing or unexpected or reshaped:
         parts = [f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected),
                                      ("shape mismatch", reshaped)) if keys]
@@ -86,6 +112,17 @@ def load_weights(model, state_dict, source, strict=True):
             f"the weights in '{source}' do not fit the configured model (arch): {'; '.join(parts)}. "
             "Use the arch settings the checkpoint was trained with, or start from it non-strictly."
         )
+
+
+def load_weights(model, state_dict, source, strict=True):
+    """Load `state_dict` into `model`. With strict, any missing, unexpected or reshaped key is a
+    ConfigError that lists them; otherwise the fitting keys load and (missing, unexpected) are
+    returned."""
+    state_dict = strip_module_prefix(state_dict)
+    own = model.state_dict()
+    if strict:
+        check_weights_fit(own, state_dict, source)
+    missing, unexpected, reshaped = weight_mismatches(own, state_dict)
     fitting = {k: v for k, v in state_dict.items() if k in own and v.shape == own[k].shape}
     model.load_state_dict(fitting, strict=False)
     return missing, unexpected + [r.split(":")[0] for r in reshaped]

@@ -5,6 +5,7 @@ import sys
 import traceback
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 class ConfigError(Exception):
@@ -28,6 +29,10 @@ def main_guard(main_fn):
         except TrainingStopped as stop:
             print(str(stop), file=sys.stderr)
             sys.exit(stop.exit_code)
+        except KeyboardInterrupt:  # a second Ctrl-C during training, or one before it started
+            print("interrupted: exited at once without saving. Resume from the last checkpoint "
+                  "with: python train.py -r saved/models/<name>/<run_id>", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
 

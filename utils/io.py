@@ -1,5 +1,6 @@
 """File helpers. Every write goes to a temporary file in the target folder, is flushed and
 fsynced, then renamed into place, so a crash at any instant leaves the old file or the new one."""
+import functools
 import json
 import os
 import tempfile
@@ -20,6 +21,7 @@ def atomic_open(fname, mode="wb"):
     """Yield a file object; on success the file replaces `fname` atomically."""
     fname = Path(fname)
     fd, tmp_name = tempfile.mkstemp(dir=fname.parent, prefix=f".{fname.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -31,6 +33,13 @@ def atomic_open(fname, mode="wb"):
             os.unlink(tmp_name)
         raise
     _fsync_dir(fname.parent)
+
+
+@functools.cache
+def _umask():
+    mask = os.umask(0)  # reading the umask means setting it; restore it at once
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder):

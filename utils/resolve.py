@@ -14,16 +14,28 @@ TORCH_FALLBACKS = {
     "metrics": ["torch.nn.functional"],
     "arch": ["torch.nn"],
 }
-# modules a config loaded from a checkpoint may name without --trust
-TRUSTED_PREFIXES = ("model", "data_loader", "trainer", "torch", "torchvision")
+# What a config loaded from a checkpoint may name in "module" without --trust: the project's
+# packages (any module in them) and these torch/torchvision namespaces. Not all of torch:
+# torch.hub.load, torch.load or torch.utils.cpp_extension would run code from elsewhere.
+PROJECT_PACKAGES = ("model", "data_loader", "trainer", "base")
+TRUSTED_MODULES = (
+    "torch.nn", "torch.nn.functional", "torch.optim", "torch.optim.lr_scheduler",
+    "torchvision.models", "torchvision.models.detection", "torchvision.models.segmentation",
+    "torchvision.models.video", "torchvision.models.optical_flow", "torchvision.models.quantization",
+    "torchvision.transforms", "torchvision.transforms.v2",
+)
+
+
+def is_trusted_module(name):
+    return name in TRUSTED_MODULES or name.split(".")[0] in PROJECT_PACKAGES
 
 
 def import_config_module(name, key_path, trusted=True):
-    if not trusted and name.split(".")[0] not in TRUSTED_PREFIXES:
+    if not trusted and not is_trusted_module(name):
         raise ConfigError(
             f"{key_path}.module is '{name}', but this config came from a checkpoint, which may "
-            f"only name the project's modules and torch/torchvision "
-            f"({', '.join(TRUSTED_PREFIXES)}). If you trust the checkpoint's source, pass --trust."
+            f"only name the project's modules ({', '.join(PROJECT_PACKAGES)}) and "
+            f"{', '.join(TRUSTED_MODULES)}. If you trust the checkpoint's source, pass --trust."
         )
     try:
         return importlib.import_module(name)
@@ -42,6 +54,9 @@ def resolve_type(entry, key_path, project_module=None, fallbacks=(), trusted=Tru
             f"{key_path}.type is missing or not a string (got {type_name!r}). "
             'Write the entry as {"type": "ClassName", "args": {...}}.'
         )
+    if not trusted and type_name.startswith("_"):
+        raise ConfigError(f"{key_path}.type '{type_name}' is a private name, which a config from a "
+                          "checkpoint may not use. If you trust the checkpoint's source, pass --trust.")
     modules = _candidate_modules(entry, key_path, project_module, fallbacks, trusted)
     for module in modules:
         obj = getattr(module, type_name, None)
@@ -68,14 +83,15 @@ def _unknown_type_message(type_name, key_path, modules):
     )
 
 
-def check_call_args(obj, args, kwargs, key_path):
-    """Raise a ConfigError naming the rejected argument before calling `obj(*args, **kwargs)`."""
+def check_call_args(obj, args, kwargs, key_path, partial=False):
+    """Raise a ConfigError naming the rejected argument before calling `obj(*args, **kwargs)`.
+    `partial`: the remaining arguments come later (a loss gets output and target per batch)."""
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):  # builtins without a signature: let the call decide
         return
     try:
-        bound = signature.bind(*args, **kwargs)
+        bound = signature.bind_partial(*args, **kwargs) if partial else signature.bind(*args, **kwargs)
     except TypeError as err:
         accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
         raise ConfigError(
