@@ -51,7 +51,8 @@ DELETE = object()
 
 def run_script(*args, cwd=PROJECT_ROOT, timeout=300, env=None, check=False):
     """Run `python <args>` in the project and return the CompletedProcess (text output)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # one thread per process: tiny models gain nothing from more, and tests run side by side
+    full_env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
                             text=True, timeout=timeout, env=full_env)
     if check and result.returncode != 0:
