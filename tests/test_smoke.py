@@ -2,7 +2,6 @@
 import json
 
 import torch
-
 from conftest import only_run, run_script, tiny_config
 
 
