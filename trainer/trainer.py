@@ -10,6 +10,7 @@ from base.base_trainer import StopRequested
 from utils import ConfigError, MetricTracker
 
 from .amp import autocast_context, make_grad_scaler
+from .speed import apply_backend_flags, maybe_compile
 
 
 class Trainer(BaseTrainer):
@@ -39,6 +40,8 @@ class Trainer(BaseTrainer):
         self.autocast = lambda: autocast_context(self.amp, device)
         autocast_context(self.amp, device)  # validates trainer.amp now, not mid-epoch
         self.scaler = make_grad_scaler(self.amp, device)
+        apply_backend_flags(cfg)
+        self.model = maybe_compile(self.model, cfg.get("compile"), device)
         self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty()
 
         metric_names = [m.__name__ for m in self.metric_ftns]
@@ -58,8 +61,8 @@ class Trainer(BaseTrainer):
         for batch_idx, (data, target) in self._epoch_batches(epoch, skip):
             data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
             loss, output = self._train_step(data, target, batch_idx)
-            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss),
-                                         torch.tensor(batch_idx, device=self.device), first_bad_step)
+            # a Python scalar, not torch.tensor(batch_idx, device=...): that is a blocking copy
+            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), batch_idx, first_bad_step)
             self._update_metrics(self.train_metrics, loss, output, target)
             if batch_idx % self.log_step == 0 or batch_idx == self.len_epoch - 1:
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step
