@@ -21,7 +21,8 @@ class EpochSampler(Sampler):
     def order(self):
         if not self.shuffle:
             return self.indices
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        # modulo: an unseeded run's seed (torch.initial_seed(), up to 2**64) would overflow
+        generator = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) % 2**63)
         permutation = torch.randperm(len(self.indices), generator=generator).tolist()
         return [self.indices[i] for i in permutation]
 
