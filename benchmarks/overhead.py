@@ -37,6 +37,8 @@ from parse_config import ConfigParser  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
+CPU = torch.device("cpu")
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,16 +61,16 @@ def benchmark_config(data_dir, save_dir, batch_size, epochs, in_memory):
     return config
 
 
-def build_trainer(config_dict, run_id):
+def build_trainer(config_dict, run_id, device=CPU):
     """What train.py's main does, up to trainer.train()."""
     config = ConfigParser(config_dict, run_id=run_id)
     seed_everything(config["seed"])
     loader = config.init_obj("data_loader", module_data)
-    model = config.init_obj("arch", module_arch)
+    model = config.init_obj("arch", module_arch).to(device)
     optimizer = config.init_obj("optimizer", torch.optim, [p for p in model.parameters() if p.requires_grad])
     scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
     return Trainer(model, config.init_loss(module_loss), config.init_metrics(module_metric), optimizer,
-                   config=config, device=torch.device("cpu"), data_loader=loader,
+                   config=config, device=device, data_loader=loader,
                    valid_data_loader=loader.split_validation(), lr_scheduler=scheduler)
 
 

@@ -191,3 +191,16 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path, mnist_dir):
         assert compiled.history[-1][key] == pytest.approx(eager.history[-1][key], rel=1e-3)
     checkpoint = torch.load(compiled.checkpoint_dir / "checkpoint-epoch1.pth", weights_only=True)
     assert not any(key.startswith("_orig_mod") for key in checkpoint["state_dict"])
+
+
+def test_channels_last_trains_the_default_model(tmp_path, mnist_dir):
+    trainer = make_trainer(tmp_path, mnist_dir, {"trainer.channels_last": True, "trainer.epochs": 1})
+    layouts = []
+
+    def record_layout(module, args):
+        layouts.append(args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous())
+
+    trainer.model.conv2.register_forward_pre_hook(record_layout)
+    trainer.train()
+    assert layouts and all(layouts)
+    assert torch.isfinite(torch.tensor(trainer.history[-1]["loss"]))

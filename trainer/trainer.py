@@ -41,6 +41,8 @@ class Trainer(BaseTrainer):
         autocast_context(self.amp, device)  # validates trainer.amp now, not mid-epoch
         self.scaler = make_grad_scaler(self.amp, device)
         apply_backend_flags(cfg)
+        if self.channels_last:  # weights too: a 1-channel input alone does not switch the convolutions
+            self.model.to(memory_format=torch.channels_last)
         self.model = maybe_compile(self.model, cfg.get("compile"), device)
         self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty()
 
