@@ -42,8 +42,8 @@ CPU = torch.device("cpu")
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per arm (median reported)")
-    parser.add_argument("--data-epochs", type=int, default=3, help="timed epochs per data path")
+    parser.add_argument("--epochs", type=int, default=6, help="timed epochs per arm (median reported)")
+    parser.add_argument("--data-epochs", type=int, default=2, help="timed epochs per data path")
     parser.add_argument("--train-size", type=int, default=60000, help="training images after tiling")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1,
@@ -92,20 +92,38 @@ def trainer_epoch(trainer, epoch):
 
 
 def time_alternating(arms, epochs):
-    """{name: [seconds per epoch]}; the arms take turns, and the first arm alternates too.
-    Each arm keeps its own torch random state (dropout masks), swapped outside the timing, so
-    that interleaving does not make the arms train differently."""
+    """{name: [(wall seconds, process CPU seconds) per epoch]}; the arms take turns, and the
+    first arm alternates too. Each arm keeps its own torch random state (dropout masks), swapped
+    outside the timing, so that interleaving does not make the arms train differently."""
     times = {name: [] for name in arms}
     rng_states = {name: torch.get_rng_state() for name in arms}  # all arms were built from one seed
     for epoch in range(1, epochs + 1):
         order = list(arms) if epoch % 2 else list(reversed(arms))
         for name in order:
             torch.set_rng_state(rng_states[name])
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             arms[name](epoch)
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
             rng_states[name] = torch.get_rng_state()
     return times
+
+
+def ratios(times, slow, fast):
+    """(ratio of median wall times, median of per-epoch wall ratios, the same two for CPU time)."""
+    result = []
+    for clock in (0, 1):
+        slow_times, fast_times = [t[clock] for t in times[slow]], [t[clock] for t in times[fast]]
+        result += [statistics.median(slow_times) / statistics.median(fast_times),
+                   statistics.median(s / f for s, f in zip(slow_times, fast_times))]
+    return result
+
+
+def print_times(times, label):
+    print(f"| {label} | median wall (s) | median CPU (s) | wall per epoch (s) |")
+    print("|---|---|---|---|")
+    for name, epochs in times.items():
+        wall, cpu = statistics.median(t[0] for t in epochs), statistics.median(t[1] for t in epochs)
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {' '.join(f'{t[0]:.1f}' for t in epochs)} |")
 
 
 def quiet_console():
@@ -123,19 +141,17 @@ def overhead_table(data_dir, save_dir, args):
     times = time_alternating({"hand-written loop": plain.epoch,
                               "Trainer": lambda epoch: trainer_epoch(trainer, epoch)}, args.epochs)
     trainer.writer.close()
-    plain_median, trainer_median = (statistics.median(t) for t in times.values())
-    paired = statistics.median(t / p for p, t in zip(*times.values()))
-    steps = len(trainer.data_loader)
-    print(f"\n## Overhead: LeNet, batch {args.batch_size}, {steps} steps + validation of "
-          f"{len(trainer.valid_data_loader.sampler)} images + 1 checkpoint per epoch, fast data path")
-    print("| arm | median epoch (s) | epochs (s) |")
-    print("|---|---|---|")
-    for name, seconds in times.items():
-        print(f"| {name} | {statistics.median(seconds):.2f} | {' '.join(f'{s:.2f}' for s in seconds)} |")
-    print(f"\nTrainer / hand-written: {trainer_median / plain_median:.3f}x (ratio of medians), "
-          f"{paired:.3f}x (median of per-epoch ratios)")
-    same = abs(plain.last_train_loss - trainer.history[-1]["loss"]) < 1e-4
-    print(f"same training in both arms (final train loss equal): {same}")
+    print(f"\n## Overhead: LeNet, batch {args.batch_size}, {len(trainer.data_loader)} steps + validation of "
+          f"{len(trainer.valid_data_loader.sampler)} images + 1 checkpoint per epoch, fast data path, "
+          f"{args.epochs} epochs per arm")
+    print_times(times, "arm")
+    wall, wall_paired, cpu, cpu_paired = ratios(times, "Trainer", "hand-written loop")
+    print(f"\nTrainer / hand-written loop, wall time: {wall:.3f}x (ratio of medians), {wall_paired:.3f}x "
+          f"(median of per-epoch ratios)")
+    print(f"Trainer / hand-written loop, CPU time:  {cpu:.3f}x (ratio of medians), {cpu_paired:.3f}x "
+          f"(median of per-epoch ratios)")
+    same = abs(plain.last_train_loss - trainer.history[-1]["loss"]) < 1e-6
+    print(f"both arms trained identically (final training loss {trainer.history[-1]['loss']:.6f} in both): {same}")
 
 
 def data_path_table(data_dir, save_dir, args):
@@ -148,17 +164,17 @@ def data_path_table(data_dir, save_dir, args):
     times = time_alternating(arms, args.data_epochs)
     images = len(next(iter(trainers.values())).data_loader.sampler)
     print(f"\n## Data path: Trainer epochs of {images} training images (batch {args.batch_size}), "
-          "validation and checkpoint included")
-    print("| data path | median epoch (s) | images/s | loader alone, images/s |")
-    print("|---|---|---|---|")
-    medians = {}
-    for name, seconds in times.items():
-        medians[name] = statistics.median(seconds)
-        trainers[name].writer.close()
-        loader_rate = images / loader_seconds(trainers[name].data_loader)
-        print(f"| {name} | {medians[name]:.2f} | {images / medians[name]:.0f} | {loader_rate:.0f} |")
-    slow, fast = medians.values()
-    print(f"\nin-memory path: {slow / fast:.2f}x faster per epoch than the per-sample path")
+          f"validation and checkpoint included, {args.data_epochs} epochs per path")
+    print_times(times, "data path")
+    print("\n| data path | images/s (median wall) | loader alone, images/s |")
+    print("|---|---|---|")
+    for name, trainer in trainers.items():
+        trainer.writer.close()
+        rate = images / statistics.median(t[0] for t in times[name])
+        print(f"| {name} | {rate:.0f} | {images / loader_seconds(trainer.data_loader):.0f} |")
+    wall, wall_paired, cpu, cpu_paired = ratios(times, *trainers)
+    print(f"\nin-memory path faster per epoch: wall {wall:.2f}x (ratio of medians), {wall_paired:.2f}x (paired); "
+          f"CPU {cpu:.2f}x, {cpu_paired:.2f}x (paired)")
 
 
 def loader_seconds(loader):
