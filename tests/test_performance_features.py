@@ -1,6 +1,7 @@
 """Speed features each train a few steps in-process and check their intended effect: the fast
 data path, AMP, accumulation, clipping, compile, cuDNN autotuning and DataLoader options."""
 import json
+import logging
 
 import pytest
 import torch
@@ -204,3 +205,11 @@ def test_channels_last_trains_the_default_model(tmp_path, mnist_dir):
     trainer.train()
     assert layouts and all(layouts)
     assert torch.isfinite(torch.tensor(trainer.history[-1]["loss"]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on machines without CUDA")
+def test_data_device_cuda_without_cuda_keeps_the_data_on_cpu(mnist_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="data_loader"):
+        loader = mnist_loader(mnist_dir, True, data_device="cuda")
+    assert "CUDA is not available" in caplog.text
+    assert loader.images.device.type == "cpu" and next(iter(loader))[0].device.type == "cpu"
