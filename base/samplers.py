@@ -33,6 +33,7 @@ class EpochSampler(Sampler):
         """The full order of this epoch, before it is shared out over the ranks."""
         if not self.shuffle:
             return self.indices
+        # modulo: an unseeded run's seed (torch.initial_seed(), up to 2**64) would overflow
         generator = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) % 2**63)
         permutation = torch.randperm(len(self.indices), generator=generator).tolist()
         return [self.indices[i] for i in permutation]

@@ -11,6 +11,7 @@ from utils import ConfigError, MetricTracker, dist
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
+from .speed import apply_backend_flags, maybe_compile
 
 
 class Trainer(BaseTrainer):
@@ -40,6 +41,10 @@ class Trainer(BaseTrainer):
         self.autocast = lambda: autocast_context(self.amp, device)
         autocast_context(self.amp, device)  # validates trainer.amp now, not mid-epoch
         self.scaler = make_grad_scaler(self.amp, device)
+        apply_backend_flags(cfg)
+        if self.channels_last:  # weights too: a 1-channel input alone does not switch the convolutions
+            self.model.to(memory_format=torch.channels_last)
+        self.model = maybe_compile(self.model, cfg.get("compile"), device)
         self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty() and dist.is_main_process()
 
         metric_names = [m.__name__ for m in self.metric_ftns]
@@ -59,8 +64,8 @@ class Trainer(BaseTrainer):
         for batch_idx, (data, target) in self._epoch_batches(epoch, skip):
             data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
             loss, output = self._train_step(data, target, batch_idx)
-            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss),
-                                         torch.tensor(batch_idx, device=self.device), first_bad_step)
+            # a Python scalar, not torch.tensor(batch_idx, device=...): that is a blocking copy
+            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), batch_idx, first_bad_step)
             self._update_metrics(self.train_metrics, loss, output, target)
             if batch_idx % self.log_step == 0 or batch_idx == self.len_epoch - 1:
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step

@@ -1,0 +1,1 @@
+"""Benchmarks: overhead.py (Trainer against a hand-written loop, data paths) and gpu_check.py."""

@@ -1,0 +1,21 @@
+"""The benchmark scripts run end to end on tiny sizes (no timing is asserted)."""
+import pytest
+import torch
+
+from conftest import run_script
+
+
+@pytest.mark.slow  # about 20 s
+def test_overhead_benchmark_arms_do_the_same_work():
+    result = run_script("benchmarks/overhead.py", "--epochs", "2", "--data-epochs", "2",
+                        "--train-size", "640", check=True)
+    [same_work] = [line for line in result.stdout.splitlines() if line.startswith("both arms trained identically")]
+    assert same_work.endswith(": True"), same_work
+    for line in ("| hand-written loop |", "| Trainer |", "| per-sample (torchvision) |", "| in-memory (fast) |"):
+        assert line in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the path for machines without CUDA")
+def test_gpu_check_exits_cleanly_without_cuda():
+    result = run_script("benchmarks/gpu_check.py", check=True)
+    assert "CUDA is not available" in result.stdout
