@@ -106,7 +106,11 @@ class ConfigParser:
                               "itself; remove it from the config.")
         config_args.update(kwargs)
         check_call_args(obj_type, args, config_args, name)
-        return obj_type(*args, **config_args)
+        try:
+            return obj_type(*args, **config_args)
+        except ValueError as err:  # the constructor refused a value (torch's own checks say which)
+            raise ConfigError(f"{name}: {entry['type']} rejected its arguments ({err}). Fix "
+                              f"{name}.args in the config.") from err
 
     def init_ftn(self, name, module, *args, **kwargs):
         """Like init_obj, but return a function with the arguments bound (functools.partial)."""

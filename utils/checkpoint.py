@@ -18,6 +18,15 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
     if not path.is_file():
         raise ConfigError(f"resume path '{path}' does not exist or is not a file. Pass a .pth "
                           "checkpoint or a run folder.")
+    checkpoint = safe_load(path, map_location, mmap)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"'{path}' is not a checkpoint of this framework (it has no 'state_dict').")
+    return checkpoint
+
+
+def safe_load(path, map_location="cpu", mmap=False):
+    """torch.load with weights_only=True; a file with pickled code or a damaged one is a
+    ConfigError that says which."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
@@ -32,8 +41,6 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
         raise ConfigError(_unreadable_message(path)) from None
     except Exception as err:  # torch raises many types for a damaged file: all mean unreadable
         raise ConfigError(_unreadable_message(path, err)) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ConfigError(f"'{path}' is not a checkpoint of this framework (it has no 'state_dict').")
     return checkpoint
 
 

@@ -12,11 +12,11 @@ rates for the optimizer.
 """
 import fnmatch
 import logging
+from pathlib import Path
 
-import torch
 import torch.nn as nn
 
-from .checkpoint import load_weights
+from .checkpoint import load_weights, safe_load
 from .errors import ConfigError
 
 logger = logging.getLogger("transfer")
@@ -44,11 +44,10 @@ def _load_weight_file(model, entry, key_path, default_strict):
         (entry.get("path"), entry.get("strict", default_strict))
     if not isinstance(path, str):
         raise ConfigError(f"{key_path} needs a file path (a string or {{\"path\": ..., \"strict\": ...}}).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    if not Path(path).is_file():
         raise ConfigError(f"{key_path}: weight file '{path}' does not exist. Weights are never "
-                          "downloaded at run time; save them to a local file first.") from None
+                          "downloaded at run time; save them to a local file first.")
+    state = safe_load(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     missing, unexpected = load_weights(model, state, path, strict=strict)
