@@ -94,7 +94,8 @@ class BaseTrainer:
                 self._save_checkpoint_file(state, f"checkpoint-epoch{epoch}.pth")
             if improved:
                 self._save_checkpoint_file(state, "model_best.pth")
-                self.logger.info(f"Saving current best: model_best.pth ({self.monitor_metric} {self.monitor_best:.6g})")
+                self.logger.info(f"Saving current best: {self.checkpoint_dir / 'model_best.pth'} "
+                                 f"({self.monitor_metric} {self.monitor_best:.6g})")
         if stopping:
             self.logger.info(
                 f"Validation performance didn't improve for {self.early_stop} epochs. Training stops."
@@ -178,7 +179,8 @@ class BaseTrainer:
         path = self.checkpoint_dir / filename
         if dist.is_main_process():  # DDP: every rank holds the same state; one writes it
             atomic_torch_save(state, path)
-            self.logger.info(f"Saving checkpoint: {path} ...")
+            if filename != "model_best.pth":  # _end_epoch announces the best model with its value
+                self.logger.info(f"Saving checkpoint: {path} ...")
             if filename.startswith("checkpoint-") and self.keep_last:
                 self._prune_checkpoints()
         dist.barrier()  # DDP: no rank goes on (or exits after a stop) before the file is complete

@@ -132,7 +132,9 @@ class Trainer(BaseTrainer):
     def _check_finite(self, first_bad_step, epoch):
         if self.on_nonfinite == "skip":
             return
-        bad_step = int(first_bad_step)
+        # DDP: every rank calls this at the same steps; agreeing keeps one rank from stopping
+        # alone while the others wait in the next gradient all-reduce
+        bad_step = dist.max_over_ranks(int(first_bad_step))
         if bad_step >= 0:
             raise ConfigError(
                 f"the training loss became NaN/Inf in epoch {epoch} at step {bad_step}. Training "
