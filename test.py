@@ -12,19 +12,15 @@ import model.model as module_arch
 from parse_config import ConfigParser
 from utils import ConfigError, MetricTracker, main_guard, prepare_device, write_json
 from utils.checkpoint import load_checkpoint, load_weights
+from utils.resolve import check_call_args, resolve_type
 from utils.transfer import build_model
 
-TASK_ARGS = ("binary_target",)  # data-loader args that define the task, kept for the test split
+TEST_SPLIT_ARGS = {"shuffle": False, "validation_split": 0.0, "training": False}
 
 
 def main(config):
     logger = config.get_logger("test")
-    data_args = config["data_loader"]["args"]
-    data_loader = getattr(module_data, config["data_loader"]["type"])(
-        data_args["data_dir"], batch_size=data_args["batch_size"], shuffle=False,
-        validation_split=0.0, training=False, num_workers=data_args.get("num_workers", 0),
-        **{key: data_args[key] for key in TASK_ARGS if key in data_args},
-    ) if "data_dir" in data_args else config.init_obj("data_loader", module_data, training=False)
+    data_loader = build_test_loader(config)
 
     # the training-time architecture (new head, ...); the checkpoint supplies the weights
     model = build_model(config, module_arch, load_start_weights=False)
@@ -37,6 +33,18 @@ def main(config):
     metric_fns = config.init_metrics(module_metric)
     results = evaluate(model, data_loader, loss_fn, metric_fns, device)
     report(logger, config, checkpoint, results, len(data_loader.sampler))
+
+
+def build_test_loader(config):
+    """The config's data loader on its test split: the same arguments (data folder, batch size,
+    task, fast path), but no shuffling, no validation split and no `limit`, which sizes
+    training runs: every test sample counts."""
+    entry = config["data_loader"]
+    loader_class = resolve_type(entry, "data_loader", module_data, (), config.trusted)
+    args = {key: value for key, value in entry.get("args", {}).items() if key != "limit"}
+    args.update(TEST_SPLIT_ARGS)
+    check_call_args(loader_class, (), args, "data_loader")
+    return loader_class(**args)
 
 
 @torch.no_grad()
