@@ -1,6 +1,7 @@
 """tune.py: search-space errors, a pruned and resumed study with its results, and two
 processes sharing one SQLite study."""
 import json
+import os
 import subprocess
 import sys
 
@@ -87,20 +88,47 @@ def test_study_resumes_prunes_and_writes_a_best_config_that_trains(tmp_path, mni
     assert "val_loss" in trained.stdout
 
 
+# A model whose first construction in each process waits until both processes have built one,
+# so each process is inside a trial at the same time: the test then cannot pass (or fail) by
+# one process finishing all trials before the other has imported torch.
+RENDEZVOUS_MODULE = """
+import os, time
+from pathlib import Path
+from model.model import MnistModel
+
+class RendezvousModel(MnistModel):
+    def __init__(self, barrier_dir, parties=2):
+        super().__init__()
+        Path(barrier_dir, str(os.getpid())).touch()
+        deadline = time.monotonic() + 240
+        while len(os.listdir(barrier_dir)) < parties:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {os.listdir(barrier_dir)} reached the barrier")
+            time.sleep(0.05)
+"""
+
+
 @pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
+    (tmp_path / "rendezvous.py").write_text(RENDEZVOUS_MODULE)
+    (tmp_path / "barrier").mkdir()
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    config = tune_config(tmp_path, mnist_dir, {"n_trials": 4, "sampler": "random", "pruner": "none",
-                                               "space": SPACE})
+    config = tiny_config(tmp_path, mnist_dir, {
+        "data_loader.args.limit": 256,
+        "arch": {"type": "RendezvousModel", "module": "rendezvous", "args": {"barrier_dir": str(tmp_path / "barrier")}},
+        "tune": {"n_trials": 4, "sampler": "random", "pruner": "none", "space": SPACE}})
     command = [sys.executable, "tune.py", "-c", str(config), "--storage", storage, "-o", "trainer.epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
     workers = [subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for _ in range(2)]
+                                text=True, env=env) for _ in range(2)]
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
+    assert len(os.listdir(tmp_path / "barrier")) == 2  # two processes, each built a model
     trials_per_process = [out.count("] Trial ") for out in outputs]
     study = optuna.load_study(study_name="Tiny", storage=storage)
     assert all(n >= 1 for n in trials_per_process), outputs
     assert sum(trials_per_process) == len(study.trials)
-    # each process stops once the study holds 4 finished trials; one may be mid-trial then
+    # each process stops once the study holds 4 finished trials; the other may be mid-trial then
     assert len(study.trials) in (4, 5)
+    assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
