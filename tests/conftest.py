@@ -49,12 +49,16 @@ def tiny_config(tmp_path, data_dir, updates=None, name="Tiny"):
 DELETE = object()
 
 
+def script_env(extra=None):
+    """The environment of a test's `python` subprocess: this one's, unbuffered, plus `extra`."""
+    # one thread per process: tiny models gain nothing from more, and tests run side by side
+    return {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
 def run_script(*args, cwd=PROJECT_ROOT, timeout=300, env=None, check=False):
     """Run `python <args>` in the project and return the CompletedProcess (text output)."""
-    # one thread per process: tiny models gain nothing from more, and tests run side by side
-    full_env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
-                            text=True, timeout=timeout, env=full_env)
+                            text=True, timeout=timeout, env=script_env(env))
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result

@@ -1,7 +1,6 @@
 """Helpers for the reliability tests: training subprocesses that can be signalled or killed
 while their output is read, and an exact comparison of saved training states."""
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 
 import torch
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, script_env
 
 # One thread per process: the test machine's two cores are shared by several runs, and torch's
 # default thread pool then spends more time waiting than computing.
@@ -21,8 +20,7 @@ class ScriptProcess:
     """`python <args>` started in the project; a thread collects its merged stdout/stderr lines."""
 
     def __init__(self, *args):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **ONE_THREAD}
-        self.process = subprocess.Popen([sys.executable, *map(str, args)], cwd=PROJECT_ROOT, env=env,
+        self.process = subprocess.Popen([sys.executable, *map(str, args)], cwd=PROJECT_ROOT, env=script_env(ONE_THREAD),
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)

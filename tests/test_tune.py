@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from conftest import PROJECT_ROOT, run_dirs, run_script, tiny_config
+from conftest import PROJECT_ROOT, run_dirs, run_script, script_env, tiny_config
 from tune import tune
 from tuning.space import parse_space
 from utils import ConfigError
@@ -59,8 +59,8 @@ def test_bad_tune_settings_name_the_key(tmp_path, settings, message):
     assert str(err.value).startswith(message), str(err.value)
 
 
-def tune_config(tmp_path, mnist_dir, tune):
-    return tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 256, "tune": tune})
+def tune_config(tmp_path, mnist_dir, tune, updates=None):
+    return tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 256, "tune": tune, **(updates or {})})
 
 
 @pytest.mark.slow
@@ -113,14 +113,12 @@ def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
     (tmp_path / "rendezvous.py").write_text(RENDEZVOUS_MODULE)
     (tmp_path / "barrier").mkdir()
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    config = tiny_config(tmp_path, mnist_dir, {
-        "data_loader.args.limit": 256,
-        "arch": {"type": "RendezvousModel", "module": "rendezvous", "args": {"barrier_dir": str(tmp_path / "barrier")}},
-        "tune": {"n_trials": 4, "sampler": "random", "pruner": "none", "space": SPACE}})
+    rendezvous = {"type": "RendezvousModel", "module": "rendezvous", "args": {"barrier_dir": str(tmp_path / "barrier")}}
+    config = tune_config(tmp_path, mnist_dir, {"n_trials": 4, "sampler": "random", "pruner": "none", "space": SPACE},
+                         {"arch": rendezvous})
     command = [sys.executable, "tune.py", "-c", str(config), "--storage", storage, "-o", "trainer.epochs=1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
     workers = [subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=env) for _ in range(2)]
+                                text=True, env=script_env({"PYTHONPATH": str(tmp_path)})) for _ in range(2)]
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     assert len(os.listdir(tmp_path / "barrier")) == 2  # two processes, each built a model
