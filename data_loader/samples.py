@@ -45,7 +45,11 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index):
-        return decode_image(self.paths[index], self.mode, self.image_size), int(self.labels[index])
+        try:
+            return decode_image(self.paths[index], self.mode, self.image_size), int(self.labels[index])
+        except BadSample as err:
+            raise BadSample(f"{err}. Fix or remove the file, or set data_loader.args.on_bad_sample to "
+                            '"skip" to train without it.') from None
 
     def subset(self, keep):
         return ImageFiles([self.paths[i] for i in keep], self.labels[keep], self.mode, self.image_size)

@@ -11,8 +11,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 
-def write_digits_folder(out_dir, test_fraction=0.2, seed=0):
-    """Write the PNG tree under `out_dir`; return {"train": count, "test": count}."""
+def write_digits_folder(out_dir, test_fraction=0.2, seed=0, per_class=None):
+    """Write the PNG tree under `out_dir` (at most `per_class` images per class and split when
+    given); return {"train": count, "test": count}."""
     digits = load_digits()
     pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)  # 0..16 grey levels -> 0..255
     indices = np.arange(len(pixels))
@@ -20,6 +21,8 @@ def write_digits_folder(out_dir, test_fraction=0.2, seed=0):
                                            random_state=seed)
     counts = {}
     for split, chosen in (("train", train_idx), ("test", test_idx)):
+        if per_class is not None:
+            chosen = np.concatenate([chosen[digits.target[chosen] == d][:per_class] for d in range(10)])
         for index in chosen:
             folder = Path(out_dir) / split / str(digits.target[index])
             folder.mkdir(parents=True, exist_ok=True)
