@@ -76,7 +76,6 @@ def _finish(record, path, status, **details):
     ended = time.time()
     record.update(status=status, ended=ended, seconds=record["earlier_seconds"] + ended - record["started"],
                   **details)
-    record.pop("pid", None)
     write_json(record, path)
 
 
