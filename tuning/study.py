@@ -5,6 +5,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+from optuna.storages.journal import JournalFileBackend
 
 from utils import ConfigError, atomic_write_csv, write_json
 from utils.resolve import check_call_args
@@ -16,6 +17,7 @@ SAMPLERS = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.Rando
 PRUNERS = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "none": optuna.pruners.NopPruner}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+JOURNAL_PREFIX = "journal:"
 SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
 
 
@@ -81,12 +83,23 @@ def open_study(storage_url, study_name, direction, settings, space):
     """Create the study or join the existing one of that name (an interrupted search, or
     another process working on it)."""
     sampler, pruner = make_sampler(settings, space), make_pruner(settings)  # settings errors before any file
-    storage = _database_storage(storage_url) if "://" in storage_url else storage_url
+    storage = _make_storage(storage_url)
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     if study.trials:
         study.sampler = make_sampler(settings, space, len(study.trials))
     return study
+
+
+def _make_storage(url):
+    """journal:PATH -> Optuna's journal file (for a file system that several machines share,
+    such as NFS, where SQLite's locking is unreliable); a database URL -> RDBStorage."""
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX):])
+        if not path.parent.is_dir():
+            raise ConfigError(f"--storage {url}: the folder '{path.parent}' does not exist; create it first.")
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return _database_storage(url) if "://" in url else url
 
 
 def _database_storage(url, attempts=3):

@@ -1,6 +1,7 @@
-"""tune.py across processes on a real PostgreSQL server, which the test starts (initdb and
+"""Sharing a study: tune.py across processes on a real PostgreSQL server, which the test starts (initdb and
 pg_ctl on a temporary folder and a free port on 127.0.0.1) and stops again. Without the
-server binaries the test is skipped, except in CI (CI=true), where that is a failure."""
+server binaries the test is skipped, except in CI (CI=true), where that is a failure. And
+Optuna's journal file, for a file system that several machines share."""
 import glob
 import json
 import os
@@ -15,9 +16,12 @@ from pathlib import Path
 import optuna
 import psycopg2
 import pytest
+from optuna.storages.journal import JournalFileBackend
 from test_tune import RENDEZVOUS_MODULE, SPACE, tune_config
 
 from conftest import PROJECT_ROOT, run_dirs, script_env
+from tune import tune
+from utils import ConfigError
 
 
 def server_binaries():
@@ -103,3 +107,21 @@ def test_two_processes_share_one_postgresql_study(tmp_path, mnist_dir, postgres_
     statuses = [json.loads((run / "status.json").read_text()) for run in runs]
     assert {s["status"] for s in statuses} == {"finished"}
     assert {s["pid"] for s in statuses} == {w.pid for w in workers}
+
+
+def test_journal_storage_on_a_file_holds_the_study(tmp_path, mnist_dir):
+    config = json.loads(tune_config(tmp_path, mnist_dir, {"n_trials": 2, "sampler": "grid", "space": SPACE},
+                                    {"trainer.epochs": 1}).read_text())
+    journal = tmp_path / "shared" / "study.journal"
+    journal.parent.mkdir()
+    tune(config, storage=f"journal:{journal}")
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    trials = optuna.load_study(study_name="Tiny", storage=storage).trials
+    assert sorted(t.params["optimizer.args.lr"] for t in trials) == sorted(SPACE["optimizer.args.lr"]["choices"])
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_journal_storage_in_a_missing_folder_is_a_config_error(tmp_path, mnist_dir):
+    config = json.loads(tune_config(tmp_path, mnist_dir, {"n_trials": 1, "space": SPACE}).read_text())
+    with pytest.raises(ConfigError, match="does not exist; create it first"):
+        tune(config, storage=f"journal:{tmp_path / 'nowhere' / 'study.journal'}")
