@@ -134,3 +134,23 @@ def test_sweep_stopped_by_signal_resumes_and_summarizes(tmp_path, mnist_dir):
     again = subprocess.run([sys.executable, "train.py", "-r", str(sweep_dir)], cwd=PROJECT_ROOT, env=script_env(),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and sorted(p for p in sweep_dir.rglob("*") if p.is_dir()) == before
+
+
+@pytest.mark.slow
+def test_prepare_only_then_one_member_as_an_array_task(tmp_path, mnist_dir, monkeypatch, capsys):
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "data_loader.args.limit": 64})
+    monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(config), "-m", "seed=1,2", "--prepare-only"])
+    train.run()
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    assert f"sbatch --array=0-1 scripts/slurm_sweep.sbatch {sweep_dir}" in capsys.readouterr().out
+    folders = [m["folder"] for m in json.loads((sweep_dir / "sweep.json").read_text())["members"]]
+    assert all(not member_runs(sweep_dir / folder) for folder in folders)  # nothing ran
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "-r", str(sweep_dir), "--member", "1"])
+    monkeypatch.chdir(PROJECT_ROOT)
+    train.run()
+    assert not member_runs(sweep_dir / folders[0])
+    (run,) = member_runs(sweep_dir / folders[1])
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    summary = pd.read_csv(sweep_dir / "summary.csv")
+    assert summary["runs"].tolist() == [1]  # the finished members so far
