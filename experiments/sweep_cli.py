@@ -97,7 +97,8 @@ def run_members(sweep_dir, manifest, args):
                               f"0..{len(manifest['members']) - 1}.")
         indices = {args.member}
     runner = SweepRunner(sweep_dir, manifest, args.jobs or 1, args.test or manifest.get("run_test", False),
-                         take_over=args.member is not None)
+                         take_over=args.member is not None,
+                         devices=args.device.split(",") if args.device else None)
     started = time.monotonic()
     outcomes = runner.run(indices)
     print(f"Sweep ran {len(outcomes)} members in {time.monotonic() - started:.1f} s with --jobs {args.jobs or 1}.")

@@ -4,6 +4,7 @@ part-way resumes with `train.py -r <its run folder>`, a finished one is skipped.
 members run at a time. A stop signal is passed on to the running members, which save a
 checkpoint; no new member starts."""
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -20,10 +21,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class SweepRunner:
-    def __init__(self, sweep_dir, manifest, jobs=1, run_test=False, take_over=False):
+    def __init__(self, sweep_dir, manifest, jobs=1, run_test=False, take_over=False, devices=None):
         """take_over: run a member even when its status says "running" (a scheduler that
-        assigns each member to one task knows the earlier task is gone)."""
+        assigns each member to one task knows the earlier task is gone). devices: GPU ids
+        handed out to the running members in turn (each gets one; with more jobs than GPUs,
+        members share them)."""
         self.take_over = take_over
+        self.free_devices, self.hands_out_devices = queue.Queue(), bool(devices)
+        for slot in range(jobs if devices else 0):
+            self.free_devices.put(devices[slot % len(devices)])
         self.sweep_dir, self.manifest = Path(sweep_dir), manifest
         self.name = manifest["name"]
         self.jobs, self.run_test = jobs, run_test
@@ -75,6 +81,16 @@ class SweepRunner:
         env = {**os.environ, SWEEP_ENV: f"{self.sweep_dir}#{member['index']}"}
         if "OMP_NUM_THREADS" not in os.environ:  # members side by side share the cores
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        device = self.free_devices.get() if self.hands_out_devices else None
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        try:
+            return self._run_logged(member, command, env)
+        finally:
+            if device is not None:
+                self.free_devices.put(device)
+
+    def _run_logged(self, member, command, env):
         with open(self.sweep_dir / member["folder"] / MEMBER_OUTPUT, "a") as output:
             output.write(f"$ {' '.join(command)}\n")
             output.flush()

@@ -154,3 +154,18 @@ def test_prepare_only_then_one_member_as_an_array_task(tmp_path, mnist_dir, monk
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     summary = pd.read_csv(sweep_dir / "summary.csv")
     assert summary["runs"].tolist() == [1]  # the finished members so far
+
+
+def test_members_get_the_given_gpus_in_turn(tmp_path):
+    from experiments.sweep_runner import SweepRunner
+    from utils.run_status import SWEEP_ENV
+
+    manifest = {"name": "Tiny", "members": [{"index": i, "folder": f"00{i}"} for i in range(3)]}
+    for member in manifest["members"]:
+        (tmp_path / member["folder"]).mkdir()
+    runner = SweepRunner(tmp_path, manifest, jobs=2, devices=["0", "1"])
+    show = [sys.executable, "-c", f"import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['{SWEEP_ENV}'])"]
+    for member in manifest["members"]:
+        runner._run_process(member, show)
+    printed = [(tmp_path / m["folder"] / "output.log").read_text().splitlines()[-1] for m in manifest["members"]]
+    assert printed == [f"0 {tmp_path}#0", f"1 {tmp_path}#1", f"0 {tmp_path}#2"]
