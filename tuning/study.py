@@ -14,6 +14,9 @@ SAMPLERS = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.Rando
             "tpe": optuna.samplers.TPESampler}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "none": optuna.pruners.NopPruner}
+# the pip package that provides a database driver module SQLAlchemy asks for
+DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
+                   "mysqldb": "mysqlclient"}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
 
@@ -96,10 +99,23 @@ def _database_storage(url, attempts=3):
     for attempt in range(1, attempts + 1):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except sqlalchemy.exc.SQLAlchemyError:
+        except ImportError:  # SQLAlchemy imports the URL's database driver only now
+            driver = sqlalchemy.engine.make_url(url).get_dialect().driver
+            raise ConfigError(
+                f"--storage {_without_password(url)}: its database driver '{driver}' is not installed. "
+                f"Install it (pip install {DRIVER_PACKAGES.get(driver, driver)}), name an installed "
+                "driver in the URL (e.g. postgresql+psycopg2://...), or use a sqlite:/// URL.") from None
+        except sqlalchemy.exc.SQLAlchemyError as err:
             if attempt == attempts:
-                raise
+                raise ConfigError(
+                    f"--storage {_without_password(url)}: cannot open the study database "
+                    f"({str(err.orig if getattr(err, 'orig', None) else err).strip().splitlines()[0]}). "
+                    "Check the URL, that the server is running and that the database exists.") from None
             time.sleep(attempt)
+
+
+def _without_password(url):
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def count_finished(study):

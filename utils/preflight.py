@@ -10,9 +10,12 @@ from pathlib import Path
 
 import torch
 
+from logger.writers import check_writers
+
 from .checkpoint import check_weights_fit, load_checkpoint
 from .errors import ConfigError
 from .resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+from .transfer import replace_head
 
 # the project module each section resolves in first (see ConfigParser.init_obj callers in train.py)
 PROJECT_MODULES = {"arch": "model.model", "data_loader": "data_loader.data_loaders",
@@ -33,6 +36,7 @@ def check_before_run(config):
     _check_trainer_values(config["trainer"])
     _check_monitor(config["trainer"]["monitor"], metric_names, _validation_on(config, resolved["data_loader"]))
     _check_data_dir(config["data_loader"].get("args", {}), resolved["data_loader"])
+    check_writers(config)
     weights = config.resume or config.init_weights
     if weights is not None:
         _check_checkpoint_fits(config, modules["arch"], weights)
@@ -117,6 +121,8 @@ def _check_checkpoint_fits(config, arch_module, checkpoint_path):
     try:  # the meta device gives every shape without allocating or initialising weights
         with torch.device("meta"):
             model = config.init_obj("arch", arch_module)
+            if config["arch"].get("replace_head"):  # the checkpoint holds the new head's weights
+                replace_head(model, config["arch"]["replace_head"], log=False)
     except ConfigError:
         raise
     except Exception:  # a model that cannot be built on meta is checked when its weights load
