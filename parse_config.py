@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from logger import setup_logging
+from logger.writers import check_writers
 from utils import ConfigError, dist, write_json
 from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint, load_checkpoint
 from utils.config_checks import parse_override, set_by_path, validate_config
@@ -65,6 +66,7 @@ class ConfigParser:
                      init_weights=init_weights, trusted=trusted or args.trust)
         check_before_run(parser)  # every mistake found here leaves no run folder behind
         if create_dirs:
+            check_writers(parser)  # only a run that writes logs starts the writers (W&B needs a login)
             parser.make_run_dirs()
         return parser
 

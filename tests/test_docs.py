@@ -73,7 +73,7 @@ def fill_placeholders(command):
     """A path with <run_id>, <name>, <N>... becomes the newest existing path that fits."""
     def newest(match):
         return f"\"$(newest '{PLACEHOLDER.sub('*', match.group(0))}')\""
-    return re.sub(r"[^\s'\"]*<[A-Za-z_]+>[^\s'\"]*", lambda m: newest(m) if "/" in m.group(0) else m.group(0),
+    return re.sub(r"[^\s'\"=]*<[A-Za-z_]+>[^\s'\"]*", lambda m: newest(m) if "/" in m.group(0) else m.group(0),
                   command)
 
 
@@ -174,6 +174,9 @@ def test_docs_have_shell_blocks_and_every_marker_gives_a_reason():
      f"python tune.py -c t.json --n-trials {TRIALS} -o trainer.epochs={SHORT_EPOCHS}"),
     ("python test.py -r saved/models/X/<run_id>/model_best.pth",
      "python test.py -r \"$(newest 'saved/models/X/*/model_best.pth')\""),
+    ("python train.py -c t.json -o arch.init_from.path=saved/models/X/<run_id>/model_best.pth",
+     "python train.py -c t.json -o arch.init_from.path=\"$(newest 'saved/models/X/*/model_best.pth')\""
+     f" -o trainer.epochs={SHORT_EPOCHS}"),
     ("make train", "make train"),
 ])
 def test_rewrites(command, expected):

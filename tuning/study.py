@@ -25,7 +25,7 @@ def check_settings(settings):
     """The "tune" section: a dict of known settings (a typo must not silently fall back to a default)."""
     if not isinstance(settings, dict):
         raise ConfigError('the config has no "tune" section; add one with a "space" (see '
-                          '"Hyperparameter search" in README.md).')
+                          'docs/experiments.md; configs/mnist_tune.json has one).')
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise ConfigError(f"tune.{unknown[0]} is not a tune setting; the settings are {', '.join(SETTINGS)}.")

@@ -74,7 +74,7 @@ def validate_config(config):
     if missing:
         raise ConfigError(
             f"config is missing the required key(s) {', '.join(missing)}. See the config "
-            "reference in README.md; config.json in the project root is a complete example."
+            "reference in docs/config.md; config.json in the project root is a complete example."
         )
     _expect(config["name"], str, "name")
     for section in ("arch", "data_loader", "optimizer"):

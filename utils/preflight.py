@@ -10,8 +10,6 @@ from pathlib import Path
 
 import torch
 
-from logger.writers import check_writers
-
 from .checkpoint import check_weights_fit, load_checkpoint
 from .errors import ConfigError
 from .resolve import TORCH_FALLBACKS, check_call_args, resolve_type
@@ -36,7 +34,6 @@ def check_before_run(config):
     _check_trainer_values(config["trainer"])
     _check_monitor(config["trainer"]["monitor"], metric_names, _validation_on(config, resolved["data_loader"]))
     _check_data_dir(config["data_loader"].get("args", {}), resolved["data_loader"])
-    check_writers(config)
     weights = config.resume or config.init_weights
     if weights is not None:
         _check_checkpoint_fits(config, modules["arch"], weights)
