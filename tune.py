@@ -7,6 +7,7 @@ saved/tune/<study name>/), so a rerun resumes it and several processes can share
 """
 import argparse
 import copy
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -62,9 +63,17 @@ def make_objective(base_config, space, metric):
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
         config = ConfigParser(apply_values(base_config, values), run_id=f"trial-{trial.number}")
         trial.set_user_attr("run_dir", str(config.save_dir))
+        console_warnings_only()  # Optuna prints one line per trial; the trial's info.log has the rest
         trainer = train.main(config, epoch_callbacks=[report_to(trial, metric)])
         return trainer.monitor_best
     return objective
+
+
+def console_warnings_only():
+    """Raise the console handlers to WARNING; the file handlers (info.log) keep everything."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
 
 
 def report_to(trial, metric):
@@ -81,7 +90,9 @@ def parse_args():
     parser.add_argument("-c", "--config", required=True, help="config file with a 'tune' section")
     parser.add_argument("-d", "--device", default=None, help="indices of GPUs to enable")
     parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL to share a study (default: sqlite under saved/tune/<name>/)")
+                        help="where the study lives, to share it between processes and machines: a database URL "
+                             "(sqlite:///..., postgresql://user@host/db) or journal:PATH (a journal file on a "
+                             "shared file system); default sqlite under saved/tune/<name>/")
     parser.add_argument("--study-name", default=None, help="default: tune.study_name or the config's name")
     parser.add_argument("--n-trials", type=int, default=None,
                         help="finished trials the study should reach (default: tune.n_trials)")
