@@ -8,14 +8,11 @@ from pathlib import Path
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
-import model.model as module_arch
-from evaluation.evaluate import evaluate
+from evaluation.evaluate import evaluate, model_from_checkpoint
 from evaluation.report import class_names_for, write_report
 from parse_config import ConfigParser
 from utils import ConfigError, main_guard, prepare_device, write_json
-from utils.checkpoint import load_checkpoint, load_weights
 from utils.resolve import check_call_args, resolve_type
-from utils.transfer import build_model
 
 TEST_SPLIT_ARGS = {"shuffle": False, "validation_split": 0.0, "training": False}
 
@@ -24,10 +21,7 @@ def main(config, write_evaluation_report=True):
     logger = config.get_logger("test")
     data_loader = build_test_loader(config)
 
-    # the training-time architecture (new head, ...); the checkpoint supplies the weights
-    model = build_model(config, module_arch, load_start_weights=False)
-    checkpoint = load_checkpoint(config.resume)
-    load_weights(model, checkpoint["state_dict"], config.resume)
+    model, checkpoint = model_from_checkpoint(config)
     device, _ = prepare_device(config["n_gpu"])
     model = model.to(device).eval()
 

@@ -4,10 +4,22 @@ confidently wrong samples."""
 import torch
 from tqdm import tqdm
 
+import model.model as module_arch
 from utils import MetricTracker
+from utils.checkpoint import load_checkpoint, load_weights
 from utils.epoch_metrics import EpochMetrics, is_stateful_metric
+from utils.transfer import build_model
 
 from .outputs import WrongSamples, task_of
+
+
+def model_from_checkpoint(config):
+    """(model in eval mode on the CPU, checkpoint dict) for `config.resume`: the training-time
+    architecture (new head, ...) from the checkpoint's config, the weights from the checkpoint."""
+    model = build_model(config, module_arch, load_start_weights=False)
+    checkpoint = load_checkpoint(config.resume)
+    load_weights(model, checkpoint["state_dict"], config.resume)
+    return model.eval(), checkpoint
 
 
 @torch.no_grad()
