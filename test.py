@@ -8,7 +8,7 @@ from pathlib import Path
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
-from evaluation.evaluate import evaluate, model_from_checkpoint
+from evaluation.evaluate import evaluate_with_outputs, model_from_checkpoint
 from evaluation.report import class_names_for, write_report
 from parse_config import ConfigParser
 from utils import ConfigError, main_guard, prepare_device, write_json
@@ -27,7 +27,7 @@ def main(config, write_evaluation_report=True):
 
     loss_fn = config.init_loss(module_loss)
     metric_fns = config.init_metrics(module_metric)
-    results, outputs, targets, wrong = evaluate(model, data_loader, loss_fn, metric_fns, device)
+    results, outputs, targets, wrong = evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device)
     report(logger, config, checkpoint, results, len(data_loader.sampler))
     if write_evaluation_report:
         out_dir = report_dir(config.resume)
@@ -35,6 +35,11 @@ def main(config, write_evaluation_report=True):
                      wrong, tensorboard_dir=run_log_dir(config.resume) or out_dir)
         logger.info(f"Evaluation report (per-class table, confusion matrix, wrong samples) in {out_dir}")
     return results
+
+
+def evaluate(model, data_loader, loss_fn, metric_fns, device):
+    """{"loss": ..., <metric>: ...} of `model` over `data_loader` (samples weighted equally)."""
+    return evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device, keep_wrong=0)[0]
 
 
 def report_dir(checkpoint_path):

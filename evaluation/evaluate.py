@@ -23,7 +23,7 @@ def model_from_checkpoint(config):
 
 
 @torch.no_grad()
-def evaluate(model, data_loader, loss_fn, metric_fns, device, keep_wrong=16):
+def evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device, keep_wrong=16):
     """Returns (results dict, outputs, targets, wrong samples) with tensors on the CPU."""
     functions = [m for m in metric_fns if not is_stateful_metric(m)]
     tracker = MetricTracker("loss", *[m.__name__ for m in functions])
@@ -37,8 +37,9 @@ def evaluate(model, data_loader, loss_fn, metric_fns, device, keep_wrong=16):
         for metric in functions:
             tracker.update(metric.__name__, metric(output, target), n)
         epoch_metrics.update(output, target)
-        wrong = wrong or WrongSamples(keep_wrong, task_of(output, target))
-        wrong.update(data, output, target, seen)
+        if keep_wrong:
+            wrong = wrong or WrongSamples(keep_wrong, task_of(output, target))
+            wrong.update(data, output, target, seen)
         outputs.append(output.detach().float())
         targets.append(target)
         seen += n
