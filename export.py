@@ -16,7 +16,7 @@ import torch
 
 from evaluation.evaluate import model_from_checkpoint
 from evaluation.inputs import normalisation_of
-from evaluation.report import class_names_for
+from evaluation.outputs import class_names_for
 from parse_config import ConfigParser
 from predict import task_of_config
 from test import build_test_loader

@@ -9,20 +9,20 @@ table's format. Inputs are prepared with the checkpoint's own eval transforms or
 preprocessing. Each row of the output holds the input, the predicted class, its probability and
 the top-k classes; inputs that cannot be used go to <output>_errors.csv with the reason."""
 import argparse
+import csv
 import json
 import os
 from pathlib import Path
 
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline, list_inputs, table_inputs
-from evaluation.outputs import DEFAULT_THRESHOLD, predict_labels, probabilities
-from evaluation.report import class_names_for
+from evaluation.outputs import DEFAULT_THRESHOLD, class_names_for, predict_labels, probabilities
 from parse_config import ConfigParser, _checkpoint_config
-from utils import ConfigError, atomic_write_csv, main_guard, prepare_device
+from utils import ConfigError, main_guard, prepare_device
+from utils.io import atomic_open
 
 
 class TorchModel:
@@ -165,11 +165,18 @@ def prediction_rows(keys, output, model, top_k, threshold):
 
 def write_outputs(output, rows, errors):
     output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_csv(pd.DataFrame(rows), output)
+    write_csv(output, list(rows[0]) if rows else ["input", "predicted", "probability"], rows)
     errors_path = errors_file(output)
-    atomic_write_csv(pd.DataFrame(errors, columns=["input", "reason"]), errors_path)
+    write_csv(errors_path, ["input", "reason"], [{"input": key, "reason": reason} for key, reason in errors])
     print(f"{len(rows)} prediction(s) written to {output}; {len(errors)} input(s) could not be used"
           + (f", see {errors_path}" if errors else ""))
+
+
+def write_csv(path, columns, rows):
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def errors_file(output):

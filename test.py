@@ -9,7 +9,8 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 from evaluation.evaluate import evaluate_with_outputs, model_from_checkpoint
-from evaluation.report import class_names_for, write_report
+from evaluation.outputs import class_names_for
+from evaluation.report import write_report
 from parse_config import ConfigParser
 from utils import ConfigError, main_guard, prepare_device, write_json
 from utils.resolve import check_call_args, resolve_type

@@ -7,9 +7,7 @@ from torchvision import datasets, transforms
 from base.in_memory_loader import InMemoryDataLoader
 from utils import dist
 
-from .mnist_source import ensure_mnist
-
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist
 
 
 class MnistDataLoader(InMemoryDataLoader):

@@ -6,7 +6,6 @@ import importlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -74,7 +73,7 @@ def image_pipeline(data_loader_section, trusted=True):
         return ImagePipeline(args.get("mode", "RGB"), size,
                              transforms.build_transform(data_loader_section, "eval", trusted), size)
     if data_loader_section.get("type") in MNIST_LOADERS:
-        from data_loader.data_loaders import MNIST_MEAN, MNIST_STD
+        from data_loader.mnist_source import MNIST_MEAN, MNIST_STD
 
         return ImagePipeline("L", None, ScaleAndNormalize(MNIST_MEAN, MNIST_STD), (1, 28, 28))
     raise ConfigError(f"predict.py cannot rebuild the image pipeline of data_loader.type "
@@ -108,7 +107,7 @@ def normalisation_of(config, loader=None):
     if loader is not None and getattr(loader, "mean", None) is not None:
         return {"mean": list(loader.mean), "std": list(loader.std)}
     if config["data_loader"].get("type") in MNIST_LOADERS:
-        from data_loader.data_loaders import MNIST_MEAN, MNIST_STD
+        from data_loader.mnist_source import MNIST_MEAN, MNIST_STD
 
         return {"mean": list(MNIST_MEAN), "std": list(MNIST_STD)}
     return None
@@ -152,6 +151,8 @@ def table_inputs(csv_path, data_loader_section):
     if not preprocessing or table is None:
         raise ConfigError(f"'{csv_path}' is a CSV file, but this model was not trained on a table (its config "
                           "has no data_loader.args.preprocessing). Pass image files or a folder with -i.")
+    import pandas as pd
+
     try:
         frame = pd.read_csv(csv_path)
     except (OSError, ValueError) as err:

@@ -5,6 +5,14 @@ import torch
 DEFAULT_THRESHOLD = 0.5
 
 
+def class_names_for(checkpoint, config, count):
+    """The checkpoint's class names, else the config's, else "0", "1", ..."""
+    names = checkpoint.get("class_names") or config.get("class_names")
+    if names and len(names) == count:
+        return [str(name) for name in names]
+    return [str(i) for i in range(count)]
+
+
 def task_of(output, target=None):
     """"binary" for one score per sample, "multilabel" for one 0/1 target per output column,
     else "multiclass" (one class index per sample)."""

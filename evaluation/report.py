@@ -16,14 +16,6 @@ from .outputs import DEFAULT_THRESHOLD, predict_labels, probabilities, task_of
 logger = logging.getLogger("report")
 
 
-def class_names_for(checkpoint, config, count):
-    """The checkpoint's class names, else the config's, else "0", "1", ..."""
-    names = checkpoint.get("class_names") or config.get("class_names")
-    if names and len(names) == count:
-        return [str(name) for name in names]
-    return [str(i) for i in range(count)]
-
-
 def write_report(out_dir, outputs, targets, class_names_source, wrong=None, tensorboard_dir=None,
                  threshold=DEFAULT_THRESHOLD):
     """Write the report files into `out_dir`; return the JSON summary as a dict.

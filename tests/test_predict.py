@@ -179,3 +179,12 @@ def test_predict_script_bad_input_exits_2(tmp_path, trained_run):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_validation_report_when_asked(tmp_path, mnist_dir):
+    config_path = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "trainer.validation_report": True})
+    config = ConfigParser(json.loads(config_path.read_text()))
+    train.main(config)
+    table = pd.read_csv(config.save_dir / "validation_report" / "classes.csv")
+    assert table["support"].iloc[:10].sum() == 128  # a quarter of the 512 digits
+    assert (config.save_dir / "validation_report" / "confusion_matrix.png").stat().st_size > 1000

@@ -15,6 +15,24 @@ from .amp import autocast_context, make_grad_scaler
 from .speed import apply_backend_flags, maybe_compile
 
 
+class ValidationOutputs:
+    """Every output and target of one validation pass, and its most confidently wrong samples."""
+
+    def __init__(self, keep_wrong=16):
+        self.outputs, self.targets, self.keep_wrong, self.wrong = [], [], keep_wrong, None
+
+    def update(self, data, output, target):
+        from evaluation.outputs import WrongSamples, task_of
+
+        self.wrong = self.wrong or WrongSamples(self.keep_wrong, task_of(output, target))
+        self.wrong.update(data, output.float(), target, sum(len(t) for t in self.targets))
+        self.outputs.append(output.detach().float())
+        self.targets.append(target)
+
+    def result(self):
+        return torch.cat(self.outputs).cpu(), torch.cat(self.targets).cpu(), self.wrong.result()
+
+
 class Trainer(BaseTrainer):
     """What one training and one validation epoch do with batches."""
 
@@ -57,6 +75,9 @@ class Trainer(BaseTrainer):
         self.valid_metrics = MetricTracker("loss", *metric_names)
         self.train_epoch_metrics = EpochMetrics(stateful, device)
         self.valid_epoch_metrics = EpochMetrics(stateful, device)
+        # trainer.validation_report: the evaluation report of the last validation epoch
+        self.validation_report = bool(cfg.get("validation_report", False)) and self.do_validation
+        self.last_validation = None
 
     # ---- training ----------------------------------------------------------------------------
     def _train_epoch(self, epoch):
@@ -77,6 +98,7 @@ class Trainer(BaseTrainer):
             self._update_metrics(self.train_metrics, loss, output, target, self.train_epoch_metrics)
             if batch_idx % self.log_step == 0 or batch_idx == self.len_epoch - 1:
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step
+                self.train_epoch_metrics.flush()  # queued metric updates run where the loop waits anyway
                 self._log_step(epoch, batch_idx, data, progress)
             progress.update(1)
             if self._stop_check_due(batch_idx) and self._agree_on_stop():
@@ -234,17 +256,44 @@ class Trainer(BaseTrainer):
         # different numbers of batches, and DDP's forward may run collectives (buffer broadcast)
         # that would then wait forever for a rank that has already finished.
         model = self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
+        collected = ValidationOutputs() if self.validation_report else None
         for data, target in self.valid_data_loader:
             data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
             with self.autocast():
                 output = model(data)
                 loss = self.criterion(output, target)
             self._update_metrics(self.valid_metrics, loss, output, target, self.valid_epoch_metrics)
+            if collected is not None:
+                collected.update(data, output, target)
+        self.last_validation = collected
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         if self.writer.enabled and epoch % self.histogram_period == 0:
             for name, param in self.model.named_parameters():
                 self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), epoch)
         return {**self.valid_metrics.result(), **self.valid_epoch_metrics.compute()}
+
+    def train(self):
+        super().train()
+        if self.validation_report:
+            self._write_validation_report()
+
+    def _write_validation_report(self):
+        """The evaluation report of the last validation epoch, in <run>/validation_report/.
+        DDP: every rank's outputs are gathered (a collective); rank 0 writes."""
+        outputs, targets, wrong = self.last_validation.result()
+        if dist.is_distributed():
+            parts = dist.all_gather_object((outputs, targets))
+            outputs, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if not dist.is_main_process():
+            return
+        from evaluation.report import write_report  # matplotlib and torchmetrics: only when asked
+
+        out_dir = self.checkpoint_dir / "validation_report"
+        names = self.config.get("class_names")
+        write_report(out_dir, outputs, targets,
+                     lambda count: names if names and len(names) == count else [str(i) for i in range(count)],
+                     wrong, tensorboard_dir=self.config.log_dir)
+        self.logger.info(f"Evaluation report of the last validation epoch in {out_dir}")
 
     # ---- checkpoint extras -------------------------------------------------------------------
     def _extra_checkpoint_state(self):

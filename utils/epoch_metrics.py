@@ -10,9 +10,15 @@ def is_stateful_metric(metric):
 
 
 class EpochMetrics:
-    """The stateful metrics of one phase (training or validation), each a private copy."""
+    """The stateful metrics of one phase (training or validation), each a private copy.
 
-    def __init__(self, metrics, device):
+    `update` only queues the batch's outputs and targets on the device; `flush` hands the queue
+    to torchmetrics. Some of its updates wait for the GPU (torch.bincount reads the largest
+    value back), so the trainer flushes where it waits anyway: at its logging steps, and at
+    the latest every `max_pending` batches."""
+
+    def __init__(self, metrics, device, max_pending=32):
+        self.max_pending, self.pending = max_pending, []
         self.metrics = {}
         for metric in metrics:
             copy = metric.clone() if hasattr(metric, "clone") else metric
@@ -24,16 +30,30 @@ class EpochMetrics:
         return bool(self.metrics)
 
     def update(self, output, target):
+        if not self.metrics:
+            return
+        self.pending.append((output.detach(), target))
+        if len(self.pending) >= self.max_pending:
+            self.flush()
+
+    def flush(self):
+        if not self.pending:
+            return
+        output = torch.cat([o for o, _ in self.pending])
+        target = torch.cat([t for _, t in self.pending])
+        self.pending = []
         for metric in self.metrics.values():
             metric.update(output, target)  # update(), not forward(): no per-batch compute
 
     def reset(self):
+        self.pending = []
         for metric in self.metrics.values():
             metric.reset()
 
     def compute(self):
         """{name: float}, one value per metric (`name_<i>` per class for a per-class result).
         Under DDP, torchmetrics gathers every rank's state here: all ranks must call it."""
+        self.flush()
         results = {}
         for name, metric in self.metrics.items():
             value = metric.compute()
@@ -47,6 +67,7 @@ class EpochMetrics:
     def state(self):
         """Each metric's state as plain tensors (all ranks' states summed under DDP; a
         collective), for a checkpoint taken inside an epoch."""
+        self.flush()
         states = {}
         for name, metric in self.metrics.items():
             context = metric.sync_context() if hasattr(metric, "sync_context") else _no_context()
