@@ -10,7 +10,6 @@ import model.loss as module_loss
 import model.metric as module_metric
 from evaluation.evaluate import evaluate_with_outputs, model_from_checkpoint
 from evaluation.outputs import class_names_for
-from evaluation.report import write_report
 from parse_config import ConfigParser
 from utils import ConfigError, main_guard, prepare_device, write_json
 from utils.resolve import check_call_args, resolve_type
@@ -31,6 +30,8 @@ def main(config, write_evaluation_report=True):
     results, outputs, targets, wrong = evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device)
     report(logger, config, checkpoint, results, len(data_loader.sampler))
     if write_evaluation_report:
+        from evaluation.report import write_report  # matplotlib and torchmetrics: only for the report
+
         out_dir = report_dir(config.resume)
         write_report(out_dir, outputs, targets, lambda count: class_names_for(checkpoint, config, count),
                      wrong, tensorboard_dir=run_log_dir(config.resume) or out_dir)

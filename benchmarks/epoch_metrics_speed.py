@@ -52,7 +52,6 @@ def parse_args():
 def main():
     args = parse_args()
     torch.set_num_threads(args.threads)
-    quiet_console()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data_dir = tiled_mnist_dir(tmp, args.train_size)
@@ -61,6 +60,7 @@ def main():
             config = benchmark_config(data_dir, tmp / "saved", args.batch_size, args.epochs + 1, in_memory=True)
             config["metrics"] = metrics
             trainers[name] = build_trainer(config, run_id=name)
+        quiet_console()  # after the trainers: each run's logging set-up adds a console handler
         arms = {name: (lambda epoch, t=trainer: trainer_epoch(t, epoch)) for name, trainer in trainers.items()}
         times = time_alternating(arms, args.epochs)
     steps = len(trainers["functions"].data_loader)
