@@ -2,14 +2,13 @@
 decoded and transformed by the eval pipeline of the checkpoint's data_loader section, CSV rows
 through the table preprocessing fitted at training time. Each input becomes a tensor or an
 error message; a bad input never stops the others."""
-import importlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from data_loader.samples import decode_image
 from utils import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -49,43 +48,23 @@ class ImagePipeline:
         return self.transform(image)
 
 
-def decode_image(path, mode, image_size):
-    """The image at `path` as a uint8 tensor C x H x W in PIL `mode`, resized to (h, w)."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert(mode)
-            if image_size is not None and image.size != (image_size[1], image_size[0]):
-                image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-            array = np.array(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise ValueError(f"cannot be read as an image ({type(err).__name__}: {err})") from None
-    tensor = torch.from_numpy(array)
-    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
-
-
 def image_pipeline(data_loader_section, trusted=True):
-    """The eval pipeline of a config's data_loader section."""
+    """The eval pipeline of a config's data_loader section: the loader's image mode and size,
+    then its "eval" transforms and normalisation (data_loader.transforms)."""
     args = data_loader_section.get("args", {})
-    transforms = _project_transforms()
-    if transforms is not None and any(key in args for key in ("mode", "image_size", "transforms", "normalize")):
-        size = args.get("image_size")
-        size = (size, size) if isinstance(size, int) else tuple(size) if size else None
-        return ImagePipeline(args.get("mode", "RGB"), size,
-                             transforms.build_transform(data_loader_section, "eval", trusted), size)
     if data_loader_section.get("type") in MNIST_LOADERS:
         from data_loader.mnist_source import MNIST_MEAN, MNIST_STD
 
         return ImagePipeline("L", None, ScaleAndNormalize(MNIST_MEAN, MNIST_STD), (1, 28, 28))
-    raise ConfigError(f"predict.py cannot rebuild the image pipeline of data_loader.type "
-                      f"'{data_loader_section.get('type')}': its config names no image mode, size or "
-                      "transforms. Predict with a model trained by a built-in loader.")
+    if not any(key in args for key in ("mode", "image_size", "transforms", "normalize")):
+        raise ConfigError(f"predict.py cannot rebuild the image pipeline of data_loader.type "
+                          f"'{data_loader_section.get('type')}': its config names no image mode, size or "
+                          "transforms. Predict with a model trained by a built-in image loader.")
+    from data_loader.data_loaders import _image_size
+    from data_loader.transforms import build_transform
 
-
-def _project_transforms():
-    try:
-        return importlib.import_module("data_loader.transforms")
-    except ImportError:
-        return None
+    size = _image_size(args.get("image_size"))
+    return ImagePipeline(args.get("mode", "RGB"), size, build_transform(data_loader_section, "eval", trusted), size)
 
 
 class ScaleAndNormalize:
@@ -145,55 +124,46 @@ def collate_inputs(items):
 
 def table_inputs(csv_path, data_loader_section):
     """(row labels, float tensor of the good rows, [(row label, error)]) of a CSV file in the
-    training table's format, through the preprocessing fitted on the training rows."""
-    preprocessing = data_loader_section.get("args", {}).get("preprocessing")
-    table = _table_module()
-    if not preprocessing or table is None:
-        raise ConfigError(f"'{csv_path}' is a CSV file, but this model was not trained on a table (its config "
-                          "has no data_loader.args.preprocessing). Pass image files or a folder with -i.")
+    training table's format, through the preprocessing fitted on the training rows. A row is
+    refused for what training would have refused: an empty cell (unless the config's
+    missing_values is "fill"), text in a number column, a column the file lacks."""
     import pandas as pd
 
+    from data_loader.table import apply_table_preprocessing
+
+    args = data_loader_section.get("args", {})
+    preprocessing = args.get("preprocessing")
+    if not preprocessing:
+        raise ConfigError(f"'{csv_path}' is a CSV file, but this model was not trained on a table (its config "
+                          "has no data_loader.args.preprocessing). Pass image files or a folder with -i.")
     try:
         frame = pd.read_csv(csv_path)
     except (OSError, ValueError) as err:
         raise ConfigError(f"CSV file '{csv_path}' cannot be read ({err}).") from None
-    labels = [f"row {position + 2}" for position in range(len(frame))]  # line numbers, header = 1
-    features = list(preprocessing["features"])
-    absent = [c for c in features if c not in frame.columns]
-    missing = frame.reindex(columns=features).isna()
-    errors, keep = [], []
-    for position in range(len(frame)):
-        empty = absent + [c for c in features if c not in absent and missing.iat[position, features.index(c)]]
-        if empty:
-            errors.append((labels[position], f"missing value in column(s) {', '.join(empty)}"))
-        else:
-            keep.append(position)
-    good, errors = _preprocess_rows(table, frame, keep, preprocessing, labels, errors)
-    rows = torch.from_numpy(np.asarray(table.apply_table_preprocessing(frame.iloc[good], preprocessing),
-                                       dtype=np.float32)) if good else None
-    return [labels[p] for p in good], rows, errors
+    labels = [f"{Path(csv_path).name} line {position + 2}" for position in range(len(frame))]  # header: line 1
+    problems = row_problems(frame, preprocessing, args.get("missing_values", "error"))
+    good = [position for position in range(len(frame)) if position not in problems]
+    rows = None
+    if good:
+        rows = torch.from_numpy(apply_table_preprocessing(frame.iloc[good], preprocessing))
+    errors = [(labels[position], problem) for position, problem in sorted(problems.items())]
+    return [labels[position] for position in good], rows, errors
 
 
-def _preprocess_rows(table, frame, keep, preprocessing, labels, errors):
-    """Rows whose values the preprocessing refuses (an unseen category, text in a number
-    column) become error rows one by one; the others stay."""
-    try:
-        table.apply_table_preprocessing(frame.iloc[keep], preprocessing)
-        return keep, errors
-    except Exception:  # find the bad rows
-        good = []
-        for position in keep:
-            try:
-                table.apply_table_preprocessing(frame.iloc[[position]], preprocessing)
-                good.append(position)
-            except Exception as err:
-                errors.append((labels[position], str(err)))
-        return good, errors
+def row_problems(frame, preprocessing, missing_values):
+    """{row position: reason} for the rows the model cannot take."""
+    import pandas as pd
 
-
-def _table_module():
-    try:
-        module = importlib.import_module("data_loader.table")
-    except ImportError:
-        return None
-    return module if hasattr(module, "apply_table_preprocessing") else None
+    problems = {}
+    for column in preprocessing["features"]:
+        if column not in frame.columns:
+            return {position: f"the file has no column '{column}'" for position in range(len(frame))}
+        values = frame[column]
+        if missing_values == "error":
+            for position in np.flatnonzero(values.isna().to_numpy()):
+                problems.setdefault(int(position), f"column '{column}' is empty (missing value)")
+        if column in preprocessing["numeric"]:
+            not_number = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+            for position in np.flatnonzero(not_number.to_numpy()):
+                problems.setdefault(int(position), f"column '{column}' is {values.iloc[position]!r}, not a number")
+    return problems
