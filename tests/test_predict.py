@@ -188,3 +188,20 @@ def test_validation_report_when_asked(tmp_path, mnist_dir):
     table = pd.read_csv(config.save_dir / "validation_report" / "classes.csv")
     assert table["support"].iloc[:10].sum() == 128  # a quarter of the 512 digits
     assert (config.save_dir / "validation_report" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_table_rows_with_problems_go_to_errors(tmp_path):
+    from data_loader.table import fit_table_preprocessing
+    from evaluation.inputs import table_inputs
+
+    training = pd.DataFrame({"size": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"]})
+    preprocessing = fit_table_preprocessing(training, ["size", "colour"], ["colour"], standardize=True)
+    section = {"type": "CsvDataLoader", "args": {"preprocessing": preprocessing}}
+    csv_path = tmp_path / "new.csv"
+    csv_path.write_text("size,colour\n2.0,blue\n,red\nbig,red\n3.0,green\n")
+    labels, rows, errors = table_inputs(csv_path, section)
+    assert labels == ["new.csv line 2", "new.csv line 5"]  # an unseen colour is all zeros, as in training
+    assert rows.shape == (2, 3) and rows[0, 0] == pytest.approx(0.0)  # 2.0 is the training mean
+    assert [label for label, _ in errors] == ["new.csv line 3", "new.csv line 4"]
+    csv_path.write_text("size\n1.0\n")
+    assert len(table_inputs(csv_path, section)[2]) == 1  # no colour column: the row is refused
