@@ -32,7 +32,7 @@ class ExportCheckFailed(Exception):
     """The exported model's outputs differ from PyTorch's by more than the tolerance."""
 
 
-def main(config, export_format, output=None, dynamic_batch=False, batch_size=8):
+def main(config, export_format, output=None, dynamic_batch=False, batch_size=64):
     """Export, check against PyTorch, write the sidecar. Returns (model path, max abs diff)."""
     if export_format == "onnx":
         require_onnx()
@@ -135,7 +135,7 @@ def run():
     parser.add_argument("--format", required=True, choices=sorted(SUFFIX), help="onnx or torchscript")
     parser.add_argument("--dynamic-batch", action="store_true", help="let the exported model take any batch size")
     parser.add_argument("--output", default=None, help="model file to write (default: next to the checkpoint)")
-    parser.add_argument("--batch-size", type=int, default=8, help="test samples to check the export on")
+    parser.add_argument("--batch-size", type=int, default=64, help="test samples to check the export on")
     config = ConfigParser.from_args(parser, create_dirs=False)
     args = parser.parse_args()
     try:

@@ -2,6 +2,8 @@ import argparse
 import collections
 import functools
 import inspect
+import json
+import sys
 
 import torch
 
@@ -9,12 +11,14 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
+from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
 from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
 from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
 from utils.dry_run import print_dry_run
 from utils.io import atomic_open
+from utils.run_status import recorded_status
 from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
@@ -72,7 +76,8 @@ def main(config, epoch_callbacks=(), dry_run=False):
     trainer.epoch_callbacks.extend(epoch_callbacks)
     if config["trainer"].get("activation_stats"):  # every N training forward passes
         ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
-    trainer.train()
+    with recorded_status(config):  # status.json: running, then finished / stopped / crashed
+        trainer.train()
     return trainer
 
 
@@ -132,16 +137,21 @@ def place_model_ddp(model, data_loader, config, logger):
     return device, model
 
 
-def parse_args():
+def make_arg_parser():
+    """train.py's command line: the parser and the template's custom options (--lr, --bs)."""
     args = argparse.ArgumentParser(description="PyTorch Template")
     args.add_argument("-c", "--config", default=None, type=str,
                       help="config file path (default: None)")
     args.add_argument("-r", "--resume", default=None, type=str,
-                      help="checkpoint or run folder to resume from; 'auto' = newest run of the config's name")
+                      help="checkpoint or run folder to resume from; 'auto' = newest run of the config's name; "
+                           "a sweep folder continues the sweep")
     args.add_argument("-d", "--device", default=None, type=str,
                       help="indices of GPUs to enable (default: all)")
     args.add_argument("--dry-run", action="store_true",
                       help="build everything, show the model and one batch, then exit without training")
+    args.add_argument("--print-config", action="store_true",
+                      help="print the resolved config (bases, then overrides, then defaults) and exit")
+    add_sweep_arguments(args)
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
@@ -149,15 +159,27 @@ def parse_args():
         CustomArgs(["--lr", "--learning_rate"], type=float, target="optimizer;args;lr"),
         CustomArgs(["--bs", "--batch_size"], type=int, target="data_loader;args;batch_size"),
     ]
-    # the flag decides whether run folders are made, which happens while the config is parsed
+    return args, options
+
+
+def parse_args():
+    args, options = make_arg_parser()
+    # the flags decide whether run folders are made, which happens while the config is parsed
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--dry-run", action="store_true")
-    dry_run = early.parse_known_args()[0].dry_run
-    return ConfigParser.from_args(args, options, create_dirs=not dry_run), dry_run
+    early.add_argument("--print-config", action="store_true")
+    flags = early.parse_known_args()[0]
+    config = ConfigParser.from_args(args, options, create_dirs=not (flags.dry_run or flags.print_config))
+    if flags.print_config:
+        print(json.dumps(config.config, indent=4))
+        sys.exit(0)
+    return config, flags.dry_run
 
 
 @main_guard
 def run():
+    if is_sweep_command(sys.argv[1:]):  # -m KEY=A,B ... or -r SWEEP_FOLDER
+        return run_sweep(sys.argv[1:], make_arg_parser)
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
         config, dry_run = parse_args()
         main(config, dry_run=dry_run)
