@@ -77,6 +77,7 @@ class BaseTrainer:
                     self._stop_after_epoch(epoch)
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)
+            self._write_curves()
         finally:
             self._restore_signal_handlers(previous_handlers)
             self.writer.close()
@@ -96,6 +97,7 @@ class BaseTrainer:
                 self._save_checkpoint_file(state, "model_best.pth")
                 self.logger.info(f"Saving current best: {self.checkpoint_dir / 'model_best.pth'} "
                                  f"({self.monitor_metric} {self.monitor_best:.6g})")
+            self._write_curves()
         if stopping:
             self.logger.info(
                 f"Validation performance didn't improve for {self.early_stop} epochs. Training stops."
@@ -121,6 +123,16 @@ class BaseTrainer:
         self.writer.flush()
         if self.config.log_dir is not None and dist.is_main_process():
             atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
+
+    def _write_curves(self):
+        """curves.png next to metrics.csv: the learning curves so far, best epoch marked."""
+        if self.config.log_dir is None or not dist.is_main_process() or not self.history:
+            return
+        from evaluation.curves import write_curves  # matplotlib: imported only when drawing
+
+        monitor = None if self.monitor_mode == "off" else (self.monitor_mode, self.monitor_metric)
+        write_curves([(self.config.run_id or "", pd.DataFrame(self.history), monitor)],
+                     self.config.log_dir / "curves.png")
 
     def _update_monitor(self, log):
         """Return True when the monitored value improved this epoch."""
