@@ -10,6 +10,7 @@ import model.model as module_arch
 from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
+from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
 from utils import dist, main_guard, prepare_device, unwrap_model
 from utils.dry_run import print_dry_run
 from utils.seed import seed_everything
@@ -51,8 +52,9 @@ def main(config, epoch_callbacks=(), dry_run=False):
 
     # build optimizer, learning rate scheduler. delete every line containing lr_scheduler for disabling scheduler
     optimizer = config.init_obj("optimizer", torch.optim, param_groups)
-    lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \
-        if config.get("lr_scheduler") else None
+    len_epoch = config["trainer"].get("len_epoch") or len(data_loader)  # batches of this process
+    steps_per_epoch = optimizer_steps_per_epoch(len_epoch, config["trainer"].get("accum_steps", 1))
+    lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
     if dry_run:
         print_dry_run(config, model, data_loader, criterion, device)
         return None

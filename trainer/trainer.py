@@ -11,6 +11,7 @@ from utils import ConfigError, MetricTracker, dist
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
+from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
 
 
@@ -29,6 +30,8 @@ class Trainer(BaseTrainer):
         self.valid_data_loader = valid_data_loader
         self.do_validation = self.valid_data_loader is not None
         self.lr_scheduler = lr_scheduler
+        # "step": the scheduler steps after every optimizer step instead of after the epoch
+        self.scheduler_per_step = lr_scheduler is not None and scheduler_interval(config) == "step"
         self.log_step = cfg.get("log_step") or int(np.sqrt(data_loader.batch_size))
         self.image_period = cfg.get("image_period", 1)  # epochs between input-image grids
         self.histogram_period = cfg.get("histogram_period", 1)  # epochs between parameter histograms
@@ -106,6 +109,8 @@ class Trainer(BaseTrainer):
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.scheduler_per_step:
+                self.lr_scheduler.step()
         return loss.detach(), output.detach()
 
     def _at_step_boundary(self, batch_idx):
@@ -186,6 +191,8 @@ class Trainer(BaseTrainer):
         step = (epoch - 1) * self.len_epoch + batch_idx
         loss = self.train_metrics.avg("loss")
         self.writer.add_scalar("train_step/loss", loss, step)
+        if self.scheduler_per_step:
+            self.writer.add_scalar("train_step/lr", self.optimizer.param_groups[0]["lr"], step)
         progress.set_postfix(loss=f"{loss:.4f}")
         if not self.show_progress:
             self.logger.debug(f"Train Epoch: {epoch} {self._progress(batch_idx)} Loss: {loss:.6f}")
@@ -202,7 +209,7 @@ class Trainer(BaseTrainer):
         return rates
 
     def _step_scheduler(self, log):
-        if self.lr_scheduler is None:
+        if self.lr_scheduler is None or self.scheduler_per_step:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             metric = self.monitor_metric or "val_loss"
