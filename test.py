@@ -18,6 +18,14 @@ from utils.transfer import build_model
 TEST_SPLIT_ARGS = {"shuffle": False, "validation_split": 0.0, "training": False}
 
 
+def evaluation_weights(config, checkpoint):
+    """The averaged weights when the run kept an EMA for evaluation (trainer.ema), else the trained ones."""
+    ema_settings = config["trainer"].get("ema") or {}
+    if checkpoint.get("ema") and ema_settings.get("use_for_eval", True):
+        return checkpoint["ema"]["weights"]
+    return checkpoint["state_dict"]
+
+
 def main(config):
     logger = config.get_logger("test")
     data_loader = build_test_loader(config)
@@ -25,7 +33,7 @@ def main(config):
     # the training-time architecture (new head, ...); the checkpoint supplies the weights
     model = build_model(config, module_arch, load_start_weights=False)
     checkpoint = load_checkpoint(config.resume)
-    load_weights(model, checkpoint["state_dict"], config.resume)
+    load_weights(model, evaluation_weights(config, checkpoint), config.resume)
     device, _ = prepare_device(config["n_gpu"])
     model = model.to(device).eval()
 

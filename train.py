@@ -7,18 +7,19 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
-from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
+from trainer.callbacks import ActivationStatistics, build_callbacks
 from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
-from utils import dist, main_guard, prepare_device, unwrap_model
+from utils import dist, main_guard, prepare_device
 from utils.dry_run import print_dry_run
 from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
 
-def main(config, epoch_callbacks=(), dry_run=False):
-    """Train one run; `epoch_callbacks` go to the trainer (see BaseTrainer.epoch_callbacks).
+def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
+    """Train one run; `callbacks` (base.Callback objects) run after the config's, and
+    `epoch_callbacks` (functions of (epoch, log)) after each epoch's checkpoint.
     Returns the trainer (None for a dry run)."""
     logger = config.get_logger("train")
     seed_everything(config["seed"])
@@ -66,9 +67,11 @@ def main(config, epoch_callbacks=(), dry_run=False):
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler,
                       len_epoch=config["trainer"].get("len_epoch"))
+    for callback in build_callbacks(config) + list(callbacks):
+        trainer.callbacks.append(callback)
     trainer.epoch_callbacks.extend(epoch_callbacks)
     if config["trainer"].get("activation_stats"):  # every N training forward passes
-        ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
+        trainer.callbacks.append(ActivationStatistics(config["trainer"]["activation_stats"]))
     trainer.train()
     return trainer
 

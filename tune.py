@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 
 import train
+from base import Callback
 from parse_config import ConfigParser
 from tuning.finder_commands import batch_size_find, lr_find
 from tuning.lr_finder import RULES
@@ -69,18 +70,21 @@ def make_objective(base_config, space, metric):
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
         config = ConfigParser(apply_values(base_config, values), run_id=f"trial-{trial.number}")
         trial.set_user_attr("run_dir", str(config.save_dir))
-        trainer = train.main(config, epoch_callbacks=[report_to(trial, metric)])
+        trainer = train.main(config, callbacks=[ReportToOptuna(trial, metric)])
         return trainer.monitor_best
     return objective
 
 
-def report_to(trial, metric):
-    """Epoch callback: give Optuna the monitored value; raising TrialPruned ends the run."""
-    def callback(epoch, log):
-        trial.report(log[metric], epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch} ({metric} {log[metric]:.6g})")
-    return callback
+class ReportToOptuna(Callback):
+    """Gives Optuna the monitored value after each epoch; raising TrialPruned ends the run."""
+
+    def __init__(self, trial, metric):
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, trainer, epoch, log):
+        self.trial.report(log[self.metric], epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.metric} {log[self.metric]:.6g})")
 
 
 def parse_args():

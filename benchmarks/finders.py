@@ -32,19 +32,20 @@ def main():
     config = ConfigParser(json.loads(Path(args.config).read_text()), create_dirs=False)
     out = args.out or Path(__import__("tempfile").mkdtemp(prefix="lr_find_"))
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     lr, png, _ = lr_find(config, num_steps=args.lr_steps, out_dir=out)
-    lr_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    lr_seconds, lr_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    start, cpu_start = time.perf_counter(), time.process_time()
     size, trials, _ = batch_size_find(config, steps=args.bs_steps)
-    bs_seconds = time.perf_counter() - start
+    bs_seconds, bs_cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
     print(f"torch threads: {torch.get_num_threads()}; imports: {IMPORT_SECONDS:.1f} s")
-    print("| finder | result | wall time (s) | with imports (s) |")
-    print("|---|---|---|---|")
-    print(f"| --lr-find ({args.lr_steps} steps) | lr {lr:.3g} | {lr_seconds:.1f} | {lr_seconds + IMPORT_SECONDS:.1f} |")
+    print("| finder | result | wall time (s) | process CPU time (s) | wall with imports (s) |")
+    print("|---|---|---|---|---|")
+    print(f"| --lr-find ({args.lr_steps} steps) | lr {lr:.3g} | {lr_seconds:.1f} | {lr_cpu:.1f} | "
+          f"{lr_seconds + IMPORT_SECONDS:.1f} |")
     print(f"| --find-batch-size ({len(trials)} sizes x {args.bs_steps} steps) | batch size {size} | "
-          f"{bs_seconds:.1f} | {bs_seconds + IMPORT_SECONDS:.1f} |")
+          f"{bs_seconds:.1f} | {bs_cpu:.1f} | {bs_seconds + IMPORT_SECONDS:.1f} |")
     print(f"plot: {png}")
 
 

@@ -1,6 +1,6 @@
 """Per-step LR schedules: OneCycleLR and warmup + cosine (SequentialLR) written in the config,
-"auto" lengths computed from epochs, batches, accum_steps, and exact resume from an epoch
-checkpoint and from a checkpoint saved inside an epoch."""
+"auto" lengths computed from epochs, batches, accum_steps, and exact resume (also with an EMA of
+the weights) from an epoch checkpoint and from a checkpoint saved inside an epoch."""
 import json
 import signal
 
@@ -96,9 +96,10 @@ def test_bad_schedule_is_reported_before_a_run_folder_exists(tmp_path, mnist_dir
     assert not (tmp_path / "saved").exists()
 
 
-@pytest.mark.parametrize("scheduler", [ONE_CYCLE, WARMUP_COSINE], ids=["one_cycle", "warmup_cosine"])
-def test_resume_continues_the_schedule_exactly(tmp_path, mnist_dir, monkeypatch, scheduler):
-    config = config_for(tmp_path, mnist_dir, scheduler).config
+@pytest.mark.parametrize("scheduler, ema", [(ONE_CYCLE, None), (WARMUP_COSINE, None), (ONE_CYCLE, {"decay": 0.9})],
+                         ids=["one_cycle", "warmup_cosine", "one_cycle_ema"])
+def test_resume_continues_the_schedule_exactly(tmp_path, mnist_dir, monkeypatch, scheduler, ema):
+    config = config_for(tmp_path, mnist_dir, scheduler, **{"trainer.ema": ema}).config
     train_in_process(config, tmp_path, run_id="reference")
     reference = only_run(tmp_path / "saved") / f"checkpoint-epoch{EPOCHS}.pth"
 

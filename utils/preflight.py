@@ -28,8 +28,13 @@ def check_before_run(config):
     modules = {section: importlib.import_module(name) for section, name in PROJECT_MODULES.items()}
     resolved = {section: _check_entry(config, section, modules.get(section), n_positional)
                 for section, n_positional in POSITIONAL_ARGS.items() if config.get(section)}
-    from trainer.schedules import check_scheduler_entry  # trainer/ imports utils: import here, at call time
+    # trainer/ imports utils: import here, at call time
+    from trainer.averaging import check_ema_settings
+    from trainer.callbacks import build_callbacks
+    from trainer.schedules import check_scheduler_entry
     check_scheduler_entry(config, config.trusted)
+    check_ema_settings(config["trainer"].get("ema"))
+    build_callbacks(config, check_only=True)
     config.init_loss(modules["loss"])
     metric_names = [metric.__name__ for metric in config.init_metrics(modules["metrics"])]
     _check_trainer_values(config["trainer"])
