@@ -9,10 +9,10 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
+from config.resolve import check_call_args, resolve_type
 from parse_config import ConfigParser
 from utils import ConfigError, MetricTracker, main_guard, prepare_device, write_json
 from utils.checkpoint import load_checkpoint, load_weights
-from utils.resolve import check_call_args, resolve_type
 from utils.transfer import build_model
 
 TEST_SPLIT_ARGS = {"shuffle": False, "validation_split": 0.0, "training": False}

@@ -18,19 +18,18 @@ from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
 def main(config, epoch_callbacks=(), dry_run=False):
     """Train one run; `epoch_callbacks` go to the trainer (see BaseTrainer.epoch_callbacks).
-    Returns the trainer (None for a dry run)."""
+    Everything is built before the run folder is made, so a mistake that shows only while
+    building leaves nothing behind. Returns the trainer (None for a dry run)."""
     logger = config.get_logger("train")
-    seed_everything(config["seed"])
+    settings = config.settings
+    seed_everything(settings.seed)
 
     # setup data_loader instances
     data_loader = config.init_obj("data_loader", module_data)
     valid_data_loader = data_loader.split_validation()
 
-    # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
+    # build model architecture (+ pretrained weights, new head, frozen parts)
     model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
-    logger.info(model)
-    trainable, frozen = parameter_counts(model)
-    logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
     # groups before any DataParallel wrapper, so patterns see the model's own parameter names
     param_groups = optimizer_param_groups(model, config["optimizer"])
 
@@ -38,7 +37,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
     if dist.is_distributed():
         device, model = place_model_ddp(model, data_loader, config, logger)
     else:
-        device, device_ids = prepare_device(config["n_gpu"])
+        device, device_ids = prepare_device(settings.n_gpu)
         model = model.to(device)
         if len(device_ids) > 1:
             logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "
@@ -57,16 +56,21 @@ def main(config, epoch_callbacks=(), dry_run=False):
         print_dry_run(config, model, data_loader, criterion, device)
         return None
 
+    if config.save_dir is None:  # train.py's own config: its run folder, now that all is built
+        config.make_run_dirs()
+    logger.info(unwrap_model(model))
+    trainable, frozen = parameter_counts(model)
+    logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
     trainer = Trainer(model, criterion, metrics, optimizer,
                       config=config,
                       device=device,
                       data_loader=data_loader,
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler,
-                      len_epoch=config["trainer"].get("len_epoch"))
+                      len_epoch=settings.trainer.len_epoch)
     trainer.epoch_callbacks.extend(epoch_callbacks)
-    if config["trainer"].get("activation_stats"):  # every N training forward passes
-        ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
+    if settings.trainer.activation_stats:  # every N training forward passes
+        ActivationStats(unwrap_model(model), trainer.writer, settings.trainer.activation_stats)
     trainer.train()
     return trainer
 
@@ -76,7 +80,7 @@ def place_model_ddp(model, data_loader, config, logger):
     device = dist.device()
     model = dist.wrap_model(model.to(device))
     world = dist.world_size()
-    accum_steps = config["trainer"].get("accum_steps", 1)
+    accum_steps = config.settings.trainer.accum_steps
     logger.info(f"DistributedDataParallel: {world} processes, backend {dist.backend()}, {device.type}; batch_size "
                 f"{data_loader.batch_size} per process, global batch {data_loader.batch_size * world * accum_steps} "
                 f"= {data_loader.batch_size} x {world} processes x {accum_steps} accumulation steps.")
@@ -104,18 +108,15 @@ def parse_args():
         CustomArgs(["--lr", "--learning_rate"], type=float, target="optimizer;args;lr"),
         CustomArgs(["--bs", "--batch_size"], type=int, target="data_loader;args;batch_size"),
     ]
-    # the flag decides whether run folders are made, which happens while the config is parsed
-    early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--dry-run", action="store_true")
-    dry_run = early.parse_known_args()[0].dry_run
-    return ConfigParser.from_args(args, options, create_dirs=not dry_run), dry_run
+    # checked, but no run folder yet: main() makes it once everything is built
+    return ConfigParser.from_args(args, options, create_dirs=False)
 
 
 @main_guard
 def run():
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
-        config, dry_run = parse_args()
-        main(config, dry_run=dry_run)
+        config = parse_args()
+        main(config, dry_run=config.cli_args.dry_run)
 
 
 if __name__ == "__main__":

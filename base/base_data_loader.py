@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import default_collate
 
-from utils import dist
+from utils import ConfigError, dist
 from utils.seed import worker_init_fn
 
 from .samplers import EpochSampler
@@ -45,15 +45,10 @@ class BaseDataLoader(DataLoader):
         super().__init__(sampler=self.sampler, **self.init_kwargs)
 
     def _split_sampler(self, split):
-        all_indices = np.arange(self.n_samples)
+        len_valid = validation_size(split, self.n_samples)
         shard = {"num_replicas": dist.world_size(), "rank": dist.rank()}
-        if split == 0.0:
-            return EpochSampler(all_indices, self.shuffle, self.seed, **shard), None
-        if isinstance(split, int):
-            assert 0 < split < self.n_samples, "validation set size is configured to be larger than entire dataset."
-            len_valid = split
-        else:
-            len_valid = int(self.n_samples * split)
+        if len_valid == 0:
+            return EpochSampler(np.arange(self.n_samples), self.shuffle, self.seed, **shard), None
         permutation = np.random.default_rng(self.seed).permutation(self.n_samples)
         valid_idx = np.sort(permutation[:len_valid])
         train_idx = np.sort(permutation[len_valid:])
@@ -74,3 +69,22 @@ class BaseDataLoader(DataLoader):
         if self.valid_sampler is None:
             return None
         return DataLoader(sampler=self.valid_sampler, **self.init_kwargs)
+
+
+def validation_size(split, n_samples):
+    """How many of `n_samples` the validation split takes: a fraction in [0, 1) or a count in
+    [0, n). A ConfigError (with the sizes) when the split is out of range or nothing is left
+    to train on."""
+    key = "data_loader.args.validation_split"
+    if isinstance(split, bool) or not isinstance(split, (int, float)):
+        raise ConfigError(f"{key} is {split!r}; write a fraction in [0, 1) or a whole number of samples.")
+    if isinstance(split, float) and not 0.0 <= split < 1.0:
+        raise ConfigError(f"{key} is {split}; a fraction must be in [0, 1), e.g. 0.1.")
+    len_valid = split if isinstance(split, int) else int(n_samples * split)
+    if isinstance(split, int) and not 0 <= split < n_samples:
+        raise ConfigError(f"{key} is {split} samples, but the dataset has only {n_samples}; it must be "
+                          f"below {n_samples} so that samples are left to train on.")
+    if n_samples - len_valid < 1:
+        raise ConfigError(f"the training set is empty: the dataset has {n_samples} samples and {key} "
+                          f"({split}) takes {len_valid} of them. Use more data or a smaller split.")
+    return len_valid

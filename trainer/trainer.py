@@ -8,6 +8,7 @@ from tqdm import tqdm
 from base import BaseTrainer
 from base.base_trainer import StopRequested
 from utils import ConfigError, MetricTracker, dist
+from utils.monitor import scheduler_monitor
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
@@ -20,7 +21,7 @@ class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device,
                  data_loader, valid_data_loader=None, lr_scheduler=None, len_epoch=None):
         super().__init__(model, criterion, metric_ftns, optimizer, config)
-        cfg = config["trainer"]
+        settings = self.settings
         self.device = device
         self.data_loader = data_loader
         self.iteration_based = len_epoch is not None
@@ -29,23 +30,22 @@ class Trainer(BaseTrainer):
         self.valid_data_loader = valid_data_loader
         self.do_validation = self.valid_data_loader is not None
         self.lr_scheduler = lr_scheduler
-        self.log_step = cfg.get("log_step") or int(np.sqrt(data_loader.batch_size))
-        self.image_period = cfg.get("image_period", 1)  # epochs between input-image grids
-        self.histogram_period = cfg.get("histogram_period", 1)  # epochs between parameter histograms
-        self.amp = cfg.get("amp")
-        self.accum_steps = cfg.get("accum_steps", 1)
-        self.clip_grad_norm = cfg.get("clip_grad_norm")
-        self.on_nonfinite = cfg.get("on_nonfinite", "stop")
-        self.non_blocking = cfg.get("non_blocking", True) and device.type == "cuda"
-        self.channels_last = cfg.get("channels_last", False)
+        self.log_step = settings.log_step or int(np.sqrt(data_loader.batch_size))
+        self.image_period = settings.image_period
+        self.histogram_period = settings.histogram_period
+        self.amp = settings.amp
+        self.accum_steps = settings.accum_steps
+        self.clip_grad_norm = settings.clip_grad_norm
+        self.on_nonfinite = settings.on_nonfinite
+        self.non_blocking = settings.non_blocking and device.type == "cuda"
+        self.channels_last = settings.channels_last
         self.autocast = lambda: autocast_context(self.amp, device)
-        autocast_context(self.amp, device)  # validates trainer.amp now, not mid-epoch
         self.scaler = make_grad_scaler(self.amp, device)
-        apply_backend_flags(cfg)
+        apply_backend_flags(settings.cudnn_benchmark)
         if self.channels_last:  # weights too: a 1-channel input alone does not switch the convolutions
             self.model.to(memory_format=torch.channels_last)
-        self.model = maybe_compile(self.model, cfg.get("compile"), device)
-        self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty() and dist.is_main_process()
+        self.model = maybe_compile(self.model, settings.compile, device)
+        self.show_progress = settings.verbosity > 0 and sys.stderr.isatty() and dist.is_main_process()
 
         metric_names = [m.__name__ for m in self.metric_ftns]
         self.train_metrics = MetricTracker("loss", *metric_names)
@@ -205,7 +205,7 @@ class Trainer(BaseTrainer):
         if self.lr_scheduler is None:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            metric = self.monitor_metric or "val_loss"
+            metric = scheduler_monitor(self.settings.monitor).key
             if metric not in log:
                 raise ConfigError(f"lr_scheduler is ReduceLROnPlateau, which steps on '{metric}', "
                                   "but that is not logged. Set trainer.monitor to a logged metric.")

@@ -5,8 +5,8 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
+from config.resolve import check_call_args
 from utils import ConfigError, atomic_write_csv, write_json
-from utils.resolve import check_call_args
 
 from .space import apply_values, grid_size, grid_values
 
