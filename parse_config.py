@@ -8,46 +8,60 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from config.overrides import parse_override, set_by_path
+from config.preflight import check_before_run
+from config.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+from config.schema import default_of
+from config.validation import Problems, check_config, fill_defaults, settings_view
 from logger import setup_logging
 from logger.writers import check_writers
 from utils import ConfigError, dist, write_json
 from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint, load_checkpoint
 from utils.config_bases import resolve_bases
-from utils.config_checks import parse_override, set_by_path, validate_config
 from utils.epoch_metrics import is_stateful_metric
-from utils.preflight import check_before_run
-from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
 
-DEFAULT_SEED = 123
 logger = logging.getLogger(__name__)
+# sections the pre-run checks need in their declared shape
+STRUCTURE = ("arch", "data_loader", "optimizer", "loss", "metrics", "lr_scheduler", "trainer")
 
 
 class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, *,
-                 create_dirs=True, init_weights=None, trusted=True):
+                 create_dirs=True, init_weights=None, trusted=True, preflight=False):
         """
         config: dict of settings (the contents of config.json).
         resume: checkpoint to resume training from (epochs, optimizer, everything).
         modification: {'key;path' or 'key.path': value} applied before validation.
         run_id: name of the run folder; default a timestamp.
-        create_dirs: make the run folders, save the config and log to info.log (train.py).
+        create_dirs: make the run folders, save the config and log to info.log now; without it
+            the caller does that with make_run_dirs() once everything is built (train.py).
         init_weights: checkpoint whose weights start a fresh run (fine-tuning).
         trusted: False for a config that came out of a checkpoint (limits `"module"` keys).
+        preflight: also resolve every entry and check its arguments (config/preflight.py).
+        Every problem found is reported in one ConfigError, before anything is written.
         """
         self._config = _apply_modification(config, modification or {})
-        validate_config(self._config)
-        self._config.setdefault("seed", DEFAULT_SEED)
-        self._config.setdefault("n_gpu", 1)
         self.resume = Path(resume) if resume is not None else None
         self.init_weights = Path(init_weights) if init_weights is not None else None
         self.trusted = trusted
+        self._check(preflight)
         self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
         self._save_dir = self._log_dir = None
         self.run_id = run_id
+        self.cli_args = None  # the parsed command line, when built by from_args
         if create_dirs:
             self.make_run_dirs(run_id)
         else:
-            setup_logging(None)
+            _console_logging()
+
+    def _check(self, preflight):
+        """Schema checks, defaults, then (optionally) the checks that build objects; one report."""
+        problems = Problems()
+        check_config(self._config, problems)
+        fill_defaults(self._config)
+        if preflight and not problems.about_exactly(*STRUCTURE):
+            check_before_run(self, problems)
+        problems.raise_if_any()
 
     @classmethod
     def from_args(cls, args, options=(), create_dirs=True, argv=None):
@@ -64,21 +78,23 @@ class ConfigParser:
         config, resume, init_weights, trusted = _load_config_and_checkpoint(args)
         modification = {opt.target: getattr(args, _dest(opt.flags)) for opt in options}
         modification.update(_override_modification(args.override))
-        parser = cls(config, resume, modification, create_dirs=False,
-                     init_weights=init_weights, trusted=trusted or args.trust)
-        check_before_run(parser)  # every mistake found here leaves no run folder behind
+        # every mistake found here leaves no run folder behind
+        parser = cls(config, resume, modification, create_dirs=False, init_weights=init_weights,
+                     trusted=trusted or args.trust, preflight=True)
+        parser.cli_args = args
         if create_dirs:
-            check_writers(parser)  # only a run that writes logs starts the writers (W&B needs a login)
             parser.make_run_dirs()
         return parser
 
     def make_run_dirs(self, run_id=None):
+        """Create the run's model and log folders, save the config there and log to info.log."""
+        check_writers(self)  # only a run that writes logs starts the writers (W&B needs a login)
         save_dir = Path(self._config["trainer"]["save_dir"])
         name = self._config["name"]
         dist.barrier()  # DDP: every rank has resolved `-r auto` before rank 0 adds a new run folder
         if not dist.is_main_process():
             return self._follow_main_process_run_dirs(save_dir, name)
-        run_id = run_id or datetime.now().strftime(r"%m%d_%H%M%S")
+        run_id = run_id or self.run_id or datetime.now().strftime(r"%m%d_%H%M%S")
         self._save_dir = _make_unused_dir(save_dir / "models" / name, run_id)
         self.run_id = dist.broadcast_object(self._save_dir.name)
         self._log_dir = save_dir / "log" / name / self.run_id
@@ -92,9 +108,7 @@ class ConfigParser:
         self.run_id = dist.broadcast_object(None)
         self._save_dir = save_dir / "models" / name / self.run_id
         self._log_dir = save_dir / "log" / name / self.run_id
-        setup_logging(None)
-        for handler in logging.getLogger().handlers:
-            handler.setLevel(logging.WARNING)
+        _console_logging()
 
     def init_obj(self, name, module, *args, **kwargs):
         """Instantiate config[name] = {"type": T, "args": {...}} as module.T(*args, **args_from_config,
@@ -178,12 +192,26 @@ class ConfigParser:
         return self._config
 
     @property
+    def settings(self):
+        """The declared settings, filled in, as attributes: settings.seed, settings.trainer.amp."""
+        return settings_view(self._config)
+
+    @property
     def save_dir(self):
         return self._save_dir
 
     @property
     def log_dir(self):
         return self._log_dir
+
+
+def _console_logging():
+    """Log to the console only (no run folder yet, or none at all). Under DDP, ranks > 0 log
+    only warnings, so that each line appears once."""
+    setup_logging(None)
+    if not dist.is_main_process():
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
 
 
 def add_common_arguments(parser):
@@ -233,7 +261,8 @@ def _auto_resume(config_path, modification):
         raise ConfigError("-r auto needs -c CONFIG to know which run name to look for.")
     config = _read_config_file(config_path)
     lookup = _apply_modification(config, modification)
-    runs_dir = Path(lookup.get("trainer", {}).get("save_dir", "saved/")) / "models" / str(lookup.get("name", ""))
+    save_dir = lookup.get("trainer", {}).get("save_dir", default_of("trainer", "save_dir"))
+    runs_dir = Path(save_dir) / "models" / str(lookup.get("name", ""))
     checkpoint_path = find_newest_run_checkpoint(runs_dir)
     if checkpoint_path is None:
         logger.warning(f"-r auto: no checkpoint in '{runs_dir}' yet; starting a new run from {config_path}.")

@@ -8,11 +8,11 @@ from pathlib import Path
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
+from config.resolve import check_call_args, resolve_type
 from evaluation.evaluate import evaluate_with_outputs, model_from_checkpoint
 from evaluation.outputs import class_names_for
 from parse_config import ConfigParser
 from utils import ConfigError, main_guard, prepare_device, write_json
-from utils.resolve import check_call_args, resolve_type
 
 TEST_SPLIT_ARGS = {"shuffle": False, "validation_split": 0.0, "training": False}
 

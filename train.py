@@ -16,7 +16,7 @@ from parse_config import ConfigParser
 from trainer import Trainer
 from trainer.callbacks import ActivationStatistics, build_callbacks
 from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
-from utils import ConfigError, dist, main_guard, prepare_device, write_json
+from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
 from utils.dry_run import print_dry_run
 from utils.io import atomic_open
 from utils.run_status import recorded_status
@@ -27,20 +27,19 @@ from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     """Train one run; `callbacks` (base.Callback objects) run after the config's, and
     `epoch_callbacks` (functions of (epoch, log)) after each epoch's checkpoint.
-    Returns the trainer (None for a dry run)."""
+    Everything is built before the run folder is made, so a mistake that shows only while
+    building leaves nothing behind. Returns the trainer (None for a dry run)."""
     logger = config.get_logger("train")
-    seed_everything(config["seed"])
+    settings = config.settings
+    seed_everything(settings.seed)
 
     # setup data_loader instances
     data_loader = config.init_obj("data_loader", module_data)
     valid_data_loader = data_loader.split_validation()
     record_data_settings(config, data_loader, logger)
 
-    # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
+    # build model architecture (+ pretrained weights, new head, frozen parts)
     model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
-    logger.info(repr(model))  # BaseModel's str() adds a parameter count; the next line has it
-    trainable, frozen = parameter_counts(model)
-    logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
     # groups before any DataParallel wrapper, so patterns see the model's own parameter names
     param_groups = optimizer_param_groups(model, config["optimizer"])
 
@@ -48,7 +47,7 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     if dist.is_distributed():
         device, model = place_model_ddp(model, data_loader, config, logger)
     else:
-        device, device_ids = prepare_device(config["n_gpu"], warn=not dry_run)
+        device, device_ids = prepare_device(settings.n_gpu, warn=not dry_run)
         model = model.to(device)
         if len(device_ids) > 1:
             logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "
@@ -62,25 +61,31 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
 
     # build optimizer, learning rate scheduler. delete every line containing lr_scheduler for disabling scheduler
     optimizer = config.init_obj("optimizer", torch.optim, param_groups)
-    len_epoch = config["trainer"].get("len_epoch") or len(data_loader)  # batches of this process
-    steps_per_epoch = optimizer_steps_per_epoch(len_epoch, config["trainer"].get("accum_steps", 1))
+    len_epoch = settings.trainer.len_epoch or len(data_loader)  # batches of this process
+    steps_per_epoch = optimizer_steps_per_epoch(len_epoch, settings.trainer.accum_steps)
     lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
     if dry_run:
         print_dry_run(config, model, data_loader, criterion, device)
         return None
 
+    if config.save_dir is None:  # train.py's own config: its run folder, now that all is built
+        config.make_run_dirs()
+    write_skipped_samples(config, data_loader, logger)
+    logger.info(repr(unwrap_model(model)))  # BaseModel's str() adds a parameter count; the next line has it
+    trainable, frozen = parameter_counts(model)
+    logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
     trainer = Trainer(model, criterion, metrics, optimizer,
                       config=config,
                       device=device,
                       data_loader=data_loader,
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler,
-                      len_epoch=config["trainer"].get("len_epoch"))
+                      len_epoch=settings.trainer.len_epoch)
     for callback in build_callbacks(config) + list(callbacks):
         trainer.callbacks.append(callback)
     trainer.epoch_callbacks.extend(epoch_callbacks)
-    if config["trainer"].get("activation_stats"):  # every N training forward passes
-        trainer.callbacks.append(ActivationStatistics(config["trainer"]["activation_stats"]))
+    if settings.trainer.activation_stats:  # every N training forward passes
+        trainer.callbacks.append(ActivationStatistics(settings.trainer.activation_stats))
     with recorded_status(config):  # status.json: running, then finished / stopped / crashed
         trainer.train()
     return trainer
@@ -95,11 +100,14 @@ def record_data_settings(config, data_loader, logger):
     if class_names is not None:
         config.config["class_names"] = list(class_names)
     config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
+    if config.save_dir is not None and dist.is_main_process():  # a run folder made before (tune.py)
+        write_json(config.config, config.save_dir / "config.json")
+
+
+def write_skipped_samples(config, data_loader, logger):
+    """The list of bad samples the data loader skipped (on_bad_sample "skip"), in the run folder."""
     skipped = getattr(data_loader, "skipped_samples", None)
-    if config.save_dir is None or not dist.is_main_process():
-        return
-    write_json(config.config, config.save_dir / "config.json")
-    if skipped:
+    if skipped and dist.is_main_process():
         path = config.save_dir / "skipped_samples.txt"
         with atomic_open(path, "wt") as handle:
             handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
@@ -131,7 +139,7 @@ def place_model_ddp(model, data_loader, config, logger):
     device = dist.device()
     model = dist.wrap_model(model.to(device))
     world = dist.world_size()
-    accum_steps = config["trainer"].get("accum_steps", 1)
+    accum_steps = config.settings.trainer.accum_steps
     logger.info(f"DistributedDataParallel: {world} processes, backend {dist.backend()}, {device.type}; batch_size "
                 f"{data_loader.batch_size} per process, global batch {data_loader.batch_size * world * accum_steps} "
                 f"= {data_loader.batch_size} x {world} processes x {accum_steps} accumulation steps.")
@@ -169,16 +177,12 @@ def make_arg_parser():
 
 def parse_args():
     args, options = make_arg_parser()
-    # the flags decide whether run folders are made, which happens while the config is parsed
-    early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--dry-run", action="store_true")
-    early.add_argument("--print-config", action="store_true")
-    flags = early.parse_known_args()[0]
-    config = ConfigParser.from_args(args, options, create_dirs=not (flags.dry_run or flags.print_config))
-    if flags.print_config:
+    # checked, but no run folder yet: main() makes it once everything is built
+    config = ConfigParser.from_args(args, options, create_dirs=False)
+    if config.cli_args.print_config:
         print(json.dumps(config.config, indent=4))
         sys.exit(0)
-    return config, flags.dry_run
+    return config
 
 
 @main_guard
@@ -186,8 +190,8 @@ def run():
     if is_sweep_command(sys.argv[1:]):  # -m KEY=A,B ... or -r SWEEP_FOLDER
         return run_sweep(sys.argv[1:], make_arg_parser)
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
-        config, dry_run = parse_args()
-        main(config, dry_run=dry_run)
+        config = parse_args()
+        main(config, dry_run=config.cli_args.dry_run)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from tuning.study import (
 )
 from utils import ConfigError, main_guard
 from utils.errors import TrainingStopped
+from utils.monitor import Monitor
 
 
 def tune(base_config, storage=None, study_name=None, n_trials=None):
@@ -45,25 +46,23 @@ def tune(base_config, storage=None, study_name=None, n_trials=None):
     settings = base_config.pop("tune", None)
     check_settings(settings)
     space = parse_space(settings.get("space"), base_config)
-    monitor = base_config["trainer"]["monitor"]
-    if monitor == "off":
+    monitor = Monitor(base_config["trainer"]["monitor"])
+    if not monitor.enabled:
         raise ConfigError("trainer.monitor is 'off'; tuning needs a metric to optimise, e.g. 'min val_loss'.")
-    mode, metric = monitor.split()
     target = n_trials or target_trials(settings, space)
     study_name = study_name or settings.get("study_name") or base_config["name"]
     results_dir = Path(base_config["trainer"]["save_dir"]) / "tune" / study_name
     results_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(storage or default_storage(results_dir), study_name,
-                       "minimize" if mode == "min" else "maximize", settings, space)
+    study = open_study(storage or default_storage(results_dir), study_name, monitor.direction, settings, space)
     remaining = target - count_finished(study)
     if remaining > 0:
-        objective = make_objective(base_config, space, metric)
+        objective = make_objective(base_config, space, monitor.key)
         # MaxTrialsCallback stops this process once all processes together reach the target
         study.optimize(objective, n_trials=remaining, catch=(ConfigError,),
                        callbacks=[optuna.study.MaxTrialsCallback(target, states=(
                            optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
     csv_path, best_path = write_results(study, base_config, results_dir)
-    return study, metric, csv_path, best_path
+    return study, monitor.key, csv_path, best_path
 
 
 def make_objective(base_config, space, metric):

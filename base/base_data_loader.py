@@ -7,7 +7,7 @@ from utils import dist
 from utils.seed import worker_init_fn
 
 from .samplers import EpochSampler, WeightedEpochSampler
-from .splits import split_indices
+from .splits import split_indices, validation_size  # noqa: F401 (validation_size: public here)
 
 
 class BaseDataLoader(DataLoader):
@@ -90,3 +90,4 @@ class BaseDataLoader(DataLoader):
         if self.valid_sampler is None:
             return None
         return DataLoader(sampler=self.valid_sampler, **self.init_kwargs)
+

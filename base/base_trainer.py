@@ -1,13 +1,15 @@
-import math
 import signal
 from abc import abstractmethod
 
 import pandas as pd
 
+from config.schema import declare_trainer_settings
+from config.validation import Problems, check_section, fill_section, section_view
 from logger.writers import log_final_hparams, make_writer
 from utils import ConfigError, atomic_torch_save, atomic_write_csv, dist, unwrap_model
 from utils.checkpoint import checkpoint_order, load_checkpoint, load_weights
 from utils.errors import TrainingStopped
+from utils.monitor import EarlyStopping, Monitor
 from utils.seed import get_rng_states, set_rng_states
 
 from .callback import CallbackList, EpochFunction
@@ -25,28 +27,34 @@ class StopRequested(Exception):
 
 class BaseTrainer:
     """The epoch loop: monitoring, best model, early stopping, checkpoints, resume and stop
-    signals. Subclasses implement `_train_epoch(epoch) -> dict of epoch results`."""
+    signals. Subclasses implement `_train_epoch(epoch) -> dict of epoch results`.
+
+    A subclass that reads trainer keys of its own declares them, so that they are checked, get
+    their defaults and appear as `self.settings.<key>` like the built-in ones:
+
+        extra_settings = (Setting("warmup_epochs", int, 0, "epochs of warm-up", minimum=0),)
+    """
+
+    extra_settings = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declare_trainer_settings(cls.__dict__.get("extra_settings", ()), cls.__name__)
 
     def __init__(self, model, criterion, metric_ftns, optimizer, config):
         self.config = config
-        cfg_trainer = config["trainer"]
-        self.logger = config.get_logger("trainer", cfg_trainer["verbosity"])
+        self.settings = self._trainer_settings(config["trainer"])
+        self.logger = config.get_logger("trainer", self.settings.verbosity)
         self.model = model
         self.criterion = criterion
         self.metric_ftns = metric_ftns
         self.optimizer = optimizer
 
-        self.epochs = cfg_trainer["epochs"]
-        self.save_period = cfg_trainer["save_period"]
-        self.keep_last = cfg_trainer.get("keep_last", 0)
-        self.monitor = cfg_trainer.get("monitor", "off")
-        if self.monitor == "off":
-            self.monitor_mode, self.monitor_metric, self.monitor_best = "off", None, 0.0
-        else:
-            self.monitor_mode, self.monitor_metric = self.monitor.split()
-            self.monitor_best = math.inf if self.monitor_mode == "min" else -math.inf
-        self.early_stop = cfg_trainer.get("early_stop") or math.inf  # 0 or null: off
-        self.epochs_since_improvement = 0
+        self.epochs = self.settings.epochs
+        self.save_period = self.settings.save_period
+        self.keep_last = self.settings.keep_last
+        self.monitor = Monitor(self.settings.monitor)
+        self.early_stopping = EarlyStopping(self.settings.early_stop)
 
         self.start_epoch = 1
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
@@ -58,6 +66,29 @@ class BaseTrainer:
         # plain functions called as callback(epoch, log) after each epoch's checkpoint, like a
         # Callback's on_epoch_end (kept for code written against them); may raise to end training
         self.epoch_callbacks = []
+
+    def _trainer_settings(self, trainer_config):
+        """The trainer section with this class's extra keys checked and filled in (the built-in
+        keys were checked when the config was read)."""
+        extra = [setting for cls in type(self).__mro__ for setting in cls.__dict__.get("extra_settings", ())]
+        problems = Problems()
+        check_section(trainer_config, "trainer", problems, extra, unknown_keys=False)
+        problems.raise_if_any()
+        fill_section(trainer_config, extra)
+        return section_view(trainer_config, "trainer")
+
+    # the best value, its key and the early-stop count under the names earlier versions used
+    @property
+    def monitor_best(self):
+        return self.monitor.best
+
+    @property
+    def monitor_metric(self):
+        return self.monitor.key
+
+    @property
+    def epochs_since_improvement(self):
+        return self.early_stopping.epochs_since_improvement
 
     @abstractmethod
     def _train_epoch(self, epoch):
@@ -95,7 +126,7 @@ class BaseTrainer:
         log = {"epoch": epoch, **result}
         self._log_epoch(log)
         improved = self._update_monitor(log)
-        stopping = self.epochs_since_improvement >= self.early_stop
+        stopping = self.early_stopping.should_stop
         periodic = epoch % self.save_period == 0 or epoch == self.epochs or stopping
         if periodic or improved:
             state = self._checkpoint_state(epoch)
@@ -107,9 +138,8 @@ class BaseTrainer:
                                  f"({self.monitor_metric} {self.monitor_best:.6g})")
             self._write_curves()
         if stopping:
-            self.logger.info(
-                f"Validation performance didn't improve for {self.early_stop} epochs. Training stops."
-            )
+            self.logger.info(f"Validation performance didn't improve for {self.early_stopping.patience} "
+                             "epochs. Training stops.")
         self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
 
@@ -137,27 +167,22 @@ class BaseTrainer:
             return
         from evaluation.curves import write_curves  # matplotlib: imported only when drawing
 
-        monitor = None if self.monitor_mode == "off" else (self.monitor_mode, self.monitor_metric)
+        monitor = (self.monitor.mode, self.monitor.key) if self.monitor.enabled else None
         write_curves([(self.config.run_id or "", pd.DataFrame(self.history), monitor)],
                      self.config.log_dir / "curves.png")
 
     def _update_monitor(self, log):
         """Return True when the monitored value improved this epoch."""
-        if self.monitor_mode == "off":
+        if not self.monitor.enabled:
             return False
-        if self.monitor_metric not in log:
+        if self.monitor.key not in log:
             raise ConfigError(
-                f"trainer.monitor is '{self.monitor}', but '{self.monitor_metric}' is not logged; "
+                f"trainer.monitor is '{self.monitor}', but '{self.monitor.key}' is not logged; "
                 f"logged keys: {', '.join(k for k in log if k != 'epoch')}. Monitor one of them, "
                 "or set a validation split so val_* metrics exist."
             )
-        value = log[self.monitor_metric]
-        improved = value < self.monitor_best if self.monitor_mode == "min" else value > self.monitor_best
-        if improved:
-            self.monitor_best = value
-            self.epochs_since_improvement = 0
-        else:
-            self.epochs_since_improvement += 1
+        improved = self.monitor.update(log[self.monitor.key])
+        self.early_stopping.update(improved)
         return improved
 
     # ---- checkpoints -------------------------------------------------------------------------
@@ -236,9 +261,10 @@ class BaseTrainer:
         lr_scheduler = getattr(self, "lr_scheduler", None)
         if lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
             lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        self.monitor_best = checkpoint["monitor_best"]
+        self.monitor.load_state_dict({"best": checkpoint["monitor_best"]})
+        self.early_stopping.load_state_dict(
+            {"epochs_since_improvement": checkpoint.get("epochs_since_improvement", 0)})
         self.callbacks.load_state_dict(checkpoint.get("callbacks"), self.logger)
-        self.epochs_since_improvement = checkpoint.get("epochs_since_improvement", 0)
         self.history = list(checkpoint.get("history", []))
         set_rng_states(checkpoint["rng_states"])
         self._load_extra_checkpoint_state(checkpoint)

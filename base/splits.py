@@ -15,7 +15,7 @@ def split_indices(n_samples, validation_split, seed, labels=None, stratify=False
                           "stratify by. Set stratify to false.")
     if n_folds:
         return _fold_indices(n_samples, n_folds, fold, state, labels if stratify else None)
-    len_valid = _validation_count(n_samples, validation_split)
+    len_valid = validation_size(validation_split, n_samples)
     if len_valid == 0:
         return np.arange(n_samples), np.arange(0)
     if stratify:
@@ -30,19 +30,23 @@ def split_indices(n_samples, validation_split, seed, labels=None, stratify=False
     return np.sort(permutation[len_valid:]), np.sort(permutation[:len_valid])
 
 
-def _validation_count(n_samples, validation_split):
-    if isinstance(validation_split, bool) or not isinstance(validation_split, int | float):
-        raise ConfigError(f"data_loader.args.validation_split is {validation_split!r}; write a fraction "
-                          "(0.1) or a number of samples (500).")
-    if isinstance(validation_split, int):
-        if not 0 <= validation_split < n_samples:
-            raise ConfigError(f"data_loader.args.validation_split is {validation_split} samples, but the "
-                              f"training data has {n_samples}. Use a smaller count or a fraction.")
-        return validation_split
-    if not 0.0 <= validation_split < 1.0:
-        raise ConfigError(f"data_loader.args.validation_split is {validation_split}; a fraction must be "
-                          "at least 0 and below 1.")
-    return int(n_samples * validation_split)
+def validation_size(split, n_samples):
+    """How many of `n_samples` the validation split takes: a fraction in [0, 1) or a count in
+    [0, n). A ConfigError (with the sizes) when the split is out of range or nothing is left
+    to train on."""
+    key = "data_loader.args.validation_split"
+    if isinstance(split, bool) or not isinstance(split, (int, float)):
+        raise ConfigError(f"{key} is {split!r}; write a fraction in [0, 1) or a whole number of samples.")
+    if isinstance(split, float) and not 0.0 <= split < 1.0:
+        raise ConfigError(f"{key} is {split}; a fraction must be in [0, 1), e.g. 0.1.")
+    len_valid = split if isinstance(split, int) else int(n_samples * split)
+    if isinstance(split, int) and not 0 <= split < n_samples:
+        raise ConfigError(f"{key} is {split} samples, but the dataset has only {n_samples}; it must be "
+                          f"below {n_samples} so that samples are left to train on.")
+    if n_samples - len_valid < 1:
+        raise ConfigError(f"the training set is empty: the dataset has {n_samples} samples and {key} "
+                          f"({split}) takes {len_valid} of them. Use more data or a smaller split.")
+    return len_valid
 
 
 def _fold_indices(n_samples, n_folds, fold, state, labels):

@@ -16,8 +16,8 @@ import sys
 import torch
 from torchvision.transforms import v2
 
+from config.resolve import check_call_args, resolve_type
 from utils import ConfigError
-from utils.resolve import check_call_args, resolve_type
 
 SPLITS = ("train", "eval")
 

@@ -3,8 +3,8 @@ of each key's comma-separated values (commas inside [...], {...} or quotes do no
 import itertools
 import re
 
+from config.overrides import parse_override
 from utils import ConfigError
-from utils.config_checks import parse_override
 
 # keys whose values repeat one setting rather than define a new one: the summary averages over them
 REPEAT_KEYS = ("seed", "data_loader.args.fold")

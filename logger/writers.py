@@ -49,7 +49,8 @@ class MultiWriter(NullWriter):
 
 def wandb_settings(config):
     """The "wandb" section as a dict, or None when W&B is not configured or is off."""
-    entry = config["trainer"].get("wandb", config.get("wandb"))
+    settings = config.settings
+    entry = settings.trainer.wandb if settings.trainer.wandb is not None else settings.wandb
     if entry is True:
         entry = {}
     if not isinstance(entry, dict) or not entry.get("enabled", True):
@@ -82,7 +83,7 @@ def make_writer(config, logger=None):
     logger = logger or logging.getLogger(__name__)
     if config.log_dir is None or not dist.is_main_process():  # DDP: rank 0 writes for all
         return NullWriter()
-    writers = [TensorboardWriter(config.log_dir, logger, config["trainer"]["tensorboard"])]
+    writers = [TensorboardWriter(config.log_dir, logger, config.settings.trainer.tensorboard)]
     settings = wandb_settings(config)
     if settings is not None:
         from .wandb_writer import WandbWriter

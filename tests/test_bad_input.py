@@ -54,6 +54,11 @@ def data_dir_under_a_file(tmp_path, mnist_dir):
     return ["-c", tiny_config(tmp_path, mnist_dir, {"data_loader.args.data_dir": str(tmp_path / "a_file" / "data")})]
 
 
+def save_dir_under_a_file(tmp_path, mnist_dir):
+    (tmp_path / "a_file").write_text("")
+    return [*config_with({})(tmp_path, mnist_dir), "-o", f"trainer.save_dir={tmp_path / 'a_file' / 'saved'}"]
+
+
 CASES = {
     "no config": (lambda tmp_path, mnist_dir: [], r"no config given\. Add -c config\.json"),
     "missing config": (lambda tmp_path, mnist_dir: ["-c", tmp_path / "nope.json"],
@@ -61,8 +66,8 @@ CASES = {
     "unreadable config": (lambda tmp_path, mnist_dir: ["-c", tmp_path], r"config file '.*' cannot be read"),
     "invalid json": (config_text('{"name": "x",\n  "arch": }\n'),
                      r"broken\.json' is not valid JSON: Expecting value at line 2, column 11"),
-    "missing section": (config_with({"optimizer": DELETE}), r"missing the required key\(s\) optimizer"),
-    "missing trainer key": (config_with({"trainer.epochs": DELETE}), r"missing the required key trainer\.epochs"),
+    "missing section": (config_with({"optimizer": DELETE}), r"optimizer is missing; it is required"),
+    "missing trainer key": (config_with({"trainer.epochs": DELETE}), r"trainer\.epochs is missing; it is required"),
     "unknown type": (config_with({"arch.type": "MnistModle"}),
                      r"arch\.type 'MnistModle' was not found in model\.model.*Closest names: MnistModel"),
     "unknown optimizer": (config_with({"optimizer.type": "Adamm"}), r"optimizer\.type 'Adamm'.*Closest names: Adam"),
@@ -74,10 +79,12 @@ CASES = {
     "rejected scheduler arg": (config_with({"lr_scheduler.args.step": 3}),
                                r"lr_scheduler\.args do not fit StepLR.*'step'.*Accepted arguments: optimizer"),
     "string batch size": (config_with({"data_loader.args.batch_size": "64"}),
-                          r"data_loader\.args\.batch_size is '64' \(str\), but int is expected.*64 rather than"),
-    "string epochs": (config_with({"trainer.epochs": "3"}), r"trainer\.epochs is '3' \(str\), but a int is expected"),
+                          r"data_loader\.args\.batch_size is '64' \(str\), but a whole number is expected.*"
+                          r"without quotes"),
+    "string epochs": (config_with({"trainer.epochs": "3"}),
+                      r"trainer\.epochs is '3' \(str\), but a whole number is expected"),
     "bad monitor": (config_with({"trainer.monitor": "minimize val_loss"}),
-                    r"trainer\.monitor is 'minimize val_loss'; write 'off', 'min <metric>'"),
+                    r"trainer\.monitor is 'minimize val_loss'; write \"off\", \"min <metric>\""),
     "monitor val without validation": (config_with({"data_loader.args.validation_split": 0}),
                                        r"'val_loss' is never logged.*validation_split is 0"),
     "monitor typo": (config_with({"trainer.monitor": "max val_acuracy"}),
@@ -115,18 +122,89 @@ CASES = {
             tmp_path, mnist_dir), r"data_dir '.*/no/mnist' does not exist and data_loader\.args\.download is false"),
 }
 
+# settings out of their declared range or choices, typos in the file, and mistakes that used to
+# show only after the run had started
+SCHEMA_CASES = {
+    "trainer key typo in the file": (config_with({"trainer.acum_steps": 4}),
+                                     r"trainer\.acum_steps is not a setting; did you mean trainer\.accum_steps\?"),
+    "top-level typo": (config_with({"lr_schedular": {"type": "StepLR", "args": {"step_size": 1}}}),
+                       r"lr_schedular is not a setting; did you mean lr_scheduler\?"),
+    "arch key typo": (config_with({"arch.pretrianed": "weights.pth"}),
+                      r"arch\.pretrianed is not a setting; did you mean arch\.pretrained\?"),
+    "optimizer key typo": (config_with({"optimizer.param_group": []}),
+                           r"optimizer\.param_group is not a setting; did you mean optimizer\.param_groups\?"),
+    "metric entry key typo": (config_with({"metrics": [{"type": "accuracy", "nam": "acc"}]}),
+                              r"metrics\.0\.nam is not a setting; did you mean metrics\.0\.name\?"),
+    "metric entry without type": (config_with({"metrics": [{"args": {}}]}), r"metrics\.0 has no \"type\""),
+    "trainer is not an object": (config_with({"trainer": 5}), r"trainer is 5 \(int\), but an object \{\.\.\.\} is"),
+    "name is not a string": (config_with({"name": 7}), r"name is 7 \(int\), but a string is expected"),
+    "negative n_gpu": (config_with({"n_gpu": -1}), r"n_gpu is -1; it must be at least 0"),
+    "float seed": (config_with({"seed": 1.5}), r"seed is 1\.5 \(float\), but a whole number is expected"),
+    "zero epochs": (config_with({"trainer.epochs": 0}), r"trainer\.epochs is 0; it must be at least 1"),
+    "zero save_period": (config_with({"trainer.save_period": 0}), r"trainer\.save_period is 0; it must be at least 1"),
+    "negative early_stop": (config_with({"trainer.early_stop": -1}),
+                            r"trainer\.early_stop is -1; it must be at least 0"),
+    "zero accum_steps": (config_with({"trainer.accum_steps": 0}), r"trainer\.accum_steps is 0; it must be at least 1"),
+    "negative keep_last": (config_with({"trainer.keep_last": -2}), r"trainer\.keep_last is -2; it must be at least 0"),
+    "zero log_step": (config_with({"trainer.log_step": 0}), r"trainer\.log_step is 0; it must be at least 1"),
+    "zero len_epoch": (config_with({"trainer.len_epoch": 0}), r"trainer\.len_epoch is 0; it must be at least 1"),
+    "verbosity out of choices": (config_with({"trainer.verbosity": 5}), r"trainer\.verbosity is 5; use one of 0, 1, 2"),
+    "bad amp": (config_with({"trainer.amp": "fp8"}), r"trainer\.amp is 'fp8'; use one of 'bf16', 'fp16'"),
+    "bad amp from the command line": (
+        lambda tmp_path, mnist_dir: [*config_with({})(tmp_path, mnist_dir), "-o", "trainer.amp=fp8"],
+        r"trainer\.amp is 'fp8'; use one of 'bf16', 'fp16'"),
+    "bad compile mode": (config_with({"trainer.compile": "fast"}),
+                         r"trainer\.compile is 'fast'; use one of true, false"),
+    "negative clip_grad_norm": (config_with({"trainer.clip_grad_norm": -1.0}),
+                                r"trainer\.clip_grad_norm is -1\.0; it must be at least 0"),
+    "tensorboard as a string": (config_with({"trainer.tensorboard": "yes"}),
+                                r"trainer\.tensorboard is 'yes' \(str\), but true or false is expected"),
+    "wandb as a string": (config_with({"trainer.wandb": "on"}), r"trainer\.wandb is 'on' \(str\)"),
+    "validation_split above 1": (config_with({"data_loader.args.validation_split": 1.5}),
+                                 r"data_loader\.args\.validation_split is 1\.5; write a fraction in \[0, 1\)"),
+    "negative validation_split": (config_with({"data_loader.args.validation_split": -0.1}),
+                                  r"data_loader\.args\.validation_split is -0\.1; write a fraction in \[0, 1\)"),
+    "validation_split as a bool": (config_with({"data_loader.args.validation_split": True}),
+                                   r"data_loader\.args\.validation_split is True \(bool\)"),
+    "validation_split larger than the dataset": (
+        config_with({"data_loader.args.validation_split": 600, "trainer.monitor": "off"}),
+        r"data_loader\.args\.validation_split is 600 samples, but the dataset has only 512"),
+    "zero batch size": (config_with({"data_loader.args.batch_size": 0}),
+                        r"data_loader\.args\.batch_size is 0; it must be at least 1"),
+    "binary_target not a digit": (config_with({"data_loader.args.binary_target": 12}),
+                                  r"data_loader\.args\.binary_target is 12; it must be at most 9"),
+    "data loader arg typo": (config_with({"data_loader.args.num_worker": 0}),
+                             r"data_loader\.args\.num_worker is not an argument of MnistDataLoader.*Did you mean "
+                             r"data_loader\.args\.num_workers\?"),
+    "save_dir cannot be created": (save_dir_under_a_file,
+        r"trainer\.save_dir '.*a_file/saved' cannot be created: '.*a_file' is a file, not a folder"),
+    "scheduler that fails when it steps": (config_with({"lr_scheduler.args.step_size": 0}),
+                                           r"lr_scheduler: StepLR fails when it steps \(ZeroDivisionError"),
+    "plateau scheduler against the monitor": (
+        config_with({"trainer.monitor": "max val_accuracy", "lr_scheduler": {"type": "ReduceLROnPlateau", "args": {}}}),
+        r"ReduceLROnPlateau with mode 'min'.*Set lr_scheduler\.args\.mode to \"max\""),
+    "several problems at once": (
+        config_with({"trainer.epochs": 0, "trainer.save_period": 0, "arch.type": "MnistModle"}),
+        r"the config has 3 problems:\n  - trainer\.epochs is 0.*\n  - trainer\.save_period is 0.*\n  - arch\.type "
+        r"'MnistModle' was not found"),
+}
 
-@pytest.mark.parametrize("case", CASES)
+
+@pytest.mark.parametrize("case", [*CASES, *SCHEMA_CASES])
 def test_bad_input_exits_2_with_one_clear_message_and_no_run_folder(case, tmp_path, mnist_dir, monkeypatch, capsys):
-    make_argv, expected = CASES[case]
+    make_argv, expected = {**CASES, **SCHEMA_CASES}[case]
     argv = make_argv(tmp_path, mnist_dir)
     code, captured = run_train_in_process(monkeypatch, capsys, *argv)
     assert code == 2, captured
     assert "Traceback" not in captured.err + captured.out
-    last_line = captured.err.strip().splitlines()[-1]
-    assert last_line.startswith("error: "), captured.err
-    assert re.search(expected, last_line), last_line
+    assert "error: " in captured.err, captured.err
+    message = captured.err[captured.err.index("error: "):]
+    assert re.search(expected, message, re.DOTALL), message
     assert not (tmp_path / "saved").exists(), "no run or log folder may be created"
+
+
+def test_the_table_has_at_least_40_cases():
+    assert len(CASES) + len(SCHEMA_CASES) >= 40
 
 
 def test_debug_flag_shows_the_traceback(tmp_path, mnist_dir, monkeypatch, capsys):

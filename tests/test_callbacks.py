@@ -12,10 +12,11 @@ from reliability_helpers import assert_same_training, load
 import train
 from base import Callback
 from base.callback import CallbackList
+from config.preflight import check_before_run
+from config.validation import Problems
 from conftest import only_run, tiny_config
 from parse_config import ConfigParser
 from utils import ConfigError
-from utils.preflight import check_before_run
 
 ENTROPY = {"type": "LogPredictionEntropy", "args": {}}
 
@@ -101,6 +102,13 @@ def test_only_overridden_events_are_dispatched():
 def test_bad_callbacks_are_reported_before_a_run_folder_exists(tmp_path, mnist_dir, callbacks, message):
     config = make_config(tmp_path, mnist_dir, {"callbacks": callbacks}, create_dirs=False)
     with pytest.raises(ConfigError) as err:
-        check_before_run(config)
+        check_config_objects(config)
     assert message in str(err.value), str(err.value)
     assert not (tmp_path / "saved").exists()
+
+
+def check_config_objects(config):
+    """The pre-run checks that build objects, raising their problems as one ConfigError."""
+    problems = Problems()
+    check_before_run(config, problems)
+    problems.raise_if_any()

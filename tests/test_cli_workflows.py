@@ -13,9 +13,9 @@ import pytest
 import torch
 from reliability_helpers import run_train_in_process
 
+from config.overrides import parse_override
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, script_env, tiny_config
 from utils import ConfigError
-from utils.config_checks import parse_override
 
 NEW_HEAD = {"arch.args": {"logits": True}, "arch.replace_head": {"path": "fc2", "num_classes": 1},
             "data_loader.args.binary_target": 0, "loss": "bce_with_logits", "metrics": ["binary_accuracy"],

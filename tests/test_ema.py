@@ -11,7 +11,6 @@ import train
 from conftest import only_run, tiny_config
 from parse_config import ConfigParser
 from utils import ConfigError
-from utils.preflight import check_before_run
 
 STEPS_PER_EPOCH = 12  # 384 training digits in batches of 32
 
@@ -61,5 +60,5 @@ def test_without_ema_the_checkpoint_has_no_average(tmp_path, mnist_dir):
 def test_bad_ema_settings_name_the_key(tmp_path, mnist_dir, ema, message):
     path = tiny_config(tmp_path, mnist_dir, {"trainer.ema": ema})
     with pytest.raises(ConfigError) as err:
-        check_before_run(ConfigParser(json.loads(path.read_text()), create_dirs=False))
+        ConfigParser(json.loads(path.read_text()), create_dirs=False, preflight=True)
     assert str(err.value).startswith(message), str(err.value)

@@ -5,9 +5,9 @@ import torch
 from sklearn.metrics import f1_score
 from torchmetrics.classification import MulticlassF1Score
 
+from config.resolve import resolve_type
 from utils import ConfigError
 from utils.epoch_metrics import EpochMetrics, is_stateful_metric
-from utils.resolve import resolve_type
 
 
 def scored_batches(sizes, num_classes=4):

@@ -9,13 +9,14 @@ import torch
 from reliability_helpers import assert_same_training, load
 
 import train
+from config.preflight import check_before_run
+from config.validation import Problems
 from conftest import only_run, run_dirs, tiny_config
 from parse_config import ConfigParser
 from trainer import Trainer
 from trainer.schedules import build_lr_scheduler
 from utils import ConfigError
 from utils.errors import TrainingStopped
-from utils.preflight import check_before_run
 
 # 512 digits, a quarter held out: 384 training samples = 12 batches of 32 = 6 optimizer steps
 # with accum_steps 2, so a 2-epoch run has 12 scheduler steps
@@ -90,7 +91,7 @@ def test_epoch_interval_auto_counts_epochs_and_default_is_unchanged(tmp_path, mn
 def test_bad_schedule_is_reported_before_a_run_folder_exists(tmp_path, mnist_dir, scheduler, message):
     config = config_for(tmp_path, mnist_dir, scheduler)
     with pytest.raises(ConfigError) as err:
-        check_before_run(config)
+        check_config_objects(config)
         build_lr_scheduler(config, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 6)
     assert str(err.value).startswith(message), str(err.value)
     assert not (tmp_path / "saved").exists()
@@ -127,3 +128,10 @@ def stop_at_batch(monkeypatch, epoch, batch_idx):
         return real_step(self, data, target, index)
 
     monkeypatch.setattr(Trainer, "_train_step", step)
+
+
+def check_config_objects(config):
+    """The pre-run checks that build objects, raising their problems as one ConfigError."""
+    problems = Problems()
+    check_before_run(config, problems)
+    problems.raise_if_any()

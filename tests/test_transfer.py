@@ -44,7 +44,6 @@ def test_param_groups_take_their_own_learning_rate(tmp_path, mnist_dir):
 
 @pytest.mark.parametrize("arch, message", [
     ({"freeze": ["backbone.*"]}, "arch.freeze.0: pattern 'backbone.*' matches no parameter"),
-    ({"trainable": "fc2.*"}, "arch.trainable must be a list"),
     ({"replace_head": {"path": "conv1", "num_classes": 2}}, "arch.replace_head.path 'conv1' is a Conv2d"),
     ({"pretrained": "missing.pth"}, "arch.pretrained: weight file 'missing.pth' does not exist"),
 ])
@@ -52,6 +51,11 @@ def test_transfer_settings_errors_name_the_key(tmp_path, mnist_dir, arch, messag
     config = parsed(tmp_path, mnist_dir, {f"arch.{key}": value for key, value in arch.items()})
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("*", r"\*").replace(".", r"\.")):
         build_model(config, module_arch)
+
+
+def test_trainable_as_a_string_is_refused_when_the_config_is_read(tmp_path, mnist_dir):
+    with pytest.raises(ConfigError, match=r"arch\.trainable is 'fc2\.\*' \(str\), but a list"):
+        parsed(tmp_path, mnist_dir, {"arch.trainable": "fc2.*"})
 
 
 def test_finetune_checkpoint_with_new_head_and_frozen_convolutions(tmp_path, mnist_dir):

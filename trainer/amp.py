@@ -3,17 +3,13 @@ import contextlib
 
 import torch
 
-from utils import ConfigError
-
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def autocast_context(amp, device):
-    """A context manager for the forward pass: autocast to bf16/fp16, or nothing."""
+    """A context manager for the forward pass: autocast to bf16/fp16 (trainer.amp), or nothing."""
     if amp is None:
         return contextlib.nullcontext()
-    if amp not in AMP_DTYPES:
-        raise ConfigError(f"trainer.amp is {amp!r}; use \"bf16\", \"fp16\" or null (off).")
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 

@@ -4,9 +4,9 @@ the entry's "module" key (e.g. "model.callbacks")."""
 import torch
 
 from base.callback import Callback
+from config.resolve import check_call_args, resolve_type
 from logger.activations import ActivationStats
 from utils import ConfigError, unwrap_model
-from utils.resolve import check_call_args, resolve_type
 
 
 class ActivationStatistics(Callback):

@@ -12,8 +12,8 @@ import math
 
 import torch
 
+from config.resolve import check_call_args, resolve_type
 from utils import ConfigError
-from utils.resolve import check_call_args, resolve_type
 
 INTERVALS = ("epoch", "step")
 AUTO = "auto"

@@ -6,25 +6,20 @@ import shutil
 
 import torch
 
-from utils import ConfigError
-
 logger = logging.getLogger("trainer")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def apply_backend_flags(cfg_trainer):
+def apply_backend_flags(cudnn_benchmark):
     """trainer.cudnn_benchmark: let cuDNN time its algorithms for each new input shape."""
-    torch.backends.cudnn.benchmark = bool(cfg_trainer.get("cudnn_benchmark", False))
+    torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 def maybe_compile(model, setting, device):
-    """trainer.compile: false/null (off), true (default mode) or a mode name. Where torch.compile
-    cannot work on this machine, say why and train the uncompiled model."""
+    """trainer.compile: false/null (off), true (default mode) or a mode name (checked by the
+    schema). Where torch.compile cannot work on this machine, say why and train uncompiled."""
     if setting in (None, False):
         return model
     mode = "default" if setting is True else setting
-    if mode not in COMPILE_MODES:
-        raise ConfigError(f"trainer.compile is {setting!r}; use true, false or one of {', '.join(COMPILE_MODES)}.")
     reason = compile_unsupported_reason(device)
     if reason:
         logger.warning(f"trainer.compile is on, but torch.compile is unsupported here: {reason}. "

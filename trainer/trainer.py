@@ -9,6 +9,7 @@ from base import BaseTrainer
 from base.base_trainer import StopRequested
 from utils import ConfigError, MetricTracker, dist, unwrap_model
 from utils.epoch_metrics import EpochMetrics, is_stateful_metric
+from utils.monitor import scheduler_monitor
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
@@ -41,7 +42,7 @@ class Trainer(BaseTrainer):
     def __init__(self, model, criterion, metric_ftns, optimizer, config, device,
                  data_loader, valid_data_loader=None, lr_scheduler=None, len_epoch=None):
         super().__init__(model, criterion, metric_ftns, optimizer, config)
-        cfg = config["trainer"]
+        settings = self.settings
         self.device = device
         self.data_loader = data_loader
         self.iteration_based = len_epoch is not None
@@ -52,25 +53,24 @@ class Trainer(BaseTrainer):
         self.lr_scheduler = lr_scheduler
         # "step": the scheduler steps after every optimizer step instead of after the epoch
         self.scheduler_per_step = lr_scheduler is not None and scheduler_interval(config) == "step"
-        self.log_step = cfg.get("log_step") or int(np.sqrt(data_loader.batch_size))
-        self.image_period = cfg.get("image_period", 1)  # epochs between input-image grids
-        self.histogram_period = cfg.get("histogram_period", 1)  # epochs between parameter histograms
-        self.amp = cfg.get("amp")
-        self.accum_steps = cfg.get("accum_steps", 1)
-        self.clip_grad_norm = cfg.get("clip_grad_norm")
-        self.on_nonfinite = cfg.get("on_nonfinite", "stop")
-        self.non_blocking = cfg.get("non_blocking", True) and device.type == "cuda"
-        self.channels_last = cfg.get("channels_last", False)
+        self.log_step = settings.log_step or int(np.sqrt(data_loader.batch_size))
+        self.image_period = settings.image_period
+        self.histogram_period = settings.histogram_period
+        self.amp = settings.amp
+        self.accum_steps = settings.accum_steps
+        self.clip_grad_norm = settings.clip_grad_norm
+        self.on_nonfinite = settings.on_nonfinite
+        self.non_blocking = settings.non_blocking and device.type == "cuda"
+        self.channels_last = settings.channels_last
         self.autocast = lambda: autocast_context(self.amp, device)
-        autocast_context(self.amp, device)  # validates trainer.amp now, not mid-epoch
         self.scaler = make_grad_scaler(self.amp, device)
-        apply_backend_flags(cfg)
+        apply_backend_flags(settings.cudnn_benchmark)
         if self.channels_last:  # weights too: a 1-channel input alone does not switch the convolutions
             self.model.to(memory_format=torch.channels_last)
         # the average is taken of the bare module, before compile and without DDP's wrapper
-        self.weight_average = WeightAverage(unwrap_model(self.model), cfg["ema"]) if cfg.get("ema") else None
-        self.model = maybe_compile(self.model, cfg.get("compile"), device)
-        self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty() and dist.is_main_process()
+        self.weight_average = WeightAverage(unwrap_model(self.model), settings.ema) if settings.ema else None
+        self.model = maybe_compile(self.model, settings.compile, device)
+        self.show_progress = settings.verbosity > 0 and sys.stderr.isatty() and dist.is_main_process()
 
         # function metrics: sample-weighted averages of per-batch values; torchmetrics classes:
         # stateful epoch metrics, exact over the epoch (F1, AUC)
@@ -82,7 +82,7 @@ class Trainer(BaseTrainer):
         self.train_epoch_metrics = EpochMetrics(stateful, device)
         self.valid_epoch_metrics = EpochMetrics(stateful, device)
         # trainer.validation_report: the evaluation report of the last validation epoch
-        self.validation_report = bool(cfg.get("validation_report", False)) and self.do_validation
+        self.validation_report = settings.validation_report and self.do_validation
         self.last_validation = None
 
     # ---- training ----------------------------------------------------------------------------
@@ -252,7 +252,7 @@ class Trainer(BaseTrainer):
         if self.lr_scheduler is None or self.scheduler_per_step:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            metric = self.monitor_metric or "val_loss"
+            metric = scheduler_monitor(self.settings.monitor).key
             if metric not in log:
                 raise ConfigError(f"lr_scheduler is ReduceLROnPlateau, which steps on '{metric}', "
                                   "but that is not logged. Set trainer.monitor to a logged metric.")

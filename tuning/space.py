@@ -9,8 +9,8 @@ A key starting with "+" may name a key the config does not have yet (as with -o 
 import copy
 import math
 
+from config.overrides import set_by_path
 from utils import ConfigError
-from utils.config_checks import set_by_path
 
 RANGE_TYPES = ("float", "int")
 CHOICE_TYPES = (type(None), bool, int, float, str)

@@ -7,8 +7,8 @@ import optuna
 import sqlalchemy
 from optuna.storages.journal import JournalFileBackend
 
+from config.resolve import check_call_args
 from utils import ConfigError, atomic_write_csv, write_json
-from utils.resolve import check_call_args
 
 from .space import apply_values, grid_size, grid_values
 

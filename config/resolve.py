@@ -4,7 +4,7 @@ import difflib
 import importlib
 import inspect
 
-from .errors import ConfigError
+from utils.errors import ConfigError
 
 # torch namespaces searched after the project module, by config section
 TORCH_FALLBACKS = {

@@ -1,0 +1,268 @@
+"""Every setting the framework itself reads, declared once: its type, default, allowed range or
+choices and a one-line description. Validation (config/validation.py), the filled-in defaults
+and the reference page docs/config.md all come from these tables.
+
+To add a setting, add one `Setting(...)` line to the section that reads it:
+
+    Setting("warmup_epochs", int, 0, "epochs of linear learning-rate warm-up", minimum=0),
+
+then read the filled-in value where it is used: `config.settings.trainer.warmup_epochs` (or
+`self.settings.warmup_epochs` inside a trainer), never `config["trainer"].get(key, default)`.
+Run `python -m config.docs` to refresh docs/config.md (a test fails until you do).
+
+- `kind`: the JSON type(s) accepted: int, float (an int is accepted too), str, bool, dict, list.
+- `default`: filled in when the key is absent; `REQUIRED` makes the key mandatory, `ABSENT`
+  leaves an optional section out of the config when it is not given.
+- `minimum`, `below` (exclusive upper bound), `maximum`, `choices`, `nullable` (null allowed)
+  and `check` (a function value -> problem sentence or None) bound the value.
+
+A new section (e.g. "callbacks") is a tuple of settings added to `SECTIONS`; arguments of a new
+built-in data loader go into `DATA_LOADER_ARGS` under its class name. A Trainer subclass declares
+keys of its own in its `extra_settings` class attribute (see base/base_trainer.py); they are
+then checked like these.
+"""
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from utils.monitor import Monitor
+
+
+class _Marker:
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+REQUIRED = _Marker("REQUIRED")  # the key must be given
+ABSENT = _Marker("ABSENT")  # optional, and left out of the config when not given
+
+KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+              dict: "an object {...}", list: "a list [...]"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: type | tuple
+    default: object
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    below: float | None = None
+    choices: tuple | None = None
+    nullable: bool = False
+    check: Callable | None = None
+
+    @property
+    def kinds(self):
+        return self.kind if isinstance(self.kind, tuple) else (self.kind,)
+
+    def problem(self, value):
+        """None when `value` is allowed, else a sentence saying what is wrong (without the key)."""
+        if value is None:
+            return None if self.nullable else f"is null, but {self.expected()} is expected"
+        if not any(_is_kind(value, kind) for kind in self.kinds):
+            quoted = isinstance(value, str) and bool({int, float, bool} & set(self.kinds))
+            hint = "; write it without quotes" if quoted else ""
+            return f"is {value!r} ({type(value).__name__}), but {self.expected()} is expected{hint}"
+        if self.choices is not None and value not in self.choices:
+            return f"is {value!r}; use one of {', '.join(_json(c) for c in self.choices)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            bound = self._range_problem(value)
+            if bound:
+                return bound
+        return self.check(value) if self.check else None
+
+    def _range_problem(self, value):
+        if self.minimum is not None and value < self.minimum:
+            return f"is {value}; it must be at least {self.minimum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"is {value}; it must be at most {self.maximum}"
+        if self.below is not None and value >= self.below:
+            return f"is {value}; it must be below {self.below}"
+        return None
+
+    def expected(self):
+        names = " or ".join(KIND_NAMES.get(kind, kind.__name__) for kind in self.kinds)
+        return f"{names}{' or null' if self.nullable else ''}"
+
+
+def _is_kind(value, kind):
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def _json(value):
+    return {True: "true", False: "false", None: "null"}.get(value, repr(value)) \
+        if value is None or isinstance(value, bool) else repr(value)
+
+
+def _monitor_problem(value):
+    """"off", "min KEY" or "max KEY"; KEY must be logged"""
+    return Monitor.problem(value)
+
+
+def _validation_split_problem(value):
+    """a fraction in [0, 1) or a count below the dataset size"""
+    if isinstance(value, float) and not 0.0 <= value < 1.0:
+        return (f"is {value}; write a fraction in [0, 1) (e.g. 0.1) or a whole number of "
+                "validation samples")
+    if isinstance(value, int) and value < 0:
+        return f"is {value}; the number of validation samples cannot be negative"
+    return None
+
+
+TOP_LEVEL = (
+    Setting("name", str, REQUIRED, "experiment name: runs are saved under save_dir/models/<name>/<run_id>/"),
+    Setting("n_gpu", int, 1, "GPUs to use without torchrun (DataParallel above 1, 0 for the CPU)",
+            minimum=0),
+    Setting("seed", int, 123, "seed of every random generator: the same seed repeats a run exactly"),
+    Setting("arch", dict, REQUIRED, "the model: {\"type\", \"args\"} plus the transfer-learning keys below"),
+    Setting("data_loader", dict, REQUIRED, "the training data: {\"type\", \"args\"}"),
+    Setting("optimizer", dict, REQUIRED, "{\"type\", \"args\"}, e.g. Adam from torch.optim"),
+    Setting("loss", (str, dict), REQUIRED, "a function name from model/loss.py or torch, or {\"type\", \"args\"}"),
+    Setting("metrics", list, REQUIRED, "metric names (or {\"type\", \"args\", \"name\"} entries) logged each epoch"),
+    Setting("lr_scheduler", dict, ABSENT, "{\"type\", \"args\"} from torch.optim.lr_scheduler; absent: constant rate",
+            nullable=True),
+    Setting("trainer", dict, REQUIRED, "the training loop's settings (next table)"),
+    Setting("tune", dict, ABSENT, "hyperparameter search space and study settings for tune.py"),
+    Setting("wandb", (bool, dict), ABSENT, "Weights & Biases writer settings (also allowed inside trainer)",
+            nullable=True),
+    Setting("callbacks", list, ABSENT, "[{\"type\", \"args\"}]: trainer callbacks (base.Callback subclasses)"),
+    Setting("class_names", list, ABSENT, "the classes' names in label order; train.py records the data loader's"),
+)
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+TRAINER = (
+    Setting("epochs", int, REQUIRED, "number of epochs to train", minimum=1),
+    Setting("save_dir", str, "saved/", "root of the output folders (models/ and log/ go below it)"),
+    Setting("save_period", int, 1, "write checkpoint-epoch<N>.pth every N epochs (the last epoch is always saved)",
+            minimum=1),
+    Setting("verbosity", int, 2, "0 warnings, 1 info, 2 debug (per-step lines when not on a terminal)",
+            choices=(0, 1, 2)),
+    Setting("monitor", str, "off", "\"off\", \"min KEY\" or \"max KEY\" for a logged key; model_best.pth follows it",
+            check=_monitor_problem),
+    Setting("early_stop", int, 0, "stop after this many epochs without improvement of the monitored key (0: off)",
+            minimum=0, nullable=True),
+    Setting("tensorboard", bool, True, "write TensorBoard events to the run's log folder"),
+    Setting("len_epoch", int, None, "iteration-based training: an epoch is this many batches of an endless stream",
+            minimum=1, nullable=True),
+    Setting("log_step", int, None, "log the running training loss every N batches (null: sqrt(batch_size))",
+            minimum=1, nullable=True),
+    Setting("image_period", int, 1, "epochs between input-image grids in TensorBoard", minimum=1),
+    Setting("histogram_period", int, 1, "epochs between parameter histograms in TensorBoard", minimum=1),
+    Setting("amp", str, None, "mixed precision: \"bf16\" or \"fp16\" (with a GradScaler); null: off",
+            choices=("bf16", "fp16"), nullable=True),
+    Setting("accum_steps", int, 1, "accumulate gradients over N batches per optimizer step", minimum=1),
+    Setting("clip_grad_norm", float, None, "clip the gradient norm to this value; null: no clipping",
+            minimum=0, nullable=True),
+    Setting("channels_last", bool, False, "convert the model and 4-D inputs to channels-last memory format"),
+    Setting("on_nonfinite", str, "stop", "on a NaN/Inf loss: \"stop\" the run, or \"skip\" that optimizer step",
+            choices=("stop", "skip")),
+    Setting("keep_last", int, 0, "keep only the newest K checkpoint-epoch files (0 keeps all; model_best is kept)",
+            minimum=0),
+    Setting("compile", (bool, str), False, "torch.compile the model: true, false or a mode name",
+            choices=(True, False, *COMPILE_MODES), nullable=True),
+    Setting("cudnn_benchmark", bool, False, "let cuDNN time its algorithms per input shape (nondeterministic)"),
+    Setting("non_blocking", bool, True, "copy batches to the GPU asynchronously"),
+    Setting("wandb", (bool, dict), None, "Weights & Biases writer: true or {project, entity, ...}; null: off",
+            nullable=True),
+    Setting("ema", dict, None, "exponential moving average of the weights: {\"decay\", \"use_for_eval\"}; null: off",
+            nullable=True),
+    Setting("validation_report", bool, False, "write the evaluation report of the last validation epoch"),
+    Setting("mlflow", (bool, dict), None, "MLflow writer: true or {tracking_uri, experiment, ...}; null: off",
+            nullable=True),
+    Setting("activation_stats", int, None, "write per-layer activation mean/std every N training passes",
+            minimum=1, nullable=True),
+)
+
+# keys of a {"type", "args"} entry; the sections below add their own
+ENTRY = (
+    Setting("type", str, REQUIRED, "class or function name, looked up in the section's module, then in torch"),
+    Setting("args", dict, {}, "keyword arguments for the constructor"),
+    Setting("module", str, ABSENT, "import path to look the type up in instead (e.g. \"torchvision.models\")"),
+)
+WEIGHT_FILE = (str, dict)  # a path, or {"path": ..., "strict": ...}
+ARCH = ENTRY + (
+    Setting("pretrained", WEIGHT_FILE, ABSENT, "weights to load before the head is replaced (strict)"),
+    Setting("replace_head", dict, ABSENT, "{\"path\": module name, \"num_classes\": N}: a new Linear head"),
+    Setting("init_from", WEIGHT_FILE, ABSENT, "weights of another checkpoint, loaded after the head (non-strict)"),
+    Setting("freeze", list, ABSENT, "parameter-name patterns that do not train (e.g. [\"features.*\"])"),
+    Setting("trainable", list, ABSENT, "parameter-name patterns that train; all others are frozen"),
+)
+LR_SCHEDULER = ENTRY + (
+    Setting("interval", str, "epoch", "step the scheduler after each \"epoch\" or each optimizer \"step\"",
+            choices=("epoch", "step")),
+)
+OPTIMIZER = ENTRY + (
+    Setting("param_groups", list, ABSENT, "[{\"params\": pattern, \"lr\": ...}]: per-group optimizer args"),
+)
+
+SECTIONS = {
+    "": TOP_LEVEL,
+    "trainer": TRAINER,
+    "arch": ARCH,
+    "data_loader": ENTRY,
+    "optimizer": OPTIMIZER,
+    "lr_scheduler": LR_SCHEDULER,
+}
+
+# arguments of the built-in data loaders (data_loader.args), by class name. Their defaults
+# must equal the class signature's (a test checks); other keyword arguments go to torch's DataLoader.
+DATA_LOADER_ARGS = {
+    "MnistDataLoader": (
+        Setting("data_dir", str, REQUIRED, "folder that holds (or receives) MNIST/raw"),
+        Setting("batch_size", int, REQUIRED, "samples per batch, per process", minimum=1),
+        Setting("shuffle", bool, True, "shuffle the training samples each epoch"),
+        Setting("validation_split", (float, int), 0.0,
+                "held-out share of the training set: a fraction in [0, 1) or a number of samples",
+                check=_validation_split_problem),
+        Setting("num_workers", int, 1, "worker processes (per-sample path only)", minimum=0),
+        Setting("training", bool, True, "the training split (false: the test split)"),
+        Setting("download", bool, True, "fetch the files into data_dir when they are missing"),
+        Setting("limit", int, 0, "use only the first N samples (0: all), for quick runs", minimum=0),
+        Setting("binary_target", int, None, "a digit: targets become 1.0 for it and 0.0 otherwise",
+                minimum=0, maximum=9, nullable=True),
+        Setting("in_memory", bool, True, "serve batches from one uint8 tensor (fast path)"),
+        Setting("data_device", str, None, "\"cuda\" keeps the in-memory tensor on the GPU", nullable=True),
+        Setting("seed", int, None, "seed of the split and the sample order (null: the run's seed)",
+                nullable=True),
+    ),
+}
+
+# Trainer subclasses' own keys (BaseTrainer.extra_settings), added when the class is defined
+EXTRA_TRAINER_SETTINGS = {}
+
+
+def declare_trainer_settings(settings, owner):
+    """Add a Trainer subclass's `extra_settings`; a key the framework already declares is refused."""
+    builtin = {setting.key for setting in TRAINER}
+    for setting in settings:
+        if setting.key in builtin:
+            raise TypeError(f"{owner}.extra_settings declares trainer.{setting.key}, which is a built-in "
+                            "setting; choose another name.")
+        EXTRA_TRAINER_SETTINGS[setting.key] = setting
+
+
+def section_settings(section):
+    """The declared settings of `section` ("" for the top level), Trainer extras included."""
+    if section == "trainer":
+        return TRAINER + tuple(EXTRA_TRAINER_SETTINGS.values())
+    return SECTIONS.get(section, ())
+
+
+def default_of(section, key):
+    """The declared default of `section.key` (for reads before the defaults are filled in)."""
+    return next(setting.default for setting in section_settings(section) if setting.key == key)
+
+
+def is_declared(keys):
+    """True for a key path that names a declared setting, e.g. ["trainer", "amp"]."""
+    section, key = ".".join(keys[:-1]), keys[-1]
+    return any(setting.key == key for setting in section_settings(section))
