@@ -10,7 +10,7 @@ import torch
 from reliability_helpers import assert_same_training, run_train_in_process
 
 from conftest import only_run
-from data_loader.data_loaders import CsvDataLoader, ImageFolderDataLoader
+from data_loader.data_loaders import CsvDataLoader, ImageFolderDataLoader, TorchvisionDataLoader
 from scripts.make_digits_folder import write_digits_folder
 from scripts.make_wine_csv import write_wine_csv
 from utils import ConfigError
@@ -163,3 +163,9 @@ def test_resumed_run_with_batched_augmentation_matches_the_uninterrupted_one(sma
     resumed = [run for run in (tmp_path / "stopped" / "saved" / "models" / "Tiny").iterdir() if run != first][0]
     assert_same_training(only_run(tmp_path / "straight" / "saved") / "checkpoint-epoch2.pth",
                          resumed / "checkpoint-epoch2.pth")
+
+
+def test_missing_torchvision_files_name_the_folder_to_fill(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        TorchvisionDataLoader(dataset="CIFAR10", data_dir=str(tmp_path), download=False)
+    assert str(tmp_path / "cifar-10-batches-py") in str(err.value)
