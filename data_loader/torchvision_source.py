@@ -35,7 +35,7 @@ def torchvision_samples(name, data_dir, training, download, dataset_args, mode, 
     try:
         dataset = dataset_class(str(data_dir), **args)
     except (RuntimeError, OSError) as err:  # offline: the download failed, or the files are absent
-        where = Path(data_dir) / name
+        where = _expected_folder(dataset_class, data_dir, name)
         raise ConfigError(f"torchvision dataset {name} could not be loaded from '{data_dir}' ({err}). Without "
                           f"internet, download it elsewhere and copy its files to '{where}' (the layout "
                           f"torchvision's {name} expects), or set data_loader.args.data_dir to where they are.") \
@@ -50,6 +50,17 @@ def torchvision_samples(name, data_dir, training, download, dataset_args, mode, 
     labels = np.asarray([int(t) for t in getattr(dataset, "targets", [])] or
                         [int(samples.dataset[i][1]) for i in range(len(dataset))])
     return samples, labels, class_names or _index_names(labels)
+
+
+def _expected_folder(dataset_class, data_dir, name):
+    """Where torchvision looks for the files: CIFAR-style datasets name a `base_folder`, the
+    MNIST family reads <data_dir>/<name>/raw."""
+    base_folder = getattr(dataset_class, "base_folder", None)
+    if isinstance(base_folder, str):
+        return Path(data_dir) / base_folder
+    if issubclass(dataset_class, torchvision.datasets.MNIST):
+        return Path(data_dir) / name / "raw"
+    return Path(data_dir)
 
 
 def _has_uint8_tensors(dataset):
