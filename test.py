@@ -22,7 +22,7 @@ def main(config, write_evaluation_report=True):
     data_loader = build_test_loader(config)
 
     model, checkpoint = model_from_checkpoint(config)
-    device, _ = prepare_device(config["n_gpu"])
+    device, _ = prepare_device(config["n_gpu"], warn=False)
     model = model.to(device).eval()
 
     loss_fn = config.init_loss(module_loss)

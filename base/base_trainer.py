@@ -10,6 +10,8 @@ from utils.checkpoint import checkpoint_order, load_checkpoint, load_weights
 from utils.errors import TrainingStopped
 from utils.seed import get_rng_states, set_rng_states
 
+from .callback import CallbackList, EpochFunction
+
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
 
 
@@ -52,8 +54,9 @@ class BaseTrainer:
         self.checkpoint_dir = config.save_dir
         self.writer = make_writer(config, self.logger)  # a NullWriter except on rank 0
         self.stop_signal = None
-        # called as callback(epoch, log) after each epoch's checkpoint; may raise to end training
-        # (tune.py reports to Optuna and prunes this way)
+        self.callbacks = CallbackList()  # base.Callback objects: the config's "callbacks" and the built-in ones
+        # plain functions called as callback(epoch, log) after each epoch's checkpoint, like a
+        # Callback's on_epoch_end (kept for code written against them); may raise to end training
         self.epoch_callbacks = []
 
     @abstractmethod
@@ -63,10 +66,14 @@ class BaseTrainer:
 
     def train(self):
         """Full training logic."""
+        for function in self.epoch_callbacks:
+            self.callbacks.append(EpochFunction(function))
         self._load_start_weights()
+        self.callbacks.fire("on_fit_start", self)
         previous_handlers = self._install_signal_handlers()
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
+                self.callbacks.fire("on_epoch_start", self, epoch)
                 try:
                     result = self._train_epoch(epoch)
                 except StopRequested as stop:
@@ -75,6 +82,7 @@ class BaseTrainer:
                     break
                 if self._agree_on_stop() and epoch < self.epochs:  # collective first: every rank calls it
                     self._stop_after_epoch(epoch)
+            self.callbacks.fire("on_fit_end", self)
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)
             self._write_curves()
@@ -102,8 +110,7 @@ class BaseTrainer:
             self.logger.info(
                 f"Validation performance didn't improve for {self.early_stop} epochs. Training stops."
             )
-        for callback in self.epoch_callbacks:
-            callback(epoch, log)
+        self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
 
     def _log_epoch(self, log):
@@ -171,6 +178,7 @@ class BaseTrainer:
             "config": self.config.config,
             "class_names": self.config.config.get("class_names"),  # None where the loader names none
             "rng_states": get_rng_states(),
+            "callbacks": self.callbacks.state_dict(),
             **self._extra_checkpoint_state(),
         }
 
@@ -229,6 +237,7 @@ class BaseTrainer:
         if lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
             lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         self.monitor_best = checkpoint["monitor_best"]
+        self.callbacks.load_state_dict(checkpoint.get("callbacks"), self.logger)
         self.epochs_since_improvement = checkpoint.get("epochs_since_improvement", 0)
         self.history = list(checkpoint.get("history", []))
         set_rng_states(checkpoint["rng_states"])
@@ -268,7 +277,8 @@ class BaseTrainer:
 
     def _on_stop_signal(self, signum, frame):
         if self.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: leave at once
+            # second Ctrl-C: leave at once; main_guard names the run folder to resume from
+            raise KeyboardInterrupt(getattr(self, "checkpoint_dir", None))
         self.stop_signal = signum
         self.logger.warning(f"Received {signal.Signals(signum).name}: finishing the current step, "
                             "then saving a checkpoint. Press Ctrl-C again to exit at once.")

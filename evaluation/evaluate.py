@@ -18,8 +18,16 @@ def model_from_checkpoint(config):
     architecture (new head, ...) from the checkpoint's config, the weights from the checkpoint."""
     model = build_model(config, module_arch, load_start_weights=False)
     checkpoint = load_checkpoint(config.resume)
-    load_weights(model, checkpoint["state_dict"], config.resume)
+    load_weights(model, evaluation_weights(config, checkpoint), config.resume)
     return model.eval(), checkpoint
+
+
+def evaluation_weights(config, checkpoint):
+    """The averaged weights when the run kept an EMA for evaluation (trainer.ema), else the trained ones."""
+    ema_settings = config["trainer"].get("ema") or {}
+    if checkpoint.get("ema") and ema_settings.get("use_for_eval", True):
+        return checkpoint["ema"]["weights"]
+    return checkpoint["state_dict"]
 
 
 @torch.no_grad()

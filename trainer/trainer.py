@@ -7,11 +7,13 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested
-from utils import ConfigError, MetricTracker, dist
+from utils import ConfigError, MetricTracker, dist, unwrap_model
 from utils.epoch_metrics import EpochMetrics, is_stateful_metric
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
+from .averaging import WeightAverage
+from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
 
 
@@ -48,6 +50,8 @@ class Trainer(BaseTrainer):
         self.valid_data_loader = valid_data_loader
         self.do_validation = self.valid_data_loader is not None
         self.lr_scheduler = lr_scheduler
+        # "step": the scheduler steps after every optimizer step instead of after the epoch
+        self.scheduler_per_step = lr_scheduler is not None and scheduler_interval(config) == "step"
         self.log_step = cfg.get("log_step") or int(np.sqrt(data_loader.batch_size))
         self.image_period = cfg.get("image_period", 1)  # epochs between input-image grids
         self.histogram_period = cfg.get("histogram_period", 1)  # epochs between parameter histograms
@@ -63,6 +67,8 @@ class Trainer(BaseTrainer):
         apply_backend_flags(cfg)
         if self.channels_last:  # weights too: a 1-channel input alone does not switch the convolutions
             self.model.to(memory_format=torch.channels_last)
+        # the average is taken of the bare module, before compile and without DDP's wrapper
+        self.weight_average = WeightAverage(unwrap_model(self.model), cfg["ema"]) if cfg.get("ema") else None
         self.model = maybe_compile(self.model, cfg.get("compile"), device)
         self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty() and dist.is_main_process()
 
@@ -114,6 +120,7 @@ class Trainer(BaseTrainer):
         log.update(self._learning_rates())
         if self.do_validation:
             log.update({f"val_{k}": v for k, v in self._valid_epoch(epoch).items()})
+        self.callbacks.fire("on_validation_end", self, epoch, log)
         self._step_scheduler(log)
         return log
 
@@ -137,6 +144,11 @@ class Trainer(BaseTrainer):
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.weight_average is not None:
+                self.weight_average.update(unwrap_model(self.model))
+            if self.scheduler_per_step:
+                self.lr_scheduler.step()
+            self.callbacks.fire("on_step_end", self, batch_idx, loss.detach(), output.detach(), target)
         return loss.detach(), output.detach()
 
     def _at_step_boundary(self, batch_idx):
@@ -219,6 +231,8 @@ class Trainer(BaseTrainer):
         step = (epoch - 1) * self.len_epoch + batch_idx
         loss = self.train_metrics.avg("loss")
         self.writer.add_scalar("train_step/loss", loss, step)
+        if self.scheduler_per_step:
+            self.writer.add_scalar("train_step/lr", self.optimizer.param_groups[0]["lr"], step)
         progress.set_postfix(loss=f"{loss:.4f}")
         if not self.show_progress:
             self.logger.debug(f"Train Epoch: {epoch} {self._progress(batch_idx)} Loss: {loss:.6f}")
@@ -235,7 +249,7 @@ class Trainer(BaseTrainer):
         return rates
 
     def _step_scheduler(self, log):
-        if self.lr_scheduler is None:
+        if self.lr_scheduler is None or self.scheduler_per_step:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             metric = self.monitor_metric or "val_loss"
@@ -256,6 +270,9 @@ class Trainer(BaseTrainer):
         # different numbers of batches, and DDP's forward may run collectives (buffer broadcast)
         # that would then wait forever for a rank that has already finished.
         model = self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
+        if self.weight_average is not None:
+            model = self.weight_average.eval_model(model)
+            model.eval()
         collected = ValidationOutputs() if self.validation_report else None
         for data, target in self.valid_data_loader:
             data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
@@ -301,6 +318,8 @@ class Trainer(BaseTrainer):
                 "train_metrics": self.train_metrics.state(),
                 "train_epoch_metrics": self.train_epoch_metrics.state(),  # a collective under DDP
                 "world_size": dist.world_size(),
+                # every rank holds the same average (its updates follow the all-reduced weights)
+                "ema": self.weight_average.state_dict() if self.weight_average is not None else None,
                 # DDP: each rank draws its own dropout masks; keep every rank's stream, not only
                 # rank 0's (a collective: every rank builds the checkpoint state).
                 "rank_rng_states": dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None}
@@ -309,6 +328,8 @@ class Trainer(BaseTrainer):
         if checkpoint.get("grad_scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["grad_scaler"])
         self._load_rank_rng_state(checkpoint.get("rank_rng_states"))
+        if self.weight_average is not None:
+            self._load_weight_average(checkpoint.get("ema"))
         saved_world_size = checkpoint.get("world_size", 1)
         if checkpoint.get("batches_done") and saved_world_size != dist.world_size() and dist.is_main_process():
             self.logger.warning(
@@ -320,6 +341,14 @@ class Trainer(BaseTrainer):
         if checkpoint.get("batches_done") and checkpoint.get("train_metrics") and dist.is_main_process():
             self.train_metrics.load_state(checkpoint["train_metrics"])
             self.train_epoch_metrics.load_state(checkpoint.get("train_epoch_metrics") or {})
+
+    def _load_weight_average(self, state):
+        if state is None:  # a checkpoint from a run without EMA: the average starts from here
+            self.logger.warning("trainer.ema is on but the checkpoint has no averaged weights; the average "
+                                "starts from the resumed weights.")
+            self.weight_average.averaged.module.load_state_dict(unwrap_model(self.model).state_dict())
+            return
+        self.weight_average.load_state_dict(state)
 
     def _load_rank_rng_state(self, rank_states):
         """Under DDP, continue this rank's own random stream (BaseTrainer restored rank 0's on
