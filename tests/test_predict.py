@@ -205,3 +205,25 @@ def test_table_rows_with_problems_go_to_errors(tmp_path):
     assert [label for label, _ in errors] == ["new.csv line 3", "new.csv line 4"]
     csv_path.write_text("size\n1.0\n")
     assert len(table_inputs(csv_path, section)[2]) == 1  # no colour column: the row is refused
+
+
+class FixedModel:
+    def __init__(self, task, names):
+        self.task, self.names = task, names
+
+    def class_names(self, count):
+        assert count == len(self.names)
+        return self.names
+
+
+def test_binary_and_multilabel_rows_hold_probabilities_and_threshold():
+    binary = predict.prediction_rows(["a", "b"], torch.tensor([[2.0], [-1.0]]), FixedModel("binary", ["not 0", "0"]),
+                                     top_k=3, threshold=0.5)
+    assert [row["predicted"] for row in binary] == ["0", "not 0"]
+    assert binary[0]["probability_0"] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+    assert binary[1]["probability"] == pytest.approx(1 - torch.sigmoid(torch.tensor(-1.0)).item())
+    assert binary[0]["threshold"] == 0.5
+    multi = predict.prediction_rows(["a"], torch.tensor([[3.0, -3.0, 1.0]]), FixedModel("multilabel", ["x", "y", "z"]),
+                                    top_k=3, threshold=0.8)
+    assert multi[0]["predicted"] == "x"  # z's 0.73 is under the threshold
+    assert multi[0]["probability_z"] == pytest.approx(torch.sigmoid(torch.tensor(1.0)).item())
