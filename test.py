@@ -26,7 +26,7 @@ def main(config):
     model = build_model(config, module_arch, load_start_weights=False)
     checkpoint = load_checkpoint(config.resume)
     load_weights(model, checkpoint["state_dict"], config.resume)
-    device, _ = prepare_device(config["n_gpu"])
+    device, _ = prepare_device(config["n_gpu"], warn=False)
     model = model.to(device).eval()
 
     loss_fn = config.init_loss(module_loss)

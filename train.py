@@ -36,7 +36,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
 
     # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
     model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
-    logger.info(model)
+    logger.info(repr(model))  # BaseModel's str() adds a parameter count; the next line has it
     trainable, frozen = parameter_counts(model)
     logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
     # groups before any DataParallel wrapper, so patterns see the model's own parameter names
@@ -46,7 +46,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
     if dist.is_distributed():
         device, model = place_model_ddp(model, data_loader, config, logger)
     else:
-        device, device_ids = prepare_device(config["n_gpu"])
+        device, device_ids = prepare_device(config["n_gpu"], warn=not dry_run)
         model = model.to(device)
         if len(device_ids) > 1:
             logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "

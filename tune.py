@@ -7,6 +7,7 @@ saved/tune/<study name>/), so a rerun resumes it and several processes can share
 """
 import argparse
 import copy
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -62,9 +63,17 @@ def make_objective(base_config, space, metric):
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
         config = ConfigParser(apply_values(base_config, values), run_id=f"trial-{trial.number}")
         trial.set_user_attr("run_dir", str(config.save_dir))
+        console_warnings_only()  # Optuna prints one line per trial; the trial's info.log has the rest
         trainer = train.main(config, epoch_callbacks=[report_to(trial, metric)])
         return trainer.monitor_best
     return objective
+
+
+def console_warnings_only():
+    """Raise the console handlers to WARNING; the file handlers (info.log) keep everything."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
 
 
 def report_to(trial, metric):

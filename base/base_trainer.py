@@ -256,7 +256,8 @@ class BaseTrainer:
 
     def _on_stop_signal(self, signum, frame):
         if self.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: leave at once
+            # second Ctrl-C: leave at once; main_guard names the run folder to resume from
+            raise KeyboardInterrupt(getattr(self, "checkpoint_dir", None))
         self.stop_signal = signum
         self.logger.warning(f"Received {signal.Signals(signum).name}: finishing the current step, "
                             "then saving a checkpoint. Press Ctrl-C again to exit at once.")

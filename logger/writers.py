@@ -67,6 +67,15 @@ def mlflow_settings(config):
     return {k: v for k, v in entry.items() if k != "enabled"}
 
 
+def check_writers(config):
+    """Problems an experiment writer would hit when it starts, found before any run folder."""
+    settings = wandb_settings(config)
+    if settings is not None:
+        from .wandb_writer import check_wandb_login
+
+        check_wandb_login(settings)
+
+
 def make_writer(config, logger=None):
     """The writer for a run: TensorBoard, plus W&B and MLflow when configured. A run without a log folder
     (dry run, test.py) gets the NullWriter."""

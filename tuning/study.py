@@ -16,6 +16,9 @@ SAMPLERS = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.Rando
             "tpe": optuna.samplers.TPESampler}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "none": optuna.pruners.NopPruner}
+# the pip package that provides a database driver module SQLAlchemy asks for
+DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
+                   "mysqldb": "mysqlclient"}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 JOURNAL_PREFIX = "journal:"
 SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
@@ -25,7 +28,7 @@ def check_settings(settings):
     """The "tune" section: a dict of known settings (a typo must not silently fall back to a default)."""
     if not isinstance(settings, dict):
         raise ConfigError('the config has no "tune" section; add one with a "space" (see '
-                          '"Hyperparameter search" in README.md).')
+                          'docs/experiments.md; configs/mnist_tune.json has one).')
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise ConfigError(f"tune.{unknown[0]} is not a tune setting; the settings are {', '.join(SETTINGS)}.")
@@ -111,9 +114,18 @@ def _database_storage(url, attempts=3):
     for attempt in range(1, attempts + 1):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except sqlalchemy.exc.SQLAlchemyError:
+        except ImportError:  # SQLAlchemy imports the URL's database driver only now
+            driver = sqlalchemy.engine.make_url(url).get_dialect().driver
+            raise ConfigError(
+                f"--storage {_without_password(url)}: its database driver '{driver}' is not installed. "
+                f"Install it (pip install {DRIVER_PACKAGES.get(driver, driver)}), name an installed "
+                "driver in the URL (e.g. postgresql+psycopg2://...), or use a sqlite:/// URL.") from None
+        except sqlalchemy.exc.SQLAlchemyError as err:
             if attempt == attempts:
-                raise
+                raise ConfigError(
+                    f"--storage {_without_password(url)}: cannot open the study database "
+                    f"({str(err.orig if getattr(err, 'orig', None) else err).strip().splitlines()[0]}). "
+                    "Check the URL, that the server is running and that the database exists.") from None
             time.sleep(attempt)
 
 
@@ -126,6 +138,10 @@ def _with_installed_postgres_driver(url):
         raise ConfigError("--storage is a PostgreSQL URL but no PostgreSQL driver is installed: "
                           "pip install psycopg2-binary")
     return "postgresql+psycopg2://" + url[len("postgresql://"):]
+
+
+def _without_password(url):
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def count_finished(study):

@@ -118,8 +118,8 @@ def _check_checkpoint_fits(config, arch_module, checkpoint_path):
     try:  # the meta device gives every shape without allocating or initialising weights
         with torch.device("meta"):
             model = config.init_obj("arch", arch_module)
-            if config["arch"].get("replace_head"):  # the checkpoint holds the new head's shape
-                replace_head(model, config["arch"]["replace_head"])
+            if config["arch"].get("replace_head"):  # the checkpoint holds the new head's weights
+                replace_head(model, config["arch"]["replace_head"], log=False)
     except ConfigError:
         raise
     except Exception:  # a model that cannot be built on meta is checked when its weights load
