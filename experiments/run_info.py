@@ -21,6 +21,7 @@ class RunInfo:
     seconds: float | None
     sweep: str | None
     test: dict = field(default_factory=dict)
+    stop_signal: str | None = None  # for a stopped run: the signal that stopped it
 
     @property
     def name(self):
@@ -76,7 +77,8 @@ def read_run(run_folder):
     status = record["status"] if record else _status_without_record(run_folder, config, history)
     return RunInfo(folder=run_folder, config=config, status=status, history=history,
                    seconds=run_seconds(record) if record else None,
-                   sweep=record.get("sweep") if record else None, test=test)
+                   sweep=record.get("sweep") if record else None, test=test,
+                   stop_signal=record.get("signal") if record else None)
 
 
 def _status_without_record(run_folder, config, history):

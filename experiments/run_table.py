@@ -37,7 +37,8 @@ def run_rows(folders):
         info = read_run(folder)
         best, best_epoch = info.best()
         _, metric = info.monitor
-        row = {"name": info.name, "run_id": info.run_id, "status": info.status, "epochs": info.epochs_done,
+        status = f"{info.status} by {info.stop_signal}" if info.stop_signal else info.status
+        row = {"name": info.name, "run_id": info.run_id, "status": status, "epochs": info.epochs_done,
                "monitor": metric or "-", "best": best, "best_epoch": best_epoch,
                **{f"test_{k}": v for k, v in info.test.items()},
                "duration_s": round(info.seconds, 1) if info.seconds is not None else None,

@@ -54,10 +54,12 @@ def read_manifest(sweep_dir):
     path = Path(sweep_dir) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
-        manifest["members"], manifest["grid"]  # noqa: B018 - the keys every sweep has
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"'{path}' is not a readable sweep manifest ({err}). Pass a folder made by "
-                          "train.py -m, e.g. saved/sweeps/<name>/<sweep_id>.") from None
+    except (OSError, ValueError) as err:
+        manifest = err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), list) or "grid" not in manifest:
+        problem = manifest if isinstance(manifest, Exception) else "no members or grid"
+        raise ConfigError(f"'{path}' is not a readable sweep manifest ({problem}). Pass a folder made by "
+                          "train.py -m, e.g. saved/sweeps/<name>/<sweep_id>.")
     return manifest
 
 

@@ -169,3 +169,11 @@ def test_members_get_the_given_gpus_in_turn(tmp_path):
         runner._run_process(member, show)
     printed = [(tmp_path / m["folder"] / "output.log").read_text().splitlines()[-1] for m in manifest["members"]]
     assert printed == [f"0 {tmp_path}#0", f"1 {tmp_path}#1", f"0 {tmp_path}#2"]
+
+
+def test_unreadable_manifest_is_a_config_error(tmp_path):
+    from experiments.sweep_manifest import read_manifest
+
+    (tmp_path / "sweep.json").write_text('{"members": 3}')
+    with pytest.raises(ConfigError, match="is not a readable sweep manifest"):
+        read_manifest(tmp_path)

@@ -69,7 +69,7 @@ def postgres_url():
         pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         pg("pg_ctl", "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60",
            "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
     finally:
         if (data / "postmaster.pid").exists():
             pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
@@ -90,7 +90,7 @@ def test_two_processes_share_one_postgresql_study(tmp_path, mnist_dir, postgres_
     assert [w.returncode for w in workers] == [0, 0], outputs
 
     # the trial table, read from the server itself
-    with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
+    with psycopg2.connect(postgres_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT t.number, t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
                        "WHERE s.study_name = 'Tiny' ORDER BY t.number")
         rows = cursor.fetchall()
@@ -98,7 +98,7 @@ def test_two_processes_share_one_postgresql_study(tmp_path, mnist_dir, postgres_
     assert len(rows) in (4, 5)
     assert [number for number, _ in rows] == list(range(len(rows)))  # no number twice, none missing
     assert {state for _, state in rows} == {"COMPLETE"}
-    study = optuna.load_study(study_name="Tiny", storage=postgres_url.replace("postgresql:", "postgresql+psycopg2:"))
+    study = optuna.load_study(study_name="Tiny", storage=postgres_url)
     assert len({json.dumps(t.params) + str(t.number) for t in study.trials}) == len(rows)
 
     # one run folder per trial, and both processes trained some of them

@@ -1,5 +1,4 @@
 """The Optuna study of a "tune" section: sampler, pruner, storage, and the results files."""
-import importlib.util
 import time
 from pathlib import Path
 
@@ -108,7 +107,6 @@ def _make_storage(url):
 def _database_storage(url, attempts=3):
     """RDBStorage for `url`. Processes that start on a new database together all try to create
     its tables; the ones that lose the race fail once and find the tables on the next try."""
-    url = _with_installed_postgres_driver(url)
     # several processes on one SQLite file: wait for the write lock instead of failing
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else None
     for attempt in range(1, attempts + 1):
@@ -127,17 +125,6 @@ def _database_storage(url, attempts=3):
                     f"({str(err.orig if getattr(err, 'orig', None) else err).strip().splitlines()[0]}). "
                     "Check the URL, that the server is running and that the database exists.") from None
             time.sleep(attempt)
-
-
-def _with_installed_postgres_driver(url):
-    """A plain postgresql:// URL means psycopg 3 to SQLAlchemy 2.1+; when only psycopg2 is
-    installed (requirements-dev.txt), name that driver instead."""
-    if not url.startswith("postgresql://") or importlib.util.find_spec("psycopg") is not None:
-        return url
-    if importlib.util.find_spec("psycopg2") is None:
-        raise ConfigError("--storage is a PostgreSQL URL but no PostgreSQL driver is installed: "
-                          "pip install psycopg2-binary")
-    return "postgresql+psycopg2://" + url[len("postgresql://"):]
 
 
 def _without_password(url):
