@@ -12,6 +12,7 @@ from logger import setup_logging
 from logger.writers import check_writers
 from utils import ConfigError, dist, write_json
 from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint, load_checkpoint
+from utils.config_bases import resolve_bases
 from utils.config_checks import parse_override, set_by_path, validate_config
 from utils.preflight import check_before_run
 from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
@@ -248,6 +249,11 @@ def _resolve_resume_path(resume):
 
 
 def _read_config_file(path):
+    """The config file at `path` with its bases (its "base" key) merged under it."""
+    return resolve_bases(_read_json_object(path), path, _read_json_object)
+
+
+def _read_json_object(path):
     path = Path(path)
     try:
         text = path.read_text()

@@ -1,5 +1,9 @@
 import argparse
 import collections
+import functools
+import inspect
+import json
+import sys
 
 import torch
 
@@ -7,11 +11,14 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
+from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
 from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
-from utils import dist, main_guard, prepare_device, unwrap_model
+from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
 from utils.dry_run import print_dry_run
+from utils.io import atomic_open
+from utils.run_status import recorded_status
 from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
@@ -25,6 +32,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
     # setup data_loader instances
     data_loader = config.init_obj("data_loader", module_data)
     valid_data_loader = data_loader.split_validation()
+    record_data_settings(config, data_loader, logger)
 
     # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
     model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
@@ -46,7 +54,8 @@ def main(config, epoch_callbacks=(), dry_run=False):
             model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     # get function handles of loss and metrics
-    criterion = config.init_loss(module_loss)
+    criterion = with_class_weights(config.init_loss(module_loss), getattr(data_loader, "class_weights", None),
+                                   device, logger)
     metrics = config.init_metrics(module_metric)
 
     # build optimizer, learning rate scheduler. delete every line containing lr_scheduler for disabling scheduler
@@ -67,8 +76,49 @@ def main(config, epoch_callbacks=(), dry_run=False):
     trainer.epoch_callbacks.extend(epoch_callbacks)
     if config["trainer"].get("activation_stats"):  # every N training forward passes
         ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
-    trainer.train()
+    with recorded_status(config):  # status.json: running, then finished / stopped / crashed
+        trainer.train()
     return trainer
+
+
+def record_data_settings(config, data_loader, logger):
+    """Keep what the data loader measured with the run: class names (top-level "class_names",
+    also saved in checkpoints), fitted settings ("auto" normalisation, a table's preprocessing)
+    in data_loader.args, so test.py and prediction rebuild exactly this input pipeline, and the
+    list of skipped bad samples in the run folder."""
+    class_names = getattr(data_loader, "class_names", None)
+    if class_names is not None:
+        config.config["class_names"] = list(class_names)
+    config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
+    skipped = getattr(data_loader, "skipped_samples", None)
+    if config.save_dir is None or not dist.is_main_process():
+        return
+    write_json(config.config, config.save_dir / "config.json")
+    if skipped:
+        path = config.save_dir / "skipped_samples.txt"
+        with atomic_open(path, "wt") as handle:
+            handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
+        logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")
+
+
+def with_class_weights(criterion, class_weights, device, logger):
+    """The loss with `weight=` per class ("balanced" class_weights of the data loader)."""
+    if class_weights is None:
+        return criterion
+    logger.info(f"Class weights for the loss: {[round(w, 4) for w in class_weights.tolist()]}")
+    weights = class_weights.to(device)
+    if isinstance(criterion, torch.nn.Module):
+        if not hasattr(criterion, "weight"):
+            raise ConfigError(f"data_loader.args.class_weights needs a loss that takes per-class weights; "
+                              f"{type(criterion).__name__} does not. Use nll_loss or cross_entropy.")
+        criterion.weight = weights
+        return criterion
+    if "weight" not in inspect.signature(criterion).parameters:
+        raise ConfigError(f"data_loader.args.class_weights needs a loss with a `weight` argument; "
+                          f"{criterion.__name__} has none. Use nll_loss or cross_entropy, or remove class_weights.")
+    weighted = functools.partial(criterion, weight=weights)
+    weighted.__name__ = criterion.__name__
+    return weighted
 
 
 def place_model_ddp(model, data_loader, config, logger):
@@ -87,16 +137,21 @@ def place_model_ddp(model, data_loader, config, logger):
     return device, model
 
 
-def parse_args():
+def make_arg_parser():
+    """train.py's command line: the parser and the template's custom options (--lr, --bs)."""
     args = argparse.ArgumentParser(description="PyTorch Template")
     args.add_argument("-c", "--config", default=None, type=str,
                       help="config file path (default: None)")
     args.add_argument("-r", "--resume", default=None, type=str,
-                      help="checkpoint or run folder to resume from; 'auto' = newest run of the config's name")
+                      help="checkpoint or run folder to resume from; 'auto' = newest run of the config's name; "
+                           "a sweep folder continues the sweep")
     args.add_argument("-d", "--device", default=None, type=str,
                       help="indices of GPUs to enable (default: all)")
     args.add_argument("--dry-run", action="store_true",
                       help="build everything, show the model and one batch, then exit without training")
+    args.add_argument("--print-config", action="store_true",
+                      help="print the resolved config (bases, then overrides, then defaults) and exit")
+    add_sweep_arguments(args)
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
@@ -104,15 +159,27 @@ def parse_args():
         CustomArgs(["--lr", "--learning_rate"], type=float, target="optimizer;args;lr"),
         CustomArgs(["--bs", "--batch_size"], type=int, target="data_loader;args;batch_size"),
     ]
-    # the flag decides whether run folders are made, which happens while the config is parsed
+    return args, options
+
+
+def parse_args():
+    args, options = make_arg_parser()
+    # the flags decide whether run folders are made, which happens while the config is parsed
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--dry-run", action="store_true")
-    dry_run = early.parse_known_args()[0].dry_run
-    return ConfigParser.from_args(args, options, create_dirs=not dry_run), dry_run
+    early.add_argument("--print-config", action="store_true")
+    flags = early.parse_known_args()[0]
+    config = ConfigParser.from_args(args, options, create_dirs=not (flags.dry_run or flags.print_config))
+    if flags.print_config:
+        print(json.dumps(config.config, indent=4))
+        sys.exit(0)
+    return config, flags.dry_run
 
 
 @main_guard
 def run():
+    if is_sweep_command(sys.argv[1:]):  # -m KEY=A,B ... or -r SWEEP_FOLDER
+        return run_sweep(sys.argv[1:], make_arg_parser)
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
         config, dry_run = parse_args()
         main(config, dry_run=dry_run)

@@ -90,7 +90,9 @@ def parse_args():
     parser.add_argument("-c", "--config", required=True, help="config file with a 'tune' section")
     parser.add_argument("-d", "--device", default=None, help="indices of GPUs to enable")
     parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL to share a study (default: sqlite under saved/tune/<name>/)")
+                        help="where the study lives, to share it between processes and machines: a database URL "
+                             "(sqlite:///..., postgresql://user@host/db) or journal:PATH (a journal file on a "
+                             "shared file system); default sqlite under saved/tune/<name>/")
     parser.add_argument("--study-name", default=None, help="default: tune.study_name or the config's name")
     parser.add_argument("--n-trials", type=int, default=None,
                         help="finished trials the study should reach (default: tune.n_trials)")

@@ -105,10 +105,12 @@ def rewrite(command):
 
 # the shell functions the rewritten commands may call
 PREAMBLE = r"""set -eo pipefail
-newest() {  # the newest file, or run folder holding a checkpoint, that matches the glob
+newest() {  # the newest file, or folder holding a checkpoint at any depth, that matches the glob
     local candidate
     for candidate in $(ls -td $1 2>/dev/null); do
-        if [ -f "$candidate" ] || ls "$candidate"/*.pth >/dev/null 2>&1; then echo "$candidate"; return; fi
+        if [ -f "$candidate" ] || [ -n "$(find "$candidate" -name '*.pth' -print -quit)" ]; then
+            echo "$candidate"; return
+        fi
     done
 }
 """
