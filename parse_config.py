@@ -14,6 +14,7 @@ from utils import ConfigError, dist, write_json
 from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint, load_checkpoint
 from utils.config_bases import resolve_bases
 from utils.config_checks import parse_override, set_by_path, validate_config
+from utils.epoch_metrics import is_stateful_metric
 from utils.preflight import check_before_run
 from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
 
@@ -128,7 +129,15 @@ class ConfigParser:
         config_args = dict(entry.get("args", {})) if isinstance(entry, dict) else {}
         check_call_args(target, (), config_args, key_path, partial=not isinstance(target, type))
         if isinstance(target, type):
-            fn = target(**config_args)
+            try:
+                fn = target(**config_args)
+            except ValueError as err:  # the class refused a value (torchmetrics' checks say which)
+                raise ConfigError(f"{key_path}: {target.__name__} rejected its arguments ({err}). Fix "
+                                  f"{key_path}.args in the config.") from err
+            if is_stateful_metric(fn) and "validate_args" not in config_args and hasattr(fn, "validate_args"):
+                # torchmetrics' argument checks read values back from the GPU: a host-device
+                # sync every step. An entry's args can switch them back on.
+                fn.validate_args = False
         else:
             fn = functools.partial(target, **config_args)
         default_name = entry if isinstance(entry, str) else entry["type"]

@@ -12,10 +12,11 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
-from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
-from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
+from trainer.callbacks import ActivationStatistics, build_callbacks
+from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
+from utils import ConfigError, dist, main_guard, prepare_device, write_json
 from utils.dry_run import print_dry_run
 from utils.io import atomic_open
 from utils.run_status import recorded_status
@@ -23,8 +24,9 @@ from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
 
-def main(config, epoch_callbacks=(), dry_run=False):
-    """Train one run; `epoch_callbacks` go to the trainer (see BaseTrainer.epoch_callbacks).
+def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
+    """Train one run; `callbacks` (base.Callback objects) run after the config's, and
+    `epoch_callbacks` (functions of (epoch, log)) after each epoch's checkpoint.
     Returns the trainer (None for a dry run)."""
     logger = config.get_logger("train")
     seed_everything(config["seed"])
@@ -60,8 +62,9 @@ def main(config, epoch_callbacks=(), dry_run=False):
 
     # build optimizer, learning rate scheduler. delete every line containing lr_scheduler for disabling scheduler
     optimizer = config.init_obj("optimizer", torch.optim, param_groups)
-    lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \
-        if config.get("lr_scheduler") else None
+    len_epoch = config["trainer"].get("len_epoch") or len(data_loader)  # batches of this process
+    steps_per_epoch = optimizer_steps_per_epoch(len_epoch, config["trainer"].get("accum_steps", 1))
+    lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
     if dry_run:
         print_dry_run(config, model, data_loader, criterion, device)
         return None
@@ -73,9 +76,11 @@ def main(config, epoch_callbacks=(), dry_run=False):
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler,
                       len_epoch=config["trainer"].get("len_epoch"))
+    for callback in build_callbacks(config) + list(callbacks):
+        trainer.callbacks.append(callback)
     trainer.epoch_callbacks.extend(epoch_callbacks)
     if config["trainer"].get("activation_stats"):  # every N training forward passes
-        ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
+        trainer.callbacks.append(ActivationStatistics(config["trainer"]["activation_stats"]))
     with recorded_status(config):  # status.json: running, then finished / stopped / crashed
         trainer.train()
     return trainer

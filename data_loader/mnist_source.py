@@ -16,6 +16,7 @@ RAW_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SOURCE_NOTE = "SOURCE.txt"
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # of the full MNIST training set
 TEST_PER_CLASS = 100
 logger = logging.getLogger("data_loader")
 

@@ -57,15 +57,6 @@ def wandb_settings(config):
     return {k: v for k, v in entry.items() if k != "enabled"}
 
 
-def check_writers(config):
-    """Problems an experiment writer would hit when it starts, found before any run folder."""
-    settings = wandb_settings(config)
-    if settings is not None:
-        from .wandb_writer import check_wandb_login
-
-        check_wandb_login(settings)
-
-
 def mlflow_settings(config):
     """The trainer.mlflow section as a dict ({} for `true`), or None when absent or off."""
     entry = config["trainer"].get("mlflow")
@@ -74,6 +65,15 @@ def mlflow_settings(config):
     if not isinstance(entry, dict) or not entry.get("enabled", True):
         return None
     return {k: v for k, v in entry.items() if k != "enabled"}
+
+
+def check_writers(config):
+    """Problems an experiment writer would hit when it starts, found before any run folder."""
+    settings = wandb_settings(config)
+    if settings is not None:
+        from .wandb_writer import check_wandb_login
+
+        check_wandb_login(settings)
 
 
 def make_writer(config, logger=None):

@@ -129,10 +129,6 @@ def _database_storage(url, attempts=3):
             time.sleep(attempt)
 
 
-def _without_password(url):
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-
-
 def _with_installed_postgres_driver(url):
     """A plain postgresql:// URL means psycopg 3 to SQLAlchemy 2.1+; when only psycopg2 is
     installed (requirements-dev.txt), name that driver instead."""
@@ -142,6 +138,10 @@ def _with_installed_postgres_driver(url):
         raise ConfigError("--storage is a PostgreSQL URL but no PostgreSQL driver is installed: "
                           "pip install psycopg2-binary")
     return "postgresql+psycopg2://" + url[len("postgresql://"):]
+
+
+def _without_password(url):
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def count_finished(study):
