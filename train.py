@@ -8,12 +8,12 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from logger.activations import ActivationStats
+from model.transfer import build_model, optimizer_param_groups, parameter_counts
 from parse_config import ConfigParser
 from trainer import Trainer
+from trainer.dry_run import print_dry_run
 from utils import dist, main_guard, prepare_device, unwrap_model
-from utils.dry_run import print_dry_run
 from utils.seed import seed_everything
-from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
 
 def main(config, epoch_callbacks=(), dry_run=False):

@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
-from base.in_memory_loader import InMemoryDataLoader
+from data_loader.in_memory import InMemoryDataLoader
 from utils import dist
 
 from .mnist_source import ensure_mnist

@@ -7,11 +7,15 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested
-from utils import ConfigError, MetricTracker, dist
+from utils import ConfigError, dist
+from utils.checkpoint import Key
+from utils.errors import blame, blamed_iter
 from utils.monitor import scheduler_monitor
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
+from .evaluation import evaluate_into, to_device, update_metrics
+from .metric_tracker import MetricTracker
 from .speed import apply_backend_flags, maybe_compile
 
 
@@ -50,6 +54,7 @@ class Trainer(BaseTrainer):
         metric_names = [m.__name__ for m in self.metric_ftns]
         self.train_metrics = MetricTracker("loss", *metric_names)
         self.valid_metrics = MetricTracker("loss", *metric_names)
+        self._register_trainer_state()
 
     # ---- training ----------------------------------------------------------------------------
     def _train_epoch(self, epoch):
@@ -66,7 +71,7 @@ class Trainer(BaseTrainer):
             loss, output = self._train_step(data, target, batch_idx)
             # a Python scalar, not torch.tensor(batch_idx, device=...): that is a blocking copy
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), batch_idx, first_bad_step)
-            self._update_metrics(self.train_metrics, loss, output, target)
+            update_metrics(self.train_metrics, self.metric_ftns, loss, output, target)
             if batch_idx % self.log_step == 0 or batch_idx == self.len_epoch - 1:
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step
                 self._log_step(epoch, batch_idx, data, progress)
@@ -94,16 +99,20 @@ class Trainer(BaseTrainer):
             # no_sync() context does the same but must wrap forward and backward).
             self.model.require_backward_grad_sync = self._at_step_boundary(batch_idx)
         with self.autocast():
-            output = self.model(data)
-            loss = self.criterion(output, target)
-        self.scaler.scale(loss / self.accum_steps).backward()
+            with blame("arch"):
+                output = self.model(data)
+            with blame("loss"):
+                loss = self.criterion(output, target)
+        with blame("arch"):  # backward runs the model's autograd functions
+            self.scaler.scale(loss / self.accum_steps).backward()
         if self._at_step_boundary(batch_idx):
             if self.clip_grad_norm:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             if self.on_nonfinite == "skip":
                 self._skip_nonfinite_gradients(batch_idx)
-            self.scaler.step(self.optimizer)
+            with blame("optimizer"):
+                self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
         return loss.detach(), output.detach()
@@ -161,26 +170,17 @@ class Trainer(BaseTrainer):
     def _loader_from(self, data_pass, offset):
         if hasattr(self.data_loader, "set_epoch"):
             self.data_loader.set_epoch(data_pass, offset)
-            return self.data_loader
+            return blamed_iter(self.data_loader, "data_loader")
         sampler = getattr(self.data_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):  # e.g. DistributedSampler
             sampler.set_epoch(data_pass)
-        iterator = iter(self.data_loader)
+        iterator = blamed_iter(self.data_loader, "data_loader")
         for _ in range(offset):
             next(iterator)
         return iterator
 
     def _to_device(self, data):
-        data = data.to(self.device, non_blocking=self.non_blocking)
-        if self.channels_last and data.dim() == 4:
-            data = data.contiguous(memory_format=torch.channels_last)
-        return data
-
-    def _update_metrics(self, tracker, loss, output, target):
-        n = target.size(0)
-        tracker.update("loss", loss, n)
-        for metric in self.metric_ftns:
-            tracker.update(metric.__name__, metric(output, target), n)
+        return to_device(data, self.device, self.non_blocking, self.channels_last)
 
     def _log_step(self, epoch, batch_idx, data, progress):
         step = (epoch - 1) * self.len_epoch + batch_idx
@@ -209,12 +209,13 @@ class Trainer(BaseTrainer):
             if metric not in log:
                 raise ConfigError(f"lr_scheduler is ReduceLROnPlateau, which steps on '{metric}', "
                                   "but that is not logged. Set trainer.monitor to a logged metric.")
-            self.lr_scheduler.step(log[metric])
+            with blame("lr_scheduler"):
+                self.lr_scheduler.step(log[metric])
         else:
-            self.lr_scheduler.step()
+            with blame("lr_scheduler"):
+                self.lr_scheduler.step()
 
     # ---- validation --------------------------------------------------------------------------
-    @torch.no_grad()
     def _valid_epoch(self, epoch):
         self.model.eval()
         self.valid_metrics.reset()
@@ -222,41 +223,42 @@ class Trainer(BaseTrainer):
         # different numbers of batches, and DDP's forward may run collectives (buffer broadcast)
         # that would then wait forever for a rank that has already finished.
         model = self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
-        for data, target in self.valid_data_loader:
-            data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
-            with self.autocast():
-                output = model(data)
-                loss = self.criterion(output, target)
-            self._update_metrics(self.valid_metrics, loss, output, target)
+        evaluate_into(self.valid_metrics, model, self.valid_data_loader, self.criterion, self.metric_ftns,
+                      self.device, self.settings)
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         if self.writer.enabled and epoch % self.histogram_period == 0:
             for name, param in self.model.named_parameters():
                 self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), epoch)
         return self.valid_metrics.result()
 
-    # ---- checkpoint extras -------------------------------------------------------------------
-    def _extra_checkpoint_state(self):
-        return {"grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "train_metrics": self.train_metrics.state(),
-                "world_size": dist.world_size(),
-                # DDP: each rank draws its own dropout masks; keep every rank's stream, not only
-                # rank 0's (a collective: every rank builds the checkpoint state).
-                "rank_rng_states": dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None}
+    # ---- checkpoint parts --------------------------------------------------------------------
+    def _register_trainer_state(self):
+        parts = self.state_parts
+        parts.register(Key.GRAD_SCALER, save=lambda: self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                       load=self._load_grad_scaler)
+        parts.register(Key.TRAIN_METRICS, save=self.train_metrics.state, load=self._load_partial_epoch_metrics)
+        parts.register(Key.WORLD_SIZE, save=dist.world_size, load=self._check_world_size)
+        # DDP: each rank draws its own dropout masks; keep every rank's stream, not only rank 0's
+        # (a collective: every rank builds the checkpoint state).
+        parts.register(Key.RANK_RNG_STATES, load=lambda states, _: self._load_rank_rng_state(states),
+                       save=lambda: dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None)
 
-    def _load_extra_checkpoint_state(self, checkpoint):
-        if checkpoint.get("grad_scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(checkpoint["grad_scaler"])
-        self._load_rank_rng_state(checkpoint.get("rank_rng_states"))
-        saved_world_size = checkpoint.get("world_size", 1)
-        if checkpoint.get("batches_done") and saved_world_size != dist.world_size() and dist.is_main_process():
+    def _load_grad_scaler(self, state, checkpoint):
+        if state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state)
+
+    def _check_world_size(self, saved_world_size, checkpoint):
+        if checkpoint.get(Key.BATCHES_DONE) and saved_world_size != dist.world_size() and dist.is_main_process():
             self.logger.warning(
                 f"This checkpoint was saved inside an epoch by {saved_world_size} "
                 f"process(es) and is resumed by {dist.world_size()}: the rest of that epoch starts at "
-                f"batch {checkpoint['batches_done']} of the new per-rank shards, so some samples of "
+                f"batch {checkpoint[Key.BATCHES_DONE]} of the new per-rank shards, so some samples of "
                 "the epoch are seen twice or not at all. Epoch-end checkpoints resume exactly.")
+
+    def _load_partial_epoch_metrics(self, state, checkpoint):
         # The saved totals are already summed over the old ranks: give them to one rank only.
-        if checkpoint.get("batches_done") and checkpoint.get("train_metrics") and dist.is_main_process():
-            self.train_metrics.load_state(checkpoint["train_metrics"])
+        if checkpoint.get(Key.BATCHES_DONE) and state and dist.is_main_process():
+            self.train_metrics.load_state(state)
 
     def _load_rank_rng_state(self, rank_states):
         """Under DDP, continue this rank's own random stream (BaseTrainer restored rank 0's on

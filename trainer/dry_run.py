@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from .transfer import parameter_table
+from model.transfer import parameter_table
 
 
 def print_dry_run(config, model, data_loader, criterion, device):
