@@ -14,6 +14,9 @@ from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint,
 from utils.config_checks import parse_override, set_by_path, validate_config
 from utils.preflight import check_before_run
 from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+from utils.run_folder import check_not_finished, remove_stale_temp_files, run_to_continue
+from utils.run_lock import RunLock
+from utils.write_faults import write_site
 
 DEFAULT_SEED = 123
 logger = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ class ConfigParser:
         self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
         self._save_dir = self._log_dir = None
         self.run_id = run_id
+        self.continued_run = None  # RunFolders when resuming goes on in the run's own folders
+        self.run_lock = None
         if create_dirs:
             self.make_run_dirs(run_id)
         else:
@@ -65,31 +70,62 @@ class ConfigParser:
             modification[(tuple(keys), force)] = value
         parser = cls(config, resume, modification, create_dirs=False,
                      init_weights=init_weights, trusted=trusted or args.trust)
+        if parser.resume is not None:
+            check_not_finished(parser.resume, parser.config)
+            if not getattr(args, "new_run", False):
+                parser.continued_run = run_to_continue(parser.resume)
         check_before_run(parser)  # every mistake found here leaves no run folder behind
         if create_dirs:
             parser.make_run_dirs()
         return parser
 
     def make_run_dirs(self, run_id=None):
+        """Create (or, when resuming, reopen) the run folders and lock the run; DDP rank 0 does
+        it and the other ranks follow."""
         save_dir = Path(self._config["trainer"]["save_dir"])
         name = self._config["name"]
         dist.barrier()  # DDP: every rank has resolved `-r auto` before rank 0 adds a new run folder
         if not dist.is_main_process():
-            return self._follow_main_process_run_dirs(save_dir, name)
-        run_id = run_id or datetime.now().strftime(r"%m%d_%H%M%S")
-        self._save_dir = _make_unused_dir(save_dir / "models" / name, run_id)
-        self.run_id = dist.broadcast_object(self._save_dir.name)
-        self._log_dir = save_dir / "log" / name / self.run_id
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self._config, self._save_dir / "config.json")
+            return self._follow_main_process_run_dirs()
+        try:
+            self._open_run_dirs(save_dir / "models" / name, save_dir / "log" / name, run_id)
+        except ConfigError as err:
+            dist.broadcast_object({"error": str(err)})  # the other ranks stop with the same message
+            raise
+        dist.broadcast_object({"save_dir": str(self._save_dir), "log_dir": str(self._log_dir)})
         setup_logging(self._log_dir)
+        if self.continued_run is not None:
+            logger.info(f"Resuming run {self._save_dir} from {self.resume} at "
+                        f"{datetime.now().astimezone().isoformat(timespec='seconds')}")
 
-    def _follow_main_process_run_dirs(self, save_dir, name):
-        """DDP ranks > 0: create nothing, take rank 0's run id (their clocks and the folders that
-        already exist may differ) and log only warnings, so each line appears once."""
-        self.run_id = dist.broadcast_object(None)
-        self._save_dir = save_dir / "models" / name / self.run_id
-        self._log_dir = save_dir / "log" / name / self.run_id
+    def _open_run_dirs(self, models_dir, log_root, run_id):
+        if self.continued_run is not None:
+            self._save_dir, self._log_dir = self.continued_run.save_dir, self.continued_run.log_dir
+        else:
+            with write_site(models_dir):
+                self._save_dir = _make_unused_dir(models_dir, run_id or datetime.now().strftime(r"%m%d_%H%M%S"))
+            self._log_dir = log_root / self._save_dir.name
+        self.run_id = self._save_dir.name
+        self.run_lock = RunLock(self._save_dir).acquire()  # before anything in the folder is written
+        if self.continued_run is not None:
+            remove_stale_temp_files(self.continued_run)
+        with write_site(self._log_dir):
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+        with write_site(self._save_dir / "config.json"):
+            write_json(self._config, self._save_dir / "config.json")
+
+    def release_run_lock(self):
+        if self.run_lock is not None:
+            self.run_lock.release()
+
+    def _follow_main_process_run_dirs(self):
+        """DDP ranks > 0: create nothing, take rank 0's run folders (their clocks and the folders
+        that already exist may differ) and log only warnings, so each line appears once."""
+        folders = dist.broadcast_object(None)
+        if "error" in folders:
+            raise ConfigError(folders["error"])
+        self._save_dir, self._log_dir = Path(folders["save_dir"]), Path(folders["log_dir"])
+        self.run_id = self._save_dir.name
         setup_logging(None)
         for handler in logging.getLogger().handlers:
             handler.setLevel(logging.WARNING)

@@ -97,6 +97,9 @@ def parse_args():
                       help="indices of GPUs to enable (default: all)")
     args.add_argument("--dry-run", action="store_true",
                       help="build everything, show the model and one batch, then exit without training")
+    args.add_argument("--new-run", action="store_true",
+                      help="with -r: start a new run folder seeded from the checkpoint instead of continuing "
+                           "the run in its own folder")
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
@@ -115,7 +118,10 @@ def parse_args():
 def run():
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
         config, dry_run = parse_args()
-        main(config, dry_run=dry_run)
+        try:
+            main(config, dry_run=dry_run)
+        finally:
+            config.release_run_lock()  # the process's end would too; in-process callers run again
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from logger.writers import log_final_hparams, make_writer
 from utils import ConfigError, atomic_torch_save, atomic_write_csv, dist, unwrap_model
 from utils.checkpoint import checkpoint_order, load_checkpoint, load_weights
 from utils.errors import TrainingStopped
+from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
+from utils.write_faults import WriteFailed, write_site
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
 
@@ -50,6 +52,7 @@ class BaseTrainer:
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
         self.history = []
         self.checkpoint_dir = config.save_dir
+        self.last_checkpoint = getattr(config, "resume", None)  # named in error messages: resume from here
         self.writer = make_writer(config, self.logger)  # a NullWriter except on rank 0
         self.stop_signal = None
         # called as callback(epoch, log) after each epoch's checkpoint; may raise to end training
@@ -63,8 +66,20 @@ class BaseTrainer:
 
     def train(self):
         """Full training logic."""
+        try:
+            self._train_epochs()
+        except WriteFailed as fault:  # a full disk, a quota, a read-only folder
+            raise fault.with_checkpoint(self.last_checkpoint) from fault
+        except RuntimeError as err:  # GPU out of memory, a data-loader worker killed
+            explained = explain_resource_fault(err, self.config, self.last_checkpoint)
+            if explained is None:
+                raise
+            raise explained from err
+
+    def _train_epochs(self):
         self._load_start_weights()
         previous_handlers = self._install_signal_handlers()
+        finished = False
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
                 try:
@@ -77,9 +92,18 @@ class BaseTrainer:
                     self._stop_after_epoch(epoch)
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)
+            finished = True
         finally:
             self._restore_signal_handlers(previous_handlers)
-            self.writer.close()
+            try:
+                self.writer.close()
+            except WriteFailed:
+                if finished:  # otherwise the error that ended training is the one to report
+                    raise
+
+    def _steps_done(self, epoch, batches_done):
+        """Training batches done at this point of the run: the step of TensorBoard records."""
+        return (epoch - 1) * getattr(self, "len_epoch", 1) + batches_done
 
     def _end_epoch(self, epoch, result):
         """Log the epoch, update best/early stop, save. Returns True to stop training."""
@@ -108,7 +132,7 @@ class BaseTrainer:
         self.history.append(dict(log))
         for key, value in log.items():
             self.logger.info(f"    {key:15s}: {value}")
-        epoch = log["epoch"]
+        epoch = self._steps_done(log["epoch"] + 1, 0)  # TensorBoard step: batches done at the epoch's end
         for key, value in log.items():
             if key == "epoch":
                 continue
@@ -120,7 +144,8 @@ class BaseTrainer:
                 self.writer.add_scalar(f"{key}/train", value, epoch)
         self.writer.flush()
         if self.config.log_dir is not None and dist.is_main_process():
-            atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
+            with write_site(self.config.log_dir / "metrics.csv"):
+                atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
 
     def _update_monitor(self, log):
         """Return True when the monitored value improved this epoch."""
@@ -178,7 +203,10 @@ class BaseTrainer:
     def _save_checkpoint_file(self, state, filename):
         path = self.checkpoint_dir / filename
         if dist.is_main_process():  # DDP: every rank holds the same state; one writes it
-            atomic_torch_save(state, path)
+            with write_site(path):
+                atomic_torch_save(state, path)
+            if filename.startswith("checkpoint-"):
+                self.last_checkpoint = path
             if filename != "model_best.pth":  # _end_epoch announces the best model with its value
                 self.logger.info(f"Saving checkpoint: {path} ...")
             if filename.startswith("checkpoint-") and self.keep_last:
@@ -227,6 +255,7 @@ class BaseTrainer:
         else:
             self.start_epoch = checkpoint["epoch"] + 1
             where = f"epoch {self.start_epoch}"
+        self.writer.resume_after(self._steps_done(self.start_epoch, self.resume_batches_done))
         self.logger.info(f"Checkpoint loaded. Resume training from {where}")
 
     # ---- stop signals ------------------------------------------------------------------------
