@@ -70,12 +70,12 @@ class ConfigParser:
             modification[(tuple(keys), force)] = value
         parser = cls(config, resume, modification, create_dirs=False,
                      init_weights=init_weights, trusted=trusted or args.trust)
-        if parser.resume is not None:
-            check_not_finished(parser.resume, parser.config)
-            if not getattr(args, "new_run", False):
-                parser.continued_run = run_to_continue(parser.resume)
         check_before_run(parser)  # every mistake found here leaves no run folder behind
-        if create_dirs:
+        if create_dirs:  # training (test.py and --dry-run make no folders and may read finished runs)
+            if parser.resume is not None:
+                check_not_finished(parser.resume, parser.config)
+                if not getattr(args, "new_run", False):
+                    parser.continued_run = run_to_continue(parser.resume)
             parser.make_run_dirs()
         return parser
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from reliability_helpers import ScriptProcess, load, run_train_in_process
 
-from conftest import only_run, run_dirs, tiny_config
+from conftest import only_run, run_dirs, run_script, tiny_config
 from utils import ConfigError
 from utils.run_lock import RunLock
 
@@ -113,3 +113,18 @@ def test_second_process_on_a_running_run_exits_2_and_sigkill_frees_the_lock(tmp_
     assert code == 0, captured.err  # no stale lock after SIGKILL
     assert only_run(tmp_path / "saved") == run and metrics_epochs(run) == list(range(1, epoch + 2))
     assert not list(run.glob(".*.tmp")), "a save cut short by the kill leaves no temp file after the resume"
+
+
+@pytest.mark.slow
+def test_ddp_run_on_a_locked_run_stops_every_rank(one_epoch_run):
+    """Under torchrun, rank 0 takes the lock and the other ranks stop with it, rather than waiting."""
+    from test_distributed import TORCHRUN
+
+    lock = RunLock(one_epoch_run).acquire()
+    try:
+        result = run_script(*TORCHRUN, "train.py", "-r", one_epoch_run, "-o", "trainer.epochs=2", timeout=300)
+    finally:
+        lock.release()
+    assert result.returncode != 0
+    assert (result.stdout + result.stderr).count(f"already being trained by process {os.getpid()}") >= 2  # both ranks
+    assert not (one_epoch_run / "checkpoint-epoch2.pth").exists()

@@ -57,10 +57,9 @@ def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, 
 
     resumed = run_script("train.py", "-r", first_run / "checkpoint-epoch2.pth", "-o", "trainer.epochs=4", check=True)
     assert "Resume training from epoch 3" in resumed.stdout
-    second_run = [run for run in run_dirs(tmp_path / "saved") if run != first_run][0]
-    assert sorted(p.name for p in second_run.glob("checkpoint-*")) == ["checkpoint-epoch3.pth",
-                                                                       "checkpoint-epoch4.pth"]
-    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / second_run.name / "metrics.csv")
+    assert only_run(tmp_path / "saved") == first_run  # the run goes on in its own folder
+    assert sorted(p.name for p in first_run.glob("checkpoint-*")) == [f"checkpoint-epoch{e}.pth" for e in (1, 2, 3, 4)]
+    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / first_run.name / "metrics.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     assert history["lr"].tolist() == pytest.approx([0.04, 0.02, 0.01, 0.005])
 
@@ -83,9 +82,10 @@ def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir):
     for tag in ["loss/train", "loss/valid", "accuracy/train", "accuracy/valid", "top_k_acc/valid",
                 "learning_rate", "train_step/loss"]:
         assert tag in tags["scalars"], tag
-    assert [e.step for e in events.Scalars("loss/valid")] == [1, 2]
-    # 12 training batches per epoch, a step logged every 4 batches and at the epoch's last batch
-    assert [e.step for e in events.Scalars("train_step/loss")] == [0, 4, 8, 11, 12, 16, 20, 23]
+    # the step is the number of training batches done: 12 per epoch
+    assert [e.step for e in events.Scalars("loss/valid")] == [12, 24]
+    # logged every 4 batches and at the epoch's last batch
+    assert [e.step for e in events.Scalars("train_step/loss")] == [1, 5, 9, 12, 13, 17, 21, 24]
     assert tags["images"] == ["input"] and len(events.Images("input")) == 2
     assert "params/conv1.weight" in tags["histograms"]
 
@@ -132,4 +132,4 @@ def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir)
     run_script("train.py", "-c", config, check=True)
     result = run_script("train.py", "-c", config, "-r", "auto", "-o", "trainer.epochs=2", check=True)
     assert "Resume training from epoch 2" in result.stdout
-    assert len(run_dirs(tmp_path / "saved")) == 2
+    assert len(run_dirs(tmp_path / "saved")) == 1

@@ -24,7 +24,7 @@ class WriteFailed(ConfigError):
             resume = (f"Every file written before is intact; the last good checkpoint is '{last_checkpoint}'. "
                       f"Free space (or move trainer.save_dir) and resume with: python train.py -r {last_checkpoint}")
         else:
-            resume = "Every file written before is intact; no checkpoint of this run exists yet."
+            resume = "Every file written before is intact."
         super().__init__(f"could not write '{path}': {meaning} ({errno.errorcode[os_error.errno]}). "
                          f"Training stopped. {resume}")
 
