@@ -1,5 +1,7 @@
 import argparse
 import collections
+import functools
+import inspect
 
 import torch
 
@@ -10,8 +12,9 @@ import model.model as module_arch
 from logger.activations import ActivationStats
 from parse_config import ConfigParser
 from trainer import Trainer
-from utils import dist, main_guard, prepare_device, unwrap_model
+from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
 from utils.dry_run import print_dry_run
+from utils.io import atomic_open
 from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
@@ -25,6 +28,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
     # setup data_loader instances
     data_loader = config.init_obj("data_loader", module_data)
     valid_data_loader = data_loader.split_validation()
+    record_data_settings(config, data_loader, logger)
 
     # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
     model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
@@ -46,7 +50,8 @@ def main(config, epoch_callbacks=(), dry_run=False):
             model = torch.nn.DataParallel(model, device_ids=device_ids)
 
     # get function handles of loss and metrics
-    criterion = config.init_loss(module_loss)
+    criterion = with_class_weights(config.init_loss(module_loss), getattr(data_loader, "class_weights", None),
+                                   device, logger)
     metrics = config.init_metrics(module_metric)
 
     # build optimizer, learning rate scheduler. delete every line containing lr_scheduler for disabling scheduler
@@ -69,6 +74,46 @@ def main(config, epoch_callbacks=(), dry_run=False):
         ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
     trainer.train()
     return trainer
+
+
+def record_data_settings(config, data_loader, logger):
+    """Keep what the data loader measured with the run: class names (top-level "class_names",
+    also saved in checkpoints), fitted settings ("auto" normalisation, a table's preprocessing)
+    in data_loader.args, so test.py and prediction rebuild exactly this input pipeline, and the
+    list of skipped bad samples in the run folder."""
+    class_names = getattr(data_loader, "class_names", None)
+    if class_names is not None:
+        config.config["class_names"] = list(class_names)
+    config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
+    skipped = getattr(data_loader, "skipped_samples", None)
+    if config.save_dir is None or not dist.is_main_process():
+        return
+    write_json(config.config, config.save_dir / "config.json")
+    if skipped:
+        path = config.save_dir / "skipped_samples.txt"
+        with atomic_open(path, "wt") as handle:
+            handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
+        logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")
+
+
+def with_class_weights(criterion, class_weights, device, logger):
+    """The loss with `weight=` per class ("balanced" class_weights of the data loader)."""
+    if class_weights is None:
+        return criterion
+    logger.info(f"Class weights for the loss: {[round(w, 4) for w in class_weights.tolist()]}")
+    weights = class_weights.to(device)
+    if isinstance(criterion, torch.nn.Module):
+        if not hasattr(criterion, "weight"):
+            raise ConfigError(f"data_loader.args.class_weights needs a loss that takes per-class weights; "
+                              f"{type(criterion).__name__} does not. Use nll_loss or cross_entropy.")
+        criterion.weight = weights
+        return criterion
+    if "weight" not in inspect.signature(criterion).parameters:
+        raise ConfigError(f"data_loader.args.class_weights needs a loss with a `weight` argument; "
+                          f"{criterion.__name__} has none. Use nll_loss or cross_entropy, or remove class_weights.")
+    weighted = functools.partial(criterion, weight=weights)
+    weighted.__name__ = criterion.__name__
+    return weighted
 
 
 def place_model_ddp(model, data_loader, config, logger):

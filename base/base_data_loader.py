@@ -6,7 +6,8 @@ from torch.utils.data.dataloader import default_collate
 from utils import dist
 from utils.seed import worker_init_fn
 
-from .samplers import EpochSampler
+from .samplers import EpochSampler, WeightedEpochSampler
+from .splits import split_indices
 
 
 class BaseDataLoader(DataLoader):
@@ -18,15 +19,24 @@ class BaseDataLoader(DataLoader):
     both parts: `batch_size` is per process, the global batch is batch_size x world size.
     Extra keyword arguments (pin_memory, persistent_workers, prefetch_factor, ...) go to
     torch's DataLoader.
+
+    With `labels` (one class index per sample), `stratify` keeps the class proportions in both
+    parts, `n_folds`/`fold` make fold `fold` of a k-fold split the validation part (instead of
+    validation_split), and `weighted_sampler` draws training samples with replacement, each
+    class equally often.
     """
 
     def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers,
-                 collate_fn=default_collate, seed=None, **loader_kwargs):
+                 collate_fn=default_collate, seed=None, *, labels=None, stratify=False, n_folds=0, fold=0,
+                 weighted_sampler=False, **loader_kwargs):
         self.validation_split = validation_split
         self.shuffle = shuffle
         self.seed = torch.initial_seed() if seed is None else seed
         self.batch_idx = 0
         self.n_samples = len(dataset)
+        self.labels = None if labels is None else np.asarray(labels)
+        self.split_options = {"stratify": stratify, "n_folds": n_folds, "fold": fold}
+        self.weighted_sampler = weighted_sampler
         self.sampler, self.valid_sampler = self._split_sampler(self.validation_split)
         # Its own generator: creating an iterator draws a worker base seed from it, which would
         # otherwise come from the global torch RNG and shift dropout after a mid-epoch resume.
@@ -45,23 +55,29 @@ class BaseDataLoader(DataLoader):
         super().__init__(sampler=self.sampler, **self.init_kwargs)
 
     def _split_sampler(self, split):
-        all_indices = np.arange(self.n_samples)
         shard = {"num_replicas": dist.world_size(), "rank": dist.rank()}
-        if split == 0.0:
-            return EpochSampler(all_indices, self.shuffle, self.seed, **shard), None
-        if isinstance(split, int):
-            assert 0 < split < self.n_samples, "validation set size is configured to be larger than entire dataset."
-            len_valid = split
-        else:
-            len_valid = int(self.n_samples * split)
-        permutation = np.random.default_rng(self.seed).permutation(self.n_samples)
-        valid_idx = np.sort(permutation[:len_valid])
-        train_idx = np.sort(permutation[len_valid:])
+        train_idx, valid_idx = self.split_indices(split)
+        self.train_indices, self.valid_indices = train_idx, valid_idx
         self.n_samples = len(train_idx)
+        train_sampler = self._train_sampler(train_idx, shard)
+        if len(valid_idx) == 0:
+            return train_sampler, None
         # Validation is sharded without padding so every sample counts exactly once once the
         # ranks' metric totals are summed.
-        return (EpochSampler(train_idx, self.shuffle, self.seed, **shard),
-                EpochSampler(valid_idx, shuffle=False, seed=self.seed, pad=False, **shard))
+        return train_sampler, EpochSampler(valid_idx, shuffle=False, seed=self.seed, pad=False, **shard)
+
+    def split_indices(self, split):
+        """(train, validation) sample indices; a subclass with a fixed validation set overrides it."""
+        return split_indices(self.n_samples, split, self.seed, self.labels, **self.split_options)
+
+    def _train_sampler(self, train_idx, shard):
+        if not self.weighted_sampler:
+            return EpochSampler(train_idx, self.shuffle, self.seed, **shard)
+        if self.labels is None:
+            raise ValueError("weighted_sampler needs the samples' labels")
+        labels = self.labels[train_idx]
+        per_class = np.bincount(labels)
+        return WeightedEpochSampler(train_idx, 1.0 / per_class[labels], self.seed, **shard)
 
     def set_epoch(self, epoch, skip_batches=0):
         """Fix the sample order to that of `epoch` and start after `skip_batches` batches."""

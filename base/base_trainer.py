@@ -182,6 +182,7 @@ class BaseTrainer:
             "epochs_since_improvement": self.epochs_since_improvement,
             "history": self.history,
             "config": self.config.config,
+            "class_names": self.config.config.get("class_names"),  # None where the loader names none
             "rng_states": get_rng_states(),
             **self._extra_checkpoint_state(),
         }

@@ -1,6 +1,7 @@
-"""The fast data path for datasets that fit in memory (MNIST and similar): the images stay one
-uint8 tensor, and each batch is gathered by index and normalised with a few tensor ops, instead
-of a PIL image, ToTensor and Normalize per sample and a collate per batch.
+"""The fast data path for datasets that fit in memory: the images stay one uint8 tensor (a
+table one float tensor), and each batch is gathered by index, augmented as a batch (each sample
+with its own random parameters) and normalised with a few tensor ops, instead of a PIL image,
+transforms and Normalize per sample and a collate per batch.
 
 The split and the order come from BaseDataLoader's own samplers (this loader is one), so a seed
 gives the same samples, in the same order, with the same validation split as the per-sample
@@ -8,83 +9,131 @@ path; the normalisation is the same arithmetic as ToTensor + Normalize, so the t
 """
 import logging
 import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Subset
 from torch.utils.data.dataloader import default_collate
 from torchvision import transforms
 
-from utils import ConfigError
+from utils import ConfigError, dist
 
 from .base_data_loader import BaseDataLoader
 
 logger = logging.getLogger("data_loader")
 
 
-class InMemoryBatches:
-    """Batches of (normalised images, targets) in the order of `sampler`. Offers what the
-    trainer uses of a loader: iteration, len, batch_size, sampler and set_epoch."""
+class InMemoryData(NamedTuple):
+    """What the fast path serves: uint8 images (N x C x H x W) or float rows, int64 targets,
+    per-channel mean and std (None: the data are used as they are) and a training augmentation
+    (a callable (float batch, generator) -> batch, or None)."""
+    data: torch.Tensor
+    targets: torch.Tensor
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    augment: Callable | None = None
 
-    def __init__(self, images, targets, sampler, batch_size, mean, std):
+
+class InMemoryBatches:
+    """Batches of (normalised, augmented inputs, targets) in the order of `sampler`. Offers what
+    the trainer uses of a loader: iteration, len, batch_size, sampler and set_epoch."""
+
+    def __init__(self, images, targets, sampler, batch_size, mean, std, augment=None, seed=0):
         self.images, self.targets = images, targets
         self.sampler, self.batch_size = sampler, batch_size
+        self.augment, self.seed = augment, seed
+        self.epoch, self.skip_batches = 0, 0
         shape = (-1, 1, 1)  # per channel, as transforms.Normalize broadcasts it
-        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(shape)
-        self.std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(shape)
+        self.mean = None if mean is None else \
+            torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(shape)
+        self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32, device=images.device).view(shape)
 
     def __iter__(self):
         # the epoch's order as one index tensor: a single host-to-device copy per epoch
         order = torch.as_tensor(list(self.sampler), dtype=torch.long).to(self.images.device)
-        for start in range(0, len(order), self.batch_size):
+        for number, start in enumerate(range(0, len(order), self.batch_size), start=self.skip_batches):
             index = order[start:start + self.batch_size]
-            yield self.normalize(self.images[index]), self.targets[index]
+            batch = self.to_float(self.images[index])
+            if self.augment is not None:
+                batch = self.augment(batch, self._generator(number))
+            yield self.normalize(batch), self.targets[index]
+
+    def _generator(self, batch_number):
+        """Each batch's random draws depend on (seed, epoch, batch, rank) alone, so a run resumed
+        inside an epoch augments its remaining batches exactly as the uninterrupted run did."""
+        seed = hash((self.seed, self.epoch, batch_number, dist.rank())) % 2**63
+        return torch.Generator(device=self.images.device).manual_seed(seed)
+
+    @staticmethod
+    def to_float(batch):
+        """uint8 -> float in [0, 1] as ToTensor does; float rows stay as they are."""
+        return batch.float().div_(255) if batch.dtype == torch.uint8 else batch
 
     def normalize(self, batch):
-        """uint8 -> float in [0, 1] -> (x - mean) / std: ToTensor then Normalize, batched."""
-        return batch.float().div_(255).sub_(self.mean).div_(self.std)
+        """(x - mean) / std: Normalize, batched."""
+        if self.mean is None:
+            return batch
+        return batch.sub_(self.mean).div_(self.std)
 
     def __len__(self):
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def set_epoch(self, epoch, skip_batches=0):
+        self.epoch, self.skip_batches = epoch, skip_batches
         self.sampler.set_epoch(epoch, skip_batches * self.batch_size)
 
 
 class InMemoryDataLoader(BaseDataLoader):
-    """A BaseDataLoader that, with `in_memory` (default), serves batches from one uint8 tensor.
+    """A BaseDataLoader that, with `in_memory` (default), serves batches from one tensor.
 
-    `dataset` (or the dataset under a Subset) must expose uint8 `.data` of shape (N, H, W) or
-    (N, H, W, C) and `.targets`, as torchvision's MNIST, FashionMNIST, KMNIST and CIFAR do, and
-    its transform must be ToTensor, optionally followed by Normalize: that is the transform the
-    fast path applies. `in_memory=False` keeps the per-sample path (any transform, workers) for
-    augmentation. `data_device` ("cuda") keeps the tensor on the GPU, so batches never cross the
-    bus; workers, pin_memory and prefetching are unused on the fast path.
+    Either `cache` gives the tensors (an InMemoryData: the built-in folder, table and
+    torchvision loaders decode their samples into one), or `dataset` (or the dataset under a
+    Subset) exposes uint8 `.data` of shape (N, H, W) or (N, H, W, C) and `.targets`, as
+    torchvision's MNIST, FashionMNIST, KMNIST and CIFAR do, with ToTensor [+ Normalize] as its
+    transform. `in_memory=False` keeps the per-sample path (any transform, workers); there
+    `eval_dataset` (same samples, evaluation transform) serves the validation split.
+    `data_device` ("cuda") keeps the tensor on the GPU, so batches never cross the bus and the
+    augmentation runs there; workers, pin_memory and prefetching are unused on the fast path.
     """
 
     def __init__(self, dataset, batch_size, shuffle, validation_split, num_workers,
                  collate_fn=default_collate, seed=None, in_memory=True, data_device=None,
-                 **loader_kwargs):
+                 *, cache=None, eval_dataset=None, **loader_kwargs):
         super().__init__(dataset, batch_size, shuffle, validation_split, num_workers, collate_fn,
                          seed, **loader_kwargs)
-        self.in_memory = in_memory
+        self.in_memory = bool(in_memory)
+        self.eval_dataset = eval_dataset
         if not in_memory:
             return
-        images, targets, transform = dataset_tensors(dataset)
-        self.mean, self.std = normalize_stats(transform, images.shape[1])
+        if cache is None:
+            images, targets, transform = dataset_tensors(dataset)
+            cache = InMemoryData(images, targets, *normalize_stats(transform, images.shape[1]))
         device = data_device_or_cpu(data_device)
-        self.images, self.targets = images.to(device), targets.to(device)
-        self.batches = self._batches(self.sampler)
+        self.images, self.targets = cache.data.to(device), cache.targets.to(device)
+        self.mean, self.std, self.augment = cache.mean, cache.std, cache.augment
+        self.batches = self._batches(self.sampler, self.augment)
 
-    def _batches(self, sampler):
-        return InMemoryBatches(self.images, self.targets, sampler, self.batch_size, self.mean, self.std)
+    def _batches(self, sampler, augment=None):
+        return InMemoryBatches(self.images, self.targets, sampler, self.batch_size, self.mean, self.std,
+                               augment, self.seed)
 
     def __iter__(self):
         return iter(self.batches) if self.in_memory else super().__iter__()
 
+    def set_epoch(self, epoch, skip_batches=0):
+        if self.in_memory:
+            self.batches.set_epoch(epoch, skip_batches)
+        super().set_epoch(epoch, skip_batches)
+
     def split_validation(self):
-        if not self.in_memory or self.valid_sampler is None:
+        if self.valid_sampler is None:
+            return None
+        if self.in_memory:
+            return self._batches(self.valid_sampler)  # never augmented
+        if self.eval_dataset is None:
             return super().split_validation()
-        return self._batches(self.valid_sampler)
+        return DataLoader(sampler=self.valid_sampler, **{**self.init_kwargs, "dataset": self.eval_dataset})
 
 
 def dataset_tensors(dataset):

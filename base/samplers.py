@@ -52,3 +52,18 @@ class EpochSampler(Sampler):
         share = -(-len(self.indices) // self.num_replicas) if self.pad else \
             len(range(self.rank, len(self.indices), self.num_replicas))
         return share - self.skip
+
+
+class WeightedEpochSampler(EpochSampler):
+    """Draws len(indices) samples with replacement, index i with probability proportional to
+    `weights[i]` (e.g. 1 / its class's count, so every class comes up equally often); the draw
+    is a function of (seed, epoch), sharded over the ranks like EpochSampler."""
+
+    def __init__(self, indices, weights, seed, num_replicas=1, rank=0):
+        super().__init__(indices, shuffle=True, seed=seed, num_replicas=num_replicas, rank=rank)
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+
+    def order(self):
+        generator = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) % 2**63)
+        draw = torch.multinomial(self.weights, len(self.indices), replacement=True, generator=generator)
+        return [self.indices[i] for i in draw.tolist()]

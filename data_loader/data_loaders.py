@@ -1,15 +1,25 @@
 import logging
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
 from base.in_memory_loader import InMemoryDataLoader
-from utils import dist
+from utils import ConfigError, dist
 
+from .image_folder import IMAGE_EXTENSIONS, folder_samples
 from .mnist_source import ensure_mnist
+from .sample_loader import SampleDataLoader, SampleSet
+from .samples import ImageFiles
+from .table import MISSING_POLICIES, check_columns, class_names_of, input_size, label_indices, load_table_rows, read_csv
+from .torchvision_source import torchvision_samples
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+IMAGE_MODES = ("L", "RGB")
+logger = logging.getLogger("data_loader")
 
 
 class MnistDataLoader(InMemoryDataLoader):
@@ -34,6 +44,8 @@ class MnistDataLoader(InMemoryDataLoader):
                                       target_transform=target_transform)
         if limit:
             self.dataset = Subset(self.dataset, range(min(limit, len(self.dataset))))
+        self.class_names = [str(d) for d in range(10)] if binary_target is None else \
+            [f"not {binary_target}", str(binary_target)]
         logging.getLogger("data_loader").info(
             f"MNIST {'train' if training else 'test'} split: {len(self.dataset)} samples from {source}"
         )
@@ -49,3 +61,152 @@ class IsDigit:
 
     def __call__(self, label):
         return torch.tensor(float(label == self.digit))
+
+
+def _image_size(image_size):
+    """(height, width) from an int or a pair; None keeps each image's own size."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        return (image_size, image_size)
+    if isinstance(image_size, list | tuple) and len(image_size) == 2 and all(isinstance(v, int) for v in image_size):
+        return tuple(image_size)
+    raise ConfigError(f"data_loader.args.image_size is {image_size!r}; write one number (28) or [height, width].")
+
+
+def _check_mode(mode):
+    if mode not in IMAGE_MODES:
+        raise ConfigError(f"data_loader.args.mode is {mode!r}; use \"L\" (grey) or \"RGB\" (colour).")
+
+
+class ImageFolderDataLoader(SampleDataLoader):
+    """Images in one sub-folder per class: a single `data_dir` split into training and validation,
+    or `train_dir` with an optional `val_dir`; test.py uses `test_dir`. See docs/data.md."""
+
+    def __init__(self, data_dir: str | None = None, batch_size: int = 64, shuffle: bool = True,
+                 validation_split: float = 0.0, num_workers: int = 0, training: bool = True,
+                 train_dir: str | None = None, val_dir: str | None = None, test_dir: str | None = None,
+                 extensions: list | None = None, mode: str = "RGB", image_size: int | list | None = None,
+                 transforms: dict | None = None, normalize: str | dict | None = "auto", in_memory: bool | str = "auto",
+                 memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
+                 stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
+                 weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
+                 seed: int | None = None, **loader_kwargs):
+        _check_mode(mode)
+        dirs = {"data_dir": data_dir, "train_dir": train_dir, "val_dir": val_dir, "test_dir": test_dir}
+        files, class_names, fixed_valid = folder_samples(dirs, training, extensions or IMAGE_EXTENSIONS, mode,
+                                                         _image_size(image_size))
+        logger.info(f"Image folders: {len(files)} images of {len(class_names)} classes "
+                    f"({'training' if training else 'test'} data).")
+        super().__init__(SampleSet(files, files.labels, class_names, fixed_valid), batch_size, shuffle,
+                         validation_split, num_workers, training, seed, limit, transforms, normalize, in_memory,
+                         memory_budget_gb, cache_dir, data_device, stratify, n_folds, fold, class_weights,
+                         weighted_sampler, on_bad_sample, **loader_kwargs)
+
+
+class CsvDataLoader(SampleDataLoader):
+    """A CSV table: feature columns and a `target` column, or (with `image_column`) a column of
+    image paths, relative to the CSV file, and the `target` label column. A single `csv_file` is
+    split; or `train_csv` with an optional `val_csv`; test.py uses `test_csv`. See docs/data.md."""
+
+    def __init__(self, csv_file: str | None = None, batch_size: int = 64, shuffle: bool = True,
+                 validation_split: float = 0.0, num_workers: int = 0, training: bool = True,
+                 train_csv: str | None = None, val_csv: str | None = None, test_csv: str | None = None,
+                 target: str = "label", features: list | None = None, categorical: list | None = None,
+                 missing_values: str = "error", preprocessing: dict | None = None,
+                 image_column: str | None = None, mode: str = "RGB", image_size: int | list | None = None,
+                 transforms: dict | None = None, normalize: str | dict | None = "auto", in_memory: bool | str = "auto",
+                 memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
+                 stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
+                 weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
+                 seed: int | None = None, **loader_kwargs):
+        if missing_values not in MISSING_POLICIES:
+            raise ConfigError(f"data_loader.args.missing_values is {missing_values!r}; use \"error\" (a row "
+                              "with an empty cell is a bad sample) or \"fill\" (median / most frequent value).")
+        files = _csv_files(csv_file, train_csv, val_csv, test_csv, training)
+        class_names = _training_class_names(files, target, training, csv_file or train_csv)
+        if image_column is not None:
+            _check_mode(mode)
+            sample_set = _image_table(files, target, image_column, mode, _image_size(image_size), class_names)
+        else:
+            rows, names, fixed_valid = load_table_rows(files, target, features, categorical, missing_values,
+                                                       normalize is not None, class_names, preprocessing)
+            sample_set = SampleSet(rows, rows.labels, names, fixed_valid)
+            normalize = None  # rows are standardised by the preprocessing
+        logger.info(f"CSV table: {len(sample_set.labels)} rows, {len(sample_set.class_names)} classes "
+                    f"({'training' if training else 'test'} data).")
+        super().__init__(sample_set, batch_size, shuffle, validation_split, num_workers, training, seed, limit,
+                         transforms, normalize, in_memory, memory_budget_gb, cache_dir, data_device, stratify,
+                         n_folds, fold, class_weights, weighted_sampler, on_bad_sample, **loader_kwargs)
+        if image_column is None:
+            self.num_inputs = input_size(self.fitted_args.get("preprocessing") or preprocessing)
+
+
+def _csv_files(csv_file, train_csv, val_csv, test_csv, training):
+    if not training:
+        if not test_csv:
+            raise ConfigError("test.py evaluates on data_loader.args.test_csv, which is not set. Add "
+                              "\"test_csv\": \"<file>\" to the config.")
+        return [(test_csv, "data_loader.args.test_csv", False)]
+    if not (csv_file or train_csv):
+        raise ConfigError("CsvDataLoader needs data_loader.args.csv_file (split into training and validation) "
+                          "or train_csv (with optional val_csv).")
+    if csv_file:
+        return [(csv_file, "data_loader.args.csv_file", False)]
+    return [(train_csv, "data_loader.args.train_csv", False)] + \
+        ([(val_csv, "data_loader.args.val_csv", True)] if val_csv else [])
+
+
+def _training_class_names(files, target, training, train_file):
+    """Test data is labelled with the training file's classes (when it is still there)."""
+    if training or not train_file or not Path(train_file).is_file():
+        return None
+    frame = read_csv(train_file, "data_loader.args.train_csv")
+    check_columns(frame, train_file, target, None)
+    return class_names_of(frame[target])
+
+
+def _image_table(files, target, image_column, mode, image_size, class_names):
+    """ImageFiles from CSVs of (image path relative to the CSV, label) rows."""
+    paths, targets, fixed_valid = [], [], []
+    for path, key, is_valid in files:
+        frame = read_csv(path, key)
+        check_columns(frame, path, target, [image_column])
+        for position, (image, label) in enumerate(zip(frame[image_column], frame[target])):
+            if pd.isna(image) or pd.isna(label):
+                raise ConfigError(f"'{path}' line {position + 2}: the image path or the label is empty. "
+                                  "Fill it in or remove the row.")
+            paths.append(Path(path).parent / str(image))
+        targets.append(frame[target])
+        fixed_valid += [is_valid] * len(frame)
+    values = pd.concat(targets, ignore_index=True)
+    if class_names is None:
+        class_names = class_names_of(values[~np.asarray(fixed_valid)])
+    labels = label_indices(values, class_names, files[0][0], files[0][1], np.arange(len(values)))
+    return SampleSet(ImageFiles(paths, labels, mode, image_size), labels, class_names, np.asarray(fixed_valid))
+
+
+class TorchvisionDataLoader(SampleDataLoader):
+    """Any torchvision.datasets class by name (`dataset`: "FashionMNIST", "CIFAR10", ...) with its
+    `dataset_args`; the train split for training, the test split for test.py. Offline, put the
+    files where torchvision expects them under `data_dir`."""
+
+    def __init__(self, dataset: str, data_dir: str = "data/", batch_size: int = 64, shuffle: bool = True,
+                 validation_split: float = 0.0, num_workers: int = 0, training: bool = True,
+                 download: bool = False, dataset_args: dict | None = None, mode: str | None = None,
+                 image_size: int | list | None = None, transforms: dict | None = None,
+                 normalize: str | dict | None = "auto", in_memory: bool | str = "auto",
+                 memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
+                 stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
+                 weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
+                 seed: int | None = None, **loader_kwargs):
+        if mode is not None:
+            _check_mode(mode)
+        with dist.local_main_process_first():  # DDP: one rank per machine downloads
+            samples, labels, class_names = torchvision_samples(dataset, data_dir, training, download, dataset_args,
+                                                               mode, _image_size(image_size))
+        logger.info(f"torchvision {dataset}: {len(labels)} samples ({'train' if training else 'test'} split).")
+        super().__init__(SampleSet(samples, labels, class_names), batch_size, shuffle, validation_split,
+                         num_workers, training, seed, limit, transforms, normalize, in_memory, memory_budget_gb,
+                         cache_dir, data_device, stratify, n_folds, fold, class_weights, weighted_sampler,
+                         on_bad_sample, **loader_kwargs)

@@ -2,12 +2,13 @@ import torch
 import torch.nn.functional as F
 
 
-def nll_loss(output, target):
-    return F.nll_loss(output, target)
+def nll_loss(output, target, weight=None):
+    """weight: one number per class (data_loader.args.class_weights "balanced" sets it)."""
+    return F.nll_loss(output, target, weight=weight)
 
 
-def cross_entropy(output, target, label_smoothing=0.0):
-    return F.cross_entropy(output, target, label_smoothing=label_smoothing)
+def cross_entropy(output, target, label_smoothing=0.0, weight=None):
+    return F.cross_entropy(output, target, weight=weight, label_smoothing=label_smoothing)
 
 
 def bce_with_logits(output, target, pos_weight=None):

@@ -32,3 +32,37 @@ class MnistModel(BaseModel):
         x = F.dropout(x, p=self.dropout, training=self.training)
         x = self.fc2(x)
         return x if self.logits else F.log_softmax(x, dim=1)
+
+
+class SmallCnn(BaseModel):
+    """Two 3x3 convolution blocks and a linear head for small images of any size (8x8 digits,
+    28x28 MNIST): the pooling at the end adapts to the image size. Returns raw scores (use the
+    cross_entropy loss)."""
+
+    def __init__(self, in_channels=1, num_classes=10, width=32, dropout=0.25):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(8 * width, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class Mlp(BaseModel):
+    """A multi-layer perceptron for table rows: `num_inputs` columns (after the CSV loader's
+    encoding) -> `hidden` layers -> `num_classes` raw scores (use the cross_entropy loss)."""
+
+    def __init__(self, num_inputs, num_classes, hidden=(64,), dropout=0.1):
+        super().__init__()
+        layers, width = [], num_inputs
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        self.net = nn.Sequential(*layers, nn.Linear(width, num_classes))
+
+    def forward(self, x):
+        return self.net(x)

@@ -13,6 +13,7 @@ import torch
 from .checkpoint import check_weights_fit, load_checkpoint
 from .errors import ConfigError
 from .resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+from .transfer import replace_head
 
 # the project module each section resolves in first (see ConfigParser.init_obj callers in train.py)
 PROJECT_MODULES = {"arch": "model.model", "data_loader": "data_loader.data_loaders",
@@ -117,6 +118,8 @@ def _check_checkpoint_fits(config, arch_module, checkpoint_path):
     try:  # the meta device gives every shape without allocating or initialising weights
         with torch.device("meta"):
             model = config.init_obj("arch", arch_module)
+            if config["arch"].get("replace_head"):  # the checkpoint holds the new head's shape
+                replace_head(model, config["arch"]["replace_head"])
     except ConfigError:
         raise
     except Exception:  # a model that cannot be built on meta is checked when its weights load

@@ -29,6 +29,9 @@ def build_model(config, module_arch, load_start_weights=True):
     model = config.init_obj("arch", module_arch)
     if load_start_weights and arch.get("pretrained"):
         _load_weight_file(model, arch["pretrained"], "arch.pretrained", default_strict=True)
+    elif load_start_weights and str(arch.get("module", "")).startswith("torchvision.models"):
+        logger.info(f"arch.pretrained is not set: {arch['type']} starts from random weights. For transfer "
+                    "learning, save pretrained weights to a local file and name it in arch.pretrained.")
     if arch.get("replace_head"):
         replace_head(model, arch["replace_head"])
     if load_start_weights and arch.get("init_from"):

@@ -1,0 +1,132 @@
+"""Samples before any transform: image files decoded to uint8 tensors (C x H x W), decoded
+images held in memory, and the wrapper that applies a split's transform per sample."""
+import logging
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from utils import ConfigError
+
+logger = logging.getLogger("data_loader")
+DECODE_CHUNK = 256
+
+
+class BadSample(ConfigError):
+    """A sample that cannot be used; the message names the file or row and the problem."""
+
+
+def decode_image(path, mode, image_size):
+    """The image at `path` as a uint8 tensor C x H x W in PIL `mode`, resized to `image_size`
+    (height, width) when given."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert(mode)
+            if image_size is not None and image.size != (image_size[1], image_size[0]):
+                image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+            array = np.array(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise BadSample(f"image file '{path}' cannot be read ({type(err).__name__}: {err})") from None
+    tensor = torch.from_numpy(array)
+    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+class ImageFiles(Dataset):
+    """(uint8 image tensor, class index) for each of `paths`, decoded on access."""
+
+    def __init__(self, paths, labels, mode="RGB", image_size=None):
+        self.paths, self.labels = [str(p) for p in paths], np.asarray(labels, dtype=np.int64)
+        self.mode, self.image_size = mode, image_size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        try:
+            return decode_image(self.paths[index], self.mode, self.image_size), int(self.labels[index])
+        except BadSample as err:
+            raise BadSample(f"{err}. Fix or remove the file, or set data_loader.args.on_bad_sample to "
+                            '"skip" to train without it.') from None
+
+    def subset(self, keep):
+        return ImageFiles([self.paths[i] for i in keep], self.labels[keep], self.mode, self.image_size)
+
+    def describe(self, index):
+        return self.paths[index]
+
+
+class TensorSamples(Dataset):
+    """(data[i], targets[i]) of tensors held in memory: decoded images or table rows."""
+
+    def __init__(self, data, targets):
+        self.data, self.targets = data, targets
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        return self.data[index], self.targets[index]
+
+
+class Transformed(Dataset):
+    """`samples` with `transform` applied to each input; the split's own view of shared samples."""
+
+    def __init__(self, samples, transform=None):
+        self.samples, self.transform = samples, transform
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        data, target = self.samples[index]
+        return (self.transform(data) if self.transform is not None else data), target
+
+
+def _decode_chunk(args):
+    """Decode a list of files; (index, tensor or the BadSample message) for each."""
+    paths, start, mode, image_size = args
+    results = []
+    for offset, path in enumerate(paths):
+        try:
+            results.append((start + offset, decode_image(path, mode, image_size)))
+        except BadSample as err:
+            results.append((start + offset, str(err)))
+    return results
+
+
+def decode_all(files, num_workers, keep_tensors=True):
+    """Decode every file of an ImageFiles in `num_workers` processes with a progress bar.
+    Returns (uint8 tensor N x C x H x W of the good files or None, good indices, {index: problem})."""
+    chunks = [(files.paths[start:start + DECODE_CHUNK], start, files.mode, files.image_size)
+              for start in range(0, len(files), DECODE_CHUNK)]
+    decoded, problems = {}, {}
+    progress = tqdm(total=len(files), desc="decoding images", disable=None, leave=False)
+
+    def collect(results):
+        for index, value in results:
+            if isinstance(value, str):
+                problems[index] = value
+            elif keep_tensors:
+                decoded[index] = value
+            else:
+                decoded[index] = None
+        progress.update(len(results))
+
+    if num_workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(num_workers) as pool:
+            for results in pool.map(_decode_chunk, chunks):
+                collect(results)
+    else:
+        for chunk in chunks:
+            collect(_decode_chunk(chunk))
+    progress.close()
+    good = sorted(decoded)
+    if not keep_tensors or not good:
+        return None, good, problems
+    shapes = {tuple(decoded[i].shape) for i in good}
+    if len(shapes) > 1:
+        return None, good, problems  # sizes differ: cannot be one tensor (set image_size)
+    return torch.stack([decoded[i] for i in good]), good, problems
