@@ -17,6 +17,7 @@ from utils.dry_run import print_dry_run
 from utils.io import atomic_open
 from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
+from utils.write_faults import write_site
 
 
 def main(config, epoch_callbacks=(), dry_run=False):
@@ -88,10 +89,11 @@ def record_data_settings(config, data_loader, logger):
     skipped = getattr(data_loader, "skipped_samples", None)
     if config.save_dir is None or not dist.is_main_process():
         return
-    write_json(config.config, config.save_dir / "config.json")
+    with write_site(config.save_dir / "config.json"):
+        write_json(config.config, config.save_dir / "config.json")
     if skipped:
         path = config.save_dir / "skipped_samples.txt"
-        with atomic_open(path, "wt") as handle:
+        with write_site(path), atomic_open(path, "wt") as handle:
             handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
         logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")
 
