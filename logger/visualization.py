@@ -59,6 +59,7 @@ class TensorboardWriter(NullWriter):
         super().__init__()
         logger = logger or logging.getLogger(__name__)
         self.log_dir, self.module, self.writer, self.purge_step = log_dir, None, None, None
+        self.events = f"{log_dir}/events.out.tfevents.*"  # the file's name is chosen when it is opened
         if enabled:
             try:
                 self.module = importlib.import_module("torch.utils.tensorboard")
@@ -78,7 +79,7 @@ class TensorboardWriter(NullWriter):
 
     def _summary_writer(self):
         if self.writer is None and self.module is not None:
-            with write_site(self.log_dir):
+            with write_site(self.events):
                 self.writer = self.module.SummaryWriter(str(self.log_dir), purge_step=self.purge_step)
         return self.writer
 
@@ -90,33 +91,33 @@ class TensorboardWriter(NullWriter):
             return
         if step is None:
             tag, step = self._tag(tag), self.step
-        with write_site(self.log_dir):
+        with write_site(self.events):
             self._summary_writer().add_scalar(tag, value, step)
 
     def add_image(self, tag, image, step=None):
         if self.enabled:
-            with write_site(self.log_dir):
+            with write_site(self.events):
                 self._summary_writer().add_image(tag, image, self.step if step is None else step)
 
     def add_histogram(self, tag, values, step=None, bins="auto"):
         if self.enabled:
-            with write_site(self.log_dir):
+            with write_site(self.events):
                 self._summary_writer().add_histogram(tag, values, self.step if step is None else step, bins=bins)
 
     def add_hparams(self, hparams, metrics):
         if self.enabled:
-            with write_site(self.log_dir):
+            with write_site(self.events):
                 self._summary_writer().add_hparams(hparams, metrics, run_name=".")
 
     def flush(self):
         if self.writer is not None:
-            with write_site(self.log_dir):
+            with write_site(self.events):
                 self.writer.flush()
 
     def close(self):
         if self.writer is not None:
             writer, self.writer, self.module = self.writer, None, None
-            with write_site(self.log_dir):
+            with write_site(self.events):
                 writer.close()
 
 

@@ -6,11 +6,12 @@ from contextlib import contextmanager
 
 from .errors import ConfigError
 
-RESOURCE_ERRORS = {
-    errno.ENOSPC: "the disk is full (no space left on device)",
-    errno.EDQUOT: "the disk quota of this user is exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission to write there is denied",
+RESOURCE_ERRORS = {  # errno: (what it means, what fixes it)
+    errno.ENOSPC: ("the disk is full (no space left on device)", "Free space on that disk"),
+    errno.EDQUOT: ("the disk quota of this user is exceeded", "Free space within your quota"),
+    errno.EROFS: ("the file system is read-only",
+                  "Make it writable, or move the run's folders under saved/models and saved/log to a writable disk"),
+    errno.EACCES: ("permission to write there is denied", "Give this user write permission on the folder"),
 }
 
 
@@ -19,12 +20,12 @@ class WriteFailed(ConfigError):
 
     def __init__(self, path, os_error, last_checkpoint=None):
         self.path, self.os_error, self.last_checkpoint = path, os_error, last_checkpoint
-        meaning = RESOURCE_ERRORS[os_error.errno]
+        meaning, fix = RESOURCE_ERRORS[os_error.errno]
         if last_checkpoint is not None:
             resume = (f"Every file written before is intact; the last good checkpoint is '{last_checkpoint}'. "
-                      f"Free space (or move trainer.save_dir) and resume with: python train.py -r {last_checkpoint}")
+                      f"{fix}, then resume with: python train.py -r {last_checkpoint}")
         else:
-            resume = "Every file written before is intact."
+            resume = f"Every file written before is intact. {fix}."
         super().__init__(f"could not write '{path}': {meaning} ({errno.errorcode[os_error.errno]}). "
                          f"Training stopped. {resume}")
 
