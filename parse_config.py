@@ -14,7 +14,7 @@ from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint,
 from utils.config_checks import parse_override, set_by_path, validate_config
 from utils.preflight import check_before_run
 from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
-from utils.run_folder import check_not_finished, remove_stale_temp_files, run_to_continue
+from utils.run_folder import check_not_finished, check_resumes_newest, folders_of_checkpoint, remove_stale_temp_files
 from utils.run_lock import RunLock
 from utils.write_faults import write_site
 
@@ -75,7 +75,7 @@ class ConfigParser:
             if parser.resume is not None:
                 check_not_finished(parser.resume, parser.config)
                 if not getattr(args, "new_run", False):
-                    parser.continued_run = run_to_continue(parser.resume)
+                    parser.continued_run = folders_of_checkpoint(parser.resume)
             parser.make_run_dirs()
         return parser
 
@@ -108,6 +108,11 @@ class ConfigParser:
         self.run_id = self._save_dir.name
         self.run_lock = RunLock(self._save_dir).acquire()  # before anything in the folder is written
         if self.continued_run is not None:
+            try:
+                check_resumes_newest(self.resume, self.continued_run)
+            except ConfigError:
+                self.release_run_lock()
+                raise
             remove_stale_temp_files(self.continued_run)
         with write_site(self._log_dir):
             self._log_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from reliability_helpers import ScriptProcess, load, run_train_in_process
 
 from conftest import only_run, run_dirs, run_script, tiny_config
 from utils import ConfigError
+from utils.checkpoint import checkpoint_order
 from utils.run_lock import RunLock
 
 SETTINGS = {"data_loader.args.limit": 256, "trainer.epochs": 1}
@@ -96,19 +97,20 @@ def test_second_process_on_a_running_run_exits_2_and_sigkill_frees_the_lock(tmp_
                                                                             capsys):
     config = tiny_config(tmp_path, mnist_dir, {**SETTINGS, "trainer.epochs": 1000})
     first = ScriptProcess("train.py", "-c", config)
-    first.wait_for(r"Saving checkpoint: .*checkpoint-epoch1\.pth")
-    run = only_run(tmp_path / "saved")
-    checkpoints_before = set(run.glob("checkpoint-epoch*.pth"))
-    code, captured = run_train_in_process(monkeypatch, capsys, "-r", run)
-    print(captured.err)  # what a second process prints
-    assert code == 2 and "Traceback" not in captured.err
-    assert f"process {first.process.pid} on host {socket.gethostname()}" in captured.err
-    assert first.process.poll() is None, "the first process must keep training"
-    first.process.kill()
-    first.finish()
-    newest = max(run.glob("checkpoint-epoch*.pth"), key=lambda p: load(p)["epoch"])
+    try:
+        first.wait_for(r"Saving checkpoint: .*checkpoint-epoch1\.pth", timeout=600)
+        run = only_run(tmp_path / "saved")
+        checkpoints_before = set(run.glob("checkpoint-epoch*.pth"))
+        code, captured = run_train_in_process(monkeypatch, capsys, "-r", run)
+        print(captured.err)  # what a second process prints
+        assert code == 2 and "Traceback" not in captured.err
+        assert f"process {first.process.pid} on host {socket.gethostname()}" in captured.err
+        assert first.process.poll() is None, "the first process must keep training"
+    finally:
+        first.process.kill()
+        first.finish()
     assert checkpoints_before <= set(run.glob("checkpoint-epoch*.pth"))  # the second process removed nothing
-    epoch = load(newest)["epoch"]
+    epoch = load(max(run.glob("checkpoint-epoch*.pth"), key=checkpoint_order))["epoch"]
     code, captured = run_train_in_process(monkeypatch, capsys, "-r", run, "-o", f"trainer.epochs={epoch + 1}")
     assert code == 0, captured.err  # no stale lock after SIGKILL
     assert only_run(tmp_path / "saved") == run and metrics_epochs(run) == list(range(1, epoch + 2))

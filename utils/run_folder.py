@@ -26,20 +26,16 @@ def folders_of_checkpoint(checkpoint_path):
     return RunFolders(save_dir, save_dir.parents[2] / "log" / name / run_id)
 
 
-def run_to_continue(checkpoint_path):
-    """The run folders that resuming from `checkpoint_path` continues in. Refuses a checkpoint
-    older than the run's newest one: training on from it in the same folder would mix two
-    histories (newer checkpoint files would stay and keep_last would prune the wrong ones)."""
-    folders = folders_of_checkpoint(checkpoint_path)
-    if folders is None:
-        return None
+def check_resumes_newest(checkpoint_path, folders):
+    """Refuse a checkpoint older than the run's newest one: training on from it in the same
+    folder would mix two histories (newer checkpoint files would stay and keep_last would prune
+    the wrong ones). Called under the run's lock, so no process adds a newer one meanwhile."""
     newest = find_latest_checkpoint(folders.save_dir) if any(folders.save_dir.glob("checkpoint-epoch*.pth")) else None
     if newest is not None and _position(checkpoint_path) < _position(newest):
         raise ConfigError(
             f"'{checkpoint_path}' is older than the run's newest checkpoint '{newest}'. Resuming continues the "
             f"run in its own folder, which must go on from its newest state: pass the run folder "
             f"(-r {folders.save_dir}), or add --new-run to branch off a new run from this checkpoint.")
-    return folders
 
 
 def remove_stale_temp_files(folders):
