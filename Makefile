@@ -1,6 +1,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# extra arguments for train.py / pytest: make train ARGS="-o trainer.epochs=5", make test ARGS="-k resume"
+ARGS ?=
 
 .PHONY: venv train test lint clean
 
@@ -13,10 +15,10 @@ $(BIN)/activate: requirements.txt requirements-dev.txt
 venv: $(BIN)/activate
 
 train: venv
-	$(BIN)/python train.py -c config.json
+	$(BIN)/python train.py -c config.json $(ARGS)
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -9,9 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 from logger import setup_logging
+from logger.writers import check_writers
 from utils import ConfigError, dist, write_json
 from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint, load_checkpoint
+from utils.config_bases import resolve_bases
 from utils.config_checks import parse_override, set_by_path, validate_config
+from utils.epoch_metrics import is_stateful_metric
 from utils.preflight import check_before_run
 from utils.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
 from utils.run_folder import check_not_finished, check_resumes_newest, folders_of_checkpoint, remove_stale_temp_files
@@ -65,13 +68,12 @@ class ConfigParser:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         config, resume, init_weights, trusted = _load_config_and_checkpoint(args)
         modification = {opt.target: getattr(args, _dest(opt.flags)) for opt in options}
-        for text in args.override or []:
-            keys, value, force = parse_override(text)
-            modification[(tuple(keys), force)] = value
+        modification.update(_override_modification(args.override))
         parser = cls(config, resume, modification, create_dirs=False,
                      init_weights=init_weights, trusted=trusted or args.trust)
         check_before_run(parser)  # every mistake found here leaves no run folder behind
         if create_dirs:  # training (test.py and --dry-run make no folders and may read finished runs)
+            check_writers(parser)  # only a run that writes logs starts the writers (W&B needs a login)
             if parser.resume is not None:
                 check_not_finished(parser.resume, parser.config)
                 if not getattr(args, "new_run", False):
@@ -168,7 +170,15 @@ class ConfigParser:
         config_args = dict(entry.get("args", {})) if isinstance(entry, dict) else {}
         check_call_args(target, (), config_args, key_path, partial=not isinstance(target, type))
         if isinstance(target, type):
-            fn = target(**config_args)
+            try:
+                fn = target(**config_args)
+            except ValueError as err:  # the class refused a value (torchmetrics' checks say which)
+                raise ConfigError(f"{key_path}: {target.__name__} rejected its arguments ({err}). Fix "
+                                  f"{key_path}.args in the config.") from err
+            if is_stateful_metric(fn) and "validate_args" not in config_args and hasattr(fn, "validate_args"):
+                # torchmetrics' argument checks read values back from the GPU: a host-device
+                # sync every step. An entry's args can switch them back on.
+                fn.validate_args = False
         else:
             fn = functools.partial(target, **config_args)
         default_name = entry if isinstance(entry, str) else entry["type"]
@@ -227,6 +237,15 @@ def add_common_arguments(parser):
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
 
 
+def _override_modification(overrides):
+    """The `-o key.path=value` flags as a modification for `_apply_modification`."""
+    modification = {}
+    for text in overrides or []:
+        keys, value, force = parse_override(text)
+        modification[(tuple(keys), force)] = value
+    return modification
+
+
 def _dest(flags):
     """argparse's attribute name for the option: its first long flag."""
     long_flags = [flag for flag in flags if flag.startswith("--")] or flags
@@ -240,7 +259,7 @@ def _load_config_and_checkpoint(args):
     if args.config is None and args.resume is None:
         raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
     if args.resume == "auto":
-        return _auto_resume(args.config)
+        return _auto_resume(args.config, _override_modification(args.override))
     checkpoint_path = _resolve_resume_path(args.resume) if args.resume else None
     if args.config is not None:
         config = _read_config_file(args.config)
@@ -248,12 +267,14 @@ def _load_config_and_checkpoint(args):
     return _checkpoint_config(checkpoint_path), checkpoint_path, None, False
 
 
-def _auto_resume(config_path):
-    """Restarting the same command after a crash or preemption continues the newest run."""
+def _auto_resume(config_path, modification):
+    """Restarting the same command after a crash or preemption continues the newest run. The
+    run is looked up by the name and save_dir that the overrides give."""
     if config_path is None:
         raise ConfigError("-r auto needs -c CONFIG to know which run name to look for.")
     config = _read_config_file(config_path)
-    runs_dir = Path(config.get("trainer", {}).get("save_dir", "saved/")) / "models" / str(config.get("name", ""))
+    lookup = _apply_modification(config, modification)
+    runs_dir = Path(lookup.get("trainer", {}).get("save_dir", "saved/")) / "models" / str(lookup.get("name", ""))
     checkpoint_path = find_newest_run_checkpoint(runs_dir)
     if checkpoint_path is None:
         logger.warning(f"-r auto: no checkpoint in '{runs_dir}' yet; starting a new run from {config_path}.")
@@ -278,6 +299,11 @@ def _resolve_resume_path(resume):
 
 
 def _read_config_file(path):
+    """The config file at `path` with its bases (its "base" key) merged under it."""
+    return resolve_bases(_read_json_object(path), path, _read_json_object)
+
+
+def _read_json_object(path):
     path = Path(path)
     try:
         text = path.read_text()

@@ -1,38 +1,60 @@
 """Evaluate a checkpoint on the test split: rebuilds data, model, loss and metrics from the
-checkpoint's own config, prints a table and writes the numbers as JSON next to the checkpoint."""
+checkpoint's own config, prints a table and writes the numbers as JSON next to the checkpoint,
+with the evaluation report (per-class table, confusion matrix, wrong samples, ROC/PR) in
+<checkpoint>_report/."""
 import argparse
-
-import torch
-from tqdm import tqdm
+from pathlib import Path
 
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
-import model.model as module_arch
+from evaluation.evaluate import evaluate_with_outputs, model_from_checkpoint
+from evaluation.outputs import class_names_for
 from parse_config import ConfigParser
-from utils import ConfigError, MetricTracker, main_guard, prepare_device, write_json
-from utils.checkpoint import load_checkpoint, load_weights
+from utils import ConfigError, main_guard, prepare_device, write_json
 from utils.resolve import check_call_args, resolve_type
-from utils.transfer import build_model
 
 TEST_SPLIT_ARGS = {"shuffle": False, "validation_split": 0.0, "training": False}
 
 
-def main(config):
+def main(config, write_evaluation_report=True):
     logger = config.get_logger("test")
     data_loader = build_test_loader(config)
 
-    # the training-time architecture (new head, ...); the checkpoint supplies the weights
-    model = build_model(config, module_arch, load_start_weights=False)
-    checkpoint = load_checkpoint(config.resume)
-    load_weights(model, checkpoint["state_dict"], config.resume)
-    device, _ = prepare_device(config["n_gpu"])
+    model, checkpoint = model_from_checkpoint(config)
+    device, _ = prepare_device(config["n_gpu"], warn=False)
     model = model.to(device).eval()
 
     loss_fn = config.init_loss(module_loss)
     metric_fns = config.init_metrics(module_metric)
-    results = evaluate(model, data_loader, loss_fn, metric_fns, device)
+    results, outputs, targets, wrong = evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device)
     report(logger, config, checkpoint, results, len(data_loader.sampler))
+    if write_evaluation_report:
+        from evaluation.report import write_report  # matplotlib and torchmetrics: only for the report
+
+        out_dir = report_dir(config.resume)
+        write_report(out_dir, outputs, targets, lambda count: class_names_for(checkpoint, config, count),
+                     wrong, tensorboard_dir=run_log_dir(config.resume) or out_dir)
+        logger.info(f"Evaluation report (per-class table, confusion matrix, wrong samples) in {out_dir}")
+    return results
+
+
+def evaluate(model, data_loader, loss_fn, metric_fns, device):
+    """{"loss": ..., <metric>: ...} of `model` over `data_loader` (samples weighted equally)."""
+    return evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device, keep_wrong=0)[0]
+
+
+def report_dir(checkpoint_path):
+    return checkpoint_path.with_name(checkpoint_path.stem + "_report")
+
+
+def run_log_dir(checkpoint_path):
+    """saved/log/<name>/<run_id> of a checkpoint in saved/models/<name>/<run_id>, if it exists."""
+    parts = Path(checkpoint_path).resolve().parents
+    if len(parts) < 4 or parts[2].name != "models":
+        return None
+    log_dir = parts[3] / "log" / parts[1].name / parts[0].name
+    return log_dir if log_dir.is_dir() else None
 
 
 def build_test_loader(config):
@@ -45,18 +67,6 @@ def build_test_loader(config):
     args.update(TEST_SPLIT_ARGS)
     check_call_args(loader_class, (), args, "data_loader")
     return loader_class(**args)
-
-
-@torch.no_grad()
-def evaluate(model, data_loader, loss_fn, metric_fns, device):
-    tracker = MetricTracker("loss", *[m.__name__ for m in metric_fns])
-    for data, target in tqdm(data_loader, disable=None, leave=False):
-        data, target = data.to(device), target.to(device)
-        output = model(data)
-        tracker.update("loss", loss_fn(output, target), target.size(0))
-        for metric in metric_fns:
-            tracker.update(metric.__name__, metric(output, target), target.size(0))
-    return tracker.result()
 
 
 def report(logger, config, checkpoint, results, n_samples):
@@ -78,12 +88,16 @@ def run():
     args.add_argument("-c", "--config", default=None, type=str, help="config file path (default: None)")
     args.add_argument("-r", "--resume", default=None, type=str, help="path to the checkpoint to test")
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
+    args.add_argument("--no-report", action="store_true",
+                      help="skip the evaluation report (per-class table, confusion matrix, wrong samples, ROC/PR)")
     config = ConfigParser.from_args(args, create_dirs=False)
     if config.resume is None:
         if config.init_weights is None:
             raise ConfigError("test.py needs -r CHECKPOINT (a .pth file or a run folder).")
         config.resume = config.init_weights
-    main(config)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--no-report", action="store_true")
+    main(config, write_evaluation_report=not early.parse_known_args()[0].no_report)
 
 
 if __name__ == "__main__":

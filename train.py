@@ -2,6 +2,8 @@ import argparse
 import collections
 import functools
 import inspect
+import json
+import sys
 
 import torch
 
@@ -9,19 +11,23 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
-from logger.activations import ActivationStats
+from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
 from parse_config import ConfigParser
 from trainer import Trainer
-from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
+from trainer.callbacks import ActivationStatistics, build_callbacks
+from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
+from utils import ConfigError, dist, main_guard, prepare_device, write_json
 from utils.dry_run import print_dry_run
 from utils.io import atomic_open
+from utils.run_status import recorded_status
 from utils.seed import seed_everything
 from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 from utils.write_faults import write_site
 
 
-def main(config, epoch_callbacks=(), dry_run=False):
-    """Train one run; `epoch_callbacks` go to the trainer (see BaseTrainer.epoch_callbacks).
+def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
+    """Train one run; `callbacks` (base.Callback objects) run after the config's, and
+    `epoch_callbacks` (functions of (epoch, log)) after each epoch's checkpoint.
     Returns the trainer (None for a dry run)."""
     logger = config.get_logger("train")
     seed_everything(config["seed"])
@@ -33,7 +39,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
 
     # build model architecture (+ pretrained weights, new head, frozen parts), then print to console
     model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
-    logger.info(model)
+    logger.info(repr(model))  # BaseModel's str() adds a parameter count; the next line has it
     trainable, frozen = parameter_counts(model)
     logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
     # groups before any DataParallel wrapper, so patterns see the model's own parameter names
@@ -43,7 +49,7 @@ def main(config, epoch_callbacks=(), dry_run=False):
     if dist.is_distributed():
         device, model = place_model_ddp(model, data_loader, config, logger)
     else:
-        device, device_ids = prepare_device(config["n_gpu"])
+        device, device_ids = prepare_device(config["n_gpu"], warn=not dry_run)
         model = model.to(device)
         if len(device_ids) > 1:
             logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "
@@ -57,8 +63,9 @@ def main(config, epoch_callbacks=(), dry_run=False):
 
     # build optimizer, learning rate scheduler. delete every line containing lr_scheduler for disabling scheduler
     optimizer = config.init_obj("optimizer", torch.optim, param_groups)
-    lr_scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer) \
-        if config.get("lr_scheduler") else None
+    len_epoch = config["trainer"].get("len_epoch") or len(data_loader)  # batches of this process
+    steps_per_epoch = optimizer_steps_per_epoch(len_epoch, config["trainer"].get("accum_steps", 1))
+    lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
     if dry_run:
         print_dry_run(config, model, data_loader, criterion, device)
         return None
@@ -70,10 +77,13 @@ def main(config, epoch_callbacks=(), dry_run=False):
                       valid_data_loader=valid_data_loader,
                       lr_scheduler=lr_scheduler,
                       len_epoch=config["trainer"].get("len_epoch"))
+    for callback in build_callbacks(config) + list(callbacks):
+        trainer.callbacks.append(callback)
     trainer.epoch_callbacks.extend(epoch_callbacks)
     if config["trainer"].get("activation_stats"):  # every N training forward passes
-        ActivationStats(unwrap_model(model), trainer.writer, config["trainer"]["activation_stats"])
-    trainer.train()
+        trainer.callbacks.append(ActivationStatistics(config["trainer"]["activation_stats"]))
+    with recorded_status(config):  # status.json: running, then finished / stopped / crashed
+        trainer.train()
     return trainer
 
 
@@ -134,12 +144,14 @@ def place_model_ddp(model, data_loader, config, logger):
     return device, model
 
 
-def parse_args():
+def make_arg_parser():
+    """train.py's command line: the parser and the template's custom options (--lr, --bs)."""
     args = argparse.ArgumentParser(description="PyTorch Template")
     args.add_argument("-c", "--config", default=None, type=str,
                       help="config file path (default: None)")
     args.add_argument("-r", "--resume", default=None, type=str,
-                      help="checkpoint or run folder to resume from; 'auto' = newest run of the config's name")
+                      help="checkpoint or run folder to resume from; 'auto' = newest run of the config's name; "
+                           "a sweep folder continues the sweep")
     args.add_argument("-d", "--device", default=None, type=str,
                       help="indices of GPUs to enable (default: all)")
     args.add_argument("--dry-run", action="store_true",
@@ -147,6 +159,9 @@ def parse_args():
     args.add_argument("--new-run", action="store_true",
                       help="with -r: start a new run folder seeded from the checkpoint instead of continuing "
                            "the run in its own folder")
+    args.add_argument("--print-config", action="store_true",
+                      help="print the resolved config (bases, then overrides, then defaults) and exit")
+    add_sweep_arguments(args)
 
     # custom cli options to modify configuration from default values given in json file.
     CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
@@ -154,15 +169,27 @@ def parse_args():
         CustomArgs(["--lr", "--learning_rate"], type=float, target="optimizer;args;lr"),
         CustomArgs(["--bs", "--batch_size"], type=int, target="data_loader;args;batch_size"),
     ]
-    # the flag decides whether run folders are made, which happens while the config is parsed
+    return args, options
+
+
+def parse_args():
+    args, options = make_arg_parser()
+    # the flags decide whether run folders are made, which happens while the config is parsed
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--dry-run", action="store_true")
-    dry_run = early.parse_known_args()[0].dry_run
-    return ConfigParser.from_args(args, options, create_dirs=not dry_run), dry_run
+    early.add_argument("--print-config", action="store_true")
+    flags = early.parse_known_args()[0]
+    config = ConfigParser.from_args(args, options, create_dirs=not (flags.dry_run or flags.print_config))
+    if flags.print_config:
+        print(json.dumps(config.config, indent=4))
+        sys.exit(0)
+    return config, flags.dry_run
 
 
 @main_guard
 def run():
+    if is_sweep_command(sys.argv[1:]):  # -m KEY=A,B ... or -r SWEEP_FOLDER
+        return run_sweep(sys.argv[1:], make_arg_parser)
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
         config, dry_run = parse_args()
         try:

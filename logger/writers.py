@@ -1,6 +1,7 @@
 """Choosing the experiment writers from the config, and fanning one writer call out to several.
 TensorBoard (trainer.tensorboard) is the default; Weights & Biases joins it when the config has
-a "wandb" section (in trainer or at the top level) that is not switched off."""
+a "wandb" section (in trainer or at the top level) that is not switched off, and MLflow when
+trainer.mlflow is set."""
 import logging
 
 from utils import dist
@@ -61,8 +62,27 @@ def wandb_settings(config):
     return {k: v for k, v in entry.items() if k != "enabled"}
 
 
+def mlflow_settings(config):
+    """The trainer.mlflow section as a dict ({} for `true`), or None when absent or off."""
+    entry = config["trainer"].get("mlflow")
+    if entry is True:
+        entry = {}
+    if not isinstance(entry, dict) or not entry.get("enabled", True):
+        return None
+    return {k: v for k, v in entry.items() if k != "enabled"}
+
+
+def check_writers(config):
+    """Problems an experiment writer would hit when it starts, found before any run folder."""
+    settings = wandb_settings(config)
+    if settings is not None:
+        from .wandb_writer import check_wandb_login
+
+        check_wandb_login(settings)
+
+
 def make_writer(config, logger=None):
-    """The writer for a run: TensorBoard, plus W&B when configured. A run without a log folder
+    """The writer for a run: TensorBoard, plus W&B and MLflow when configured. A run without a log folder
     (dry run, test.py) gets the NullWriter."""
     logger = logger or logging.getLogger(__name__)
     if config.log_dir is None or not dist.is_main_process():  # DDP: rank 0 writes for all
@@ -73,6 +93,11 @@ def make_writer(config, logger=None):
         from .wandb_writer import WandbWriter
 
         writers.append(WandbWriter(config, settings))
+    settings = mlflow_settings(config)
+    if settings is not None:
+        from .mlflow_writer import MlflowWriter
+
+        writers.append(MlflowWriter(config, settings))
     return writers[0] if len(writers) == 1 else MultiWriter(writers)
 
 

@@ -19,3 +19,19 @@ def test_overhead_benchmark_arms_do_the_same_work():
 def test_gpu_check_exits_cleanly_without_cuda():
     result = run_script("benchmarks/gpu_check.py", check=True)
     assert "CUDA is not available" in result.stdout
+
+
+@pytest.mark.slow  # writes 300 PNGs and trains three epochs
+def test_data_paths_benchmark_runs(tmp_path):
+    result = run_script("benchmarks/data_paths.py", "--images", "300", "--folder", tmp_path / "pngs", check=True)
+    for line in ("| per-sample: ImageFolder + DataLoader(workers) |", "| in-memory, cache on disk |",
+                 "batched augmentation share"):
+        assert line in result.stdout
+
+
+@pytest.mark.slow
+def test_policies_benchmark_prints_the_callback_and_ema_ratios():
+    result = run_script("benchmarks/policies.py", "--epochs", "1", "--train-size", "512", check=True)
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("EMA / no EMA: wall") for line in lines)
+    assert any(line.startswith("3 no-op callbacks / none: wall") for line in lines)

@@ -193,3 +193,9 @@ def test_eval_pipeline_is_public_and_matches_the_loader(digits_dir):
     assert transform(image).shape == (1, 6, 6)
     assert transform(image).unique().tolist() == [2.0]
     assert isinstance(transform.transforms[0], v2.CenterCrop)
+
+
+def test_parallel_decoding_gives_the_serial_result(digits_dir):
+    serial = folder_loader(digits_dir, num_workers=0)
+    parallel = folder_loader(digits_dir, num_workers=2)  # 1437 files: several chunks, two processes
+    assert torch.equal(serial.images, parallel.images)

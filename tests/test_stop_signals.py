@@ -18,14 +18,27 @@ def test_second_sigint_interrupts_at_once():
         BaseTrainer._on_stop_signal(trainer, signal.SIGINT, None)
 
 
-def test_interrupt_exits_130_with_a_resume_hint(capsys):
+def test_interrupt_before_training_exits_130_without_a_resume_hint(capsys):
     @main_guard
     def interrupted():
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # Ctrl-C while imports or data loading run: no run to resume yet
 
     with pytest.raises(SystemExit) as exit_info:
         interrupted()
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
-    assert err.startswith("interrupted: exited at once without saving") and "python train.py -r" in err
+    assert err.startswith("interrupted: exited at once without saving") and "python train.py -r" not in err
     assert "Traceback" not in err
+
+
+def test_second_ctrl_c_exits_130_naming_the_run_folder(tmp_path, capsys):
+    trainer = SimpleNamespace(stop_signal=signal.SIGINT, checkpoint_dir=tmp_path / "models" / "Tiny" / "0101_1")
+
+    @main_guard
+    def second_ctrl_c():
+        BaseTrainer._on_stop_signal(trainer, signal.SIGINT, None)
+
+    with pytest.raises(SystemExit) as exit_info:
+        second_ctrl_c()
+    assert exit_info.value.code == 130
+    assert f"python train.py -r {trainer.checkpoint_dir}" in capsys.readouterr().err

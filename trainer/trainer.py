@@ -7,11 +7,32 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested
-from utils import ConfigError, MetricTracker, dist
+from utils import ConfigError, MetricTracker, dist, unwrap_model
+from utils.epoch_metrics import EpochMetrics, is_stateful_metric
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
+from .averaging import WeightAverage
+from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
+
+
+class ValidationOutputs:
+    """Every output and target of one validation pass, and its most confidently wrong samples."""
+
+    def __init__(self, keep_wrong=16):
+        self.outputs, self.targets, self.keep_wrong, self.wrong = [], [], keep_wrong, None
+
+    def update(self, data, output, target):
+        from evaluation.outputs import WrongSamples, task_of
+
+        self.wrong = self.wrong or WrongSamples(self.keep_wrong, task_of(output, target))
+        self.wrong.update(data, output.float(), target, sum(len(t) for t in self.targets))
+        self.outputs.append(output.detach().float())
+        self.targets.append(target)
+
+    def result(self):
+        return torch.cat(self.outputs).cpu(), torch.cat(self.targets).cpu(), self.wrong.result()
 
 
 class Trainer(BaseTrainer):
@@ -29,6 +50,8 @@ class Trainer(BaseTrainer):
         self.valid_data_loader = valid_data_loader
         self.do_validation = self.valid_data_loader is not None
         self.lr_scheduler = lr_scheduler
+        # "step": the scheduler steps after every optimizer step instead of after the epoch
+        self.scheduler_per_step = lr_scheduler is not None and scheduler_interval(config) == "step"
         self.log_step = cfg.get("log_step") or int(np.sqrt(data_loader.batch_size))
         self.image_period = cfg.get("image_period", 1)  # epochs between input-image grids
         self.histogram_period = cfg.get("histogram_period", 1)  # epochs between parameter histograms
@@ -44,12 +67,23 @@ class Trainer(BaseTrainer):
         apply_backend_flags(cfg)
         if self.channels_last:  # weights too: a 1-channel input alone does not switch the convolutions
             self.model.to(memory_format=torch.channels_last)
+        # the average is taken of the bare module, before compile and without DDP's wrapper
+        self.weight_average = WeightAverage(unwrap_model(self.model), cfg["ema"]) if cfg.get("ema") else None
         self.model = maybe_compile(self.model, cfg.get("compile"), device)
         self.show_progress = cfg["verbosity"] > 0 and sys.stderr.isatty() and dist.is_main_process()
 
-        metric_names = [m.__name__ for m in self.metric_ftns]
+        # function metrics: sample-weighted averages of per-batch values; torchmetrics classes:
+        # stateful epoch metrics, exact over the epoch (F1, AUC)
+        self.function_metrics = [m for m in self.metric_ftns if not is_stateful_metric(m)]
+        stateful = [m for m in self.metric_ftns if is_stateful_metric(m)]
+        metric_names = [m.__name__ for m in self.function_metrics]
         self.train_metrics = MetricTracker("loss", *metric_names)
         self.valid_metrics = MetricTracker("loss", *metric_names)
+        self.train_epoch_metrics = EpochMetrics(stateful, device)
+        self.valid_epoch_metrics = EpochMetrics(stateful, device)
+        # trainer.validation_report: the evaluation report of the last validation epoch
+        self.validation_report = bool(cfg.get("validation_report", False)) and self.do_validation
+        self.last_validation = None
 
     # ---- training ----------------------------------------------------------------------------
     def _train_epoch(self, epoch):
@@ -58,6 +92,7 @@ class Trainer(BaseTrainer):
         skip = self.resume_batches_done if epoch == self.start_epoch else 0
         if not skip:
             self.train_metrics.reset()
+            self.train_epoch_metrics.reset()
         first_bad_step = torch.tensor(-1, device=self.device)  # stays on device: no per-step sync
         progress = tqdm(total=self.len_epoch, initial=skip, desc=f"epoch {epoch}", leave=False,
                         disable=not self.show_progress, dynamic_ncols=True)
@@ -66,9 +101,10 @@ class Trainer(BaseTrainer):
             loss, output = self._train_step(data, target, batch_idx)
             # a Python scalar, not torch.tensor(batch_idx, device=...): that is a blocking copy
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), batch_idx, first_bad_step)
-            self._update_metrics(self.train_metrics, loss, output, target)
+            self._update_metrics(self.train_metrics, loss, output, target, self.train_epoch_metrics)
             if batch_idx % self.log_step == 0 or batch_idx == self.len_epoch - 1:
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step
+                self.train_epoch_metrics.flush()  # queued metric updates run where the loop waits anyway
                 self._log_step(epoch, batch_idx, data, progress)
             progress.update(1)
             if self._stop_check_due(batch_idx) and self._agree_on_stop():
@@ -80,9 +116,11 @@ class Trainer(BaseTrainer):
         self._check_finite(first_bad_step, epoch)
         self.train_metrics.all_reduce()  # DDP: every rank logs and decides on all ranks' samples
         log = self.train_metrics.result()
+        log.update(self.train_epoch_metrics.compute())  # a collective under DDP
         log.update(self._learning_rates())
         if self.do_validation:
             log.update({f"val_{k}": v for k, v in self._valid_epoch(epoch).items()})
+        self.callbacks.fire("on_validation_end", self, epoch, log)
         self._step_scheduler(log)
         return log
 
@@ -106,6 +144,11 @@ class Trainer(BaseTrainer):
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.weight_average is not None:
+                self.weight_average.update(unwrap_model(self.model))
+            if self.scheduler_per_step:
+                self.lr_scheduler.step()
+            self.callbacks.fire("on_step_end", self, batch_idx, loss.detach(), output.detach(), target)
         return loss.detach(), output.detach()
 
     def _at_step_boundary(self, batch_idx):
@@ -176,16 +219,20 @@ class Trainer(BaseTrainer):
             data = data.contiguous(memory_format=torch.channels_last)
         return data
 
-    def _update_metrics(self, tracker, loss, output, target):
+    def _update_metrics(self, tracker, loss, output, target, epoch_metrics=None):
         n = target.size(0)
         tracker.update("loss", loss, n)
-        for metric in self.metric_ftns:
+        for metric in self.function_metrics:
             tracker.update(metric.__name__, metric(output, target), n)
+        if epoch_metrics:
+            epoch_metrics.update(output, target)
 
     def _log_step(self, epoch, batch_idx, data, progress):
         step = self._steps_done(epoch, batch_idx + 1)
         loss = self.train_metrics.avg("loss")
         self.writer.add_scalar("train_step/loss", loss, step)
+        if self.scheduler_per_step:
+            self.writer.add_scalar("train_step/lr", self.optimizer.param_groups[0]["lr"], step)
         progress.set_postfix(loss=f"{loss:.4f}")
         if not self.show_progress:
             self.logger.debug(f"Train Epoch: {epoch} {self._progress(batch_idx)} Loss: {loss:.6f}")
@@ -202,7 +249,7 @@ class Trainer(BaseTrainer):
         return rates
 
     def _step_scheduler(self, log):
-        if self.lr_scheduler is None:
+        if self.lr_scheduler is None or self.scheduler_per_step:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             metric = self.monitor_metric or "val_loss"
@@ -218,28 +265,62 @@ class Trainer(BaseTrainer):
     def _valid_epoch(self, epoch):
         self.model.eval()
         self.valid_metrics.reset()
+        self.valid_epoch_metrics.reset()
         # DDP: evaluate with the wrapped module. Unpadded validation shards can give the ranks
         # different numbers of batches, and DDP's forward may run collectives (buffer broadcast)
         # that would then wait forever for a rank that has already finished.
         model = self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
+        if self.weight_average is not None:
+            model = self.weight_average.eval_model(model)
+            model.eval()
+        collected = ValidationOutputs() if self.validation_report else None
         for data, target in self.valid_data_loader:
             data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
             with self.autocast():
                 output = model(data)
                 loss = self.criterion(output, target)
-            self._update_metrics(self.valid_metrics, loss, output, target)
+            self._update_metrics(self.valid_metrics, loss, output, target, self.valid_epoch_metrics)
+            if collected is not None:
+                collected.update(data, output, target)
+        self.last_validation = collected
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         if self.writer.enabled and epoch % self.histogram_period == 0:
             for name, param in self.model.named_parameters():
                 self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(),
                                           self._steps_done(epoch + 1, 0))
-        return self.valid_metrics.result()
+        return {**self.valid_metrics.result(), **self.valid_epoch_metrics.compute()}
+
+    def train(self):
+        super().train()
+        if self.validation_report:
+            self._write_validation_report()
+
+    def _write_validation_report(self):
+        """The evaluation report of the last validation epoch, in <run>/validation_report/.
+        DDP: every rank's outputs are gathered (a collective); rank 0 writes."""
+        outputs, targets, wrong = self.last_validation.result()
+        if dist.is_distributed():
+            parts = dist.all_gather_object((outputs, targets))
+            outputs, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if not dist.is_main_process():
+            return
+        from evaluation.report import write_report  # matplotlib and torchmetrics: only when asked
+
+        out_dir = self.checkpoint_dir / "validation_report"
+        names = self.config.get("class_names")
+        write_report(out_dir, outputs, targets,
+                     lambda count: names if names and len(names) == count else [str(i) for i in range(count)],
+                     wrong, tensorboard_dir=self.config.log_dir)
+        self.logger.info(f"Evaluation report of the last validation epoch in {out_dir}")
 
     # ---- checkpoint extras -------------------------------------------------------------------
     def _extra_checkpoint_state(self):
         return {"grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "train_metrics": self.train_metrics.state(),
+                "train_epoch_metrics": self.train_epoch_metrics.state(),  # a collective under DDP
                 "world_size": dist.world_size(),
+                # every rank holds the same average (its updates follow the all-reduced weights)
+                "ema": self.weight_average.state_dict() if self.weight_average is not None else None,
                 # DDP: each rank draws its own dropout masks; keep every rank's stream, not only
                 # rank 0's (a collective: every rank builds the checkpoint state).
                 "rank_rng_states": dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None}
@@ -248,6 +329,8 @@ class Trainer(BaseTrainer):
         if checkpoint.get("grad_scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["grad_scaler"])
         self._load_rank_rng_state(checkpoint.get("rank_rng_states"))
+        if self.weight_average is not None:
+            self._load_weight_average(checkpoint.get("ema"))
         saved_world_size = checkpoint.get("world_size", 1)
         if checkpoint.get("batches_done") and saved_world_size != dist.world_size() and dist.is_main_process():
             self.logger.warning(
@@ -258,6 +341,15 @@ class Trainer(BaseTrainer):
         # The saved totals are already summed over the old ranks: give them to one rank only.
         if checkpoint.get("batches_done") and checkpoint.get("train_metrics") and dist.is_main_process():
             self.train_metrics.load_state(checkpoint["train_metrics"])
+            self.train_epoch_metrics.load_state(checkpoint.get("train_epoch_metrics") or {})
+
+    def _load_weight_average(self, state):
+        if state is None:  # a checkpoint from a run without EMA: the average starts from here
+            self.logger.warning("trainer.ema is on but the checkpoint has no averaged weights; the average "
+                                "starts from the resumed weights.")
+            self.weight_average.averaged.module.load_state_dict(unwrap_model(self.model).state_dict())
+            return
+        self.weight_average.load_state_dict(state)
 
     def _load_rank_rng_state(self, rank_states):
         """Under DDP, continue this rank's own random stream (BaseTrainer restored rank 0's on

@@ -1,9 +1,11 @@
 """The Optuna study of a "tune" section: sampler, pruner, storage, and the results files."""
+import importlib.util
 import time
 from pathlib import Path
 
 import optuna
 import sqlalchemy
+from optuna.storages.journal import JournalFileBackend
 
 from utils import ConfigError, atomic_write_csv, write_json
 from utils.resolve import check_call_args
@@ -14,7 +16,11 @@ SAMPLERS = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.Rando
             "tpe": optuna.samplers.TPESampler}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "none": optuna.pruners.NopPruner}
+# the pip package that provides a database driver module SQLAlchemy asks for
+DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
+                   "mysqldb": "mysqlclient"}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+JOURNAL_PREFIX = "journal:"
 SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
 
 
@@ -22,7 +28,7 @@ def check_settings(settings):
     """The "tune" section: a dict of known settings (a typo must not silently fall back to a default)."""
     if not isinstance(settings, dict):
         raise ConfigError('the config has no "tune" section; add one with a "space" (see '
-                          '"Hyperparameter search" in README.md).')
+                          'docs/experiments.md; configs/mnist_tune.json has one).')
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise ConfigError(f"tune.{unknown[0]} is not a tune setting; the settings are {', '.join(SETTINGS)}.")
@@ -80,7 +86,7 @@ def open_study(storage_url, study_name, direction, settings, space):
     """Create the study or join the existing one of that name (an interrupted search, or
     another process working on it)."""
     sampler, pruner = make_sampler(settings, space), make_pruner(settings)  # settings errors before any file
-    storage = _database_storage(storage_url) if "://" in storage_url else storage_url
+    storage = _make_storage(storage_url)
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     if study.trials:
@@ -88,18 +94,54 @@ def open_study(storage_url, study_name, direction, settings, space):
     return study
 
 
+def _make_storage(url):
+    """journal:PATH -> Optuna's journal file (for a file system that several machines share,
+    such as NFS, where SQLite's locking is unreliable); a database URL -> RDBStorage."""
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX):])
+        if not path.parent.is_dir():
+            raise ConfigError(f"--storage {url}: the folder '{path.parent}' does not exist; create it first.")
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return _database_storage(url) if "://" in url else url
+
+
 def _database_storage(url, attempts=3):
     """RDBStorage for `url`. Processes that start on a new database together all try to create
     its tables; the ones that lose the race fail once and find the tables on the next try."""
+    url = _with_installed_postgres_driver(url)
     # several processes on one SQLite file: wait for the write lock instead of failing
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else None
     for attempt in range(1, attempts + 1):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except sqlalchemy.exc.SQLAlchemyError:
+        except ImportError:  # SQLAlchemy imports the URL's database driver only now
+            driver = sqlalchemy.engine.make_url(url).get_dialect().driver
+            raise ConfigError(
+                f"--storage {_without_password(url)}: its database driver '{driver}' is not installed. "
+                f"Install it (pip install {DRIVER_PACKAGES.get(driver, driver)}), name an installed "
+                "driver in the URL (e.g. postgresql+psycopg2://...), or use a sqlite:/// URL.") from None
+        except sqlalchemy.exc.SQLAlchemyError as err:
             if attempt == attempts:
-                raise
+                raise ConfigError(
+                    f"--storage {_without_password(url)}: cannot open the study database "
+                    f"({str(err.orig if getattr(err, 'orig', None) else err).strip().splitlines()[0]}). "
+                    "Check the URL, that the server is running and that the database exists.") from None
             time.sleep(attempt)
+
+
+def _with_installed_postgres_driver(url):
+    """A plain postgresql:// URL means psycopg 3 to SQLAlchemy 2.1+; when only psycopg2 is
+    installed (requirements-dev.txt), name that driver instead."""
+    if not url.startswith("postgresql://") or importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is None:
+        raise ConfigError("--storage is a PostgreSQL URL but no PostgreSQL driver is installed: "
+                          "pip install psycopg2-binary")
+    return "postgresql+psycopg2://" + url[len("postgresql://"):]
+
+
+def _without_password(url):
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def count_finished(study):

@@ -28,11 +28,15 @@ def parse_override(text):
             f"override '{text}' is not of the form key.path=value, e.g. -o optimizer.args.lr=0.01"
         )
     force = key.startswith("+")
-    try:
-        value = json.loads(raw_value)
-    except json.JSONDecodeError:
+    try:  # NaN and Infinity stay strings: `-o name=NaN` names a run, it is not a number
+        value = json.loads(raw_value, parse_constant=_not_a_json_value)
+    except ValueError:
         value = raw_value
     return key.lstrip("+").split("."), value, force
+
+
+def _not_a_json_value(constant):
+    raise ValueError(constant)
 
 
 def set_by_path(tree, keys, value, force=False, source="override"):
@@ -70,7 +74,7 @@ def validate_config(config):
     if missing:
         raise ConfigError(
             f"config is missing the required key(s) {', '.join(missing)}. See the config "
-            "reference in README.md; config.json in the project root is a complete example."
+            "reference in docs/config.md; config.json in the project root is a complete example."
         )
     _expect(config["name"], str, "name")
     for section in ("arch", "data_loader", "optimizer"):

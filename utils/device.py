@@ -6,12 +6,13 @@ import torch
 logger = logging.getLogger(__name__)
 
 
-def prepare_device(n_gpu_use):
+def prepare_device(n_gpu_use, warn=True):
     """Return the device to train on and the GPU ids DataParallel may use (pytorch-template
-    semantics: fall back to what the machine has, with a warning)."""
+    semantics: fall back to what the machine has, with a warning unless `warn` is false)."""
     n_gpu = torch.cuda.device_count()
     if n_gpu_use > 0 and n_gpu == 0:
-        logger.warning("There's no GPU available on this machine, training will be performed on CPU.")
+        if warn:
+            logger.warning("There's no GPU available on this machine, training will be performed on CPU.")
         n_gpu_use = 0
     if n_gpu_use > n_gpu:
         logger.warning(

@@ -4,7 +4,22 @@ import json
 
 import torch
 
+from .errors import ConfigError
 from .transfer import parameter_table
+
+
+def _run_config_part(step, section, what, config, data):
+    """Run one step of the dry run; a failure names the config section behind it."""
+    try:
+        return step()
+    except Exception as err:  # a model or loss that does not fit the data: report, don't dump
+        built_from = config[section]["type"] if isinstance(config[section], dict) else config[section]
+        raise ConfigError(
+            f"--dry-run: {what} ({section}: {built_from}) failed on one batch of "
+            f"data_loader ({config['data_loader']['type']}, input {tuple(data.shape)}): "
+            f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}. "
+            f"Make {section} fit the data (its args, or a model made for this input), or pick "
+            "another data_loader.") from err
 
 
 def print_dry_run(config, model, data_loader, criterion, device):
@@ -16,8 +31,8 @@ def print_dry_run(config, model, data_loader, criterion, device):
     data, target = data.to(device), target.to(device)
     model.eval()
     with torch.no_grad():
-        output = model(data)
-        loss = criterion(output, target)
+        output = _run_config_part(lambda: model(data), "arch", "the model", config, data)
+        loss = _run_config_part(lambda: criterion(output, target), "loss", "the loss", config, data)
     print("\nOne batch:")
     print(f"    data    {tuple(data.shape)} {data.dtype}")
     print(f"    target  {tuple(target.shape)} {target.dtype}")

@@ -29,9 +29,11 @@ def main_guard(main_fn):
         except TrainingStopped as stop:
             print(str(stop), file=sys.stderr)
             sys.exit(stop.exit_code)
-        except KeyboardInterrupt:  # a second Ctrl-C during training, or one before it started
-            print("interrupted: exited at once without saving. Resume from the last checkpoint "
-                  "with: python train.py -r saved/models/<name>/<run_id>", file=sys.stderr)
+        except KeyboardInterrupt as interrupt:  # a second Ctrl-C during training, or one before it started
+            run_dir = interrupt.args[0] if interrupt.args else None
+            hint = (f" Resume from the run's last checkpoint with: python train.py -r {run_dir}"
+                    if run_dir is not None else "")
+            print(f"interrupted: exited at once without saving.{hint}", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

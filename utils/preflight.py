@@ -20,7 +20,7 @@ PROJECT_MODULES = {"arch": "model.model", "data_loader": "data_loader.data_loade
                    "loss": "model.loss", "metrics": "model.metric"}
 # how many positional arguments the scripts pass: the optimizer gets the parameters, the
 # scheduler the optimizer
-POSITIONAL_ARGS = {"data_loader": 0, "arch": 0, "optimizer": 1, "lr_scheduler": 1}
+POSITIONAL_ARGS = {"data_loader": 0, "arch": 0, "optimizer": 1}  # lr_scheduler: trainer.schedules
 CHOICES = {"on_nonfinite": ("stop", "skip")}
 
 
@@ -29,6 +29,13 @@ def check_before_run(config):
     modules = {section: importlib.import_module(name) for section, name in PROJECT_MODULES.items()}
     resolved = {section: _check_entry(config, section, modules.get(section), n_positional)
                 for section, n_positional in POSITIONAL_ARGS.items() if config.get(section)}
+    # trainer/ imports utils: import here, at call time
+    from trainer.averaging import check_ema_settings
+    from trainer.callbacks import build_callbacks
+    from trainer.schedules import check_scheduler_entry
+    check_scheduler_entry(config, config.trusted)
+    check_ema_settings(config["trainer"].get("ema"))
+    build_callbacks(config, check_only=True)
     config.init_loss(modules["loss"])
     metric_names = [metric.__name__ for metric in config.init_metrics(modules["metrics"])]
     _check_trainer_values(config["trainer"])
@@ -118,8 +125,8 @@ def _check_checkpoint_fits(config, arch_module, checkpoint_path):
     try:  # the meta device gives every shape without allocating or initialising weights
         with torch.device("meta"):
             model = config.init_obj("arch", arch_module)
-            if config["arch"].get("replace_head"):  # the checkpoint holds the new head's shape
-                replace_head(model, config["arch"]["replace_head"])
+            if config["arch"].get("replace_head"):  # the checkpoint holds the new head's weights
+                replace_head(model, config["arch"]["replace_head"], log=False)
     except ConfigError:
         raise
     except Exception:  # a model that cannot be built on meta is checked when its weights load

@@ -17,12 +17,16 @@ TORCH_FALLBACKS = {
 # What a config loaded from a checkpoint may name in "module" without --trust: the project's
 # packages (any module in them) and these torch/torchvision namespaces. Not all of torch:
 # torch.hub.load, torch.load or torch.utils.cpp_extension would run code from elsewhere.
+# torchmetrics: only the classification and regression metrics, whose every public name is a
+# Metric class doing tensor arithmetic; not the top level, whose CLIPScore, BERTScore or FID
+# load model files named by their arguments.
 PROJECT_PACKAGES = ("model", "data_loader", "trainer", "base")
 TRUSTED_MODULES = (
     "torch.nn", "torch.nn.functional", "torch.optim", "torch.optim.lr_scheduler",
     "torchvision.models", "torchvision.models.detection", "torchvision.models.segmentation",
     "torchvision.models.video", "torchvision.models.optical_flow", "torchvision.models.quantization",
     "torchvision.transforms", "torchvision.transforms.v2",
+    "torchmetrics.classification", "torchmetrics.regression",
 )
 
 

@@ -61,7 +61,7 @@ def _load_weight_file(model, entry, key_path, default_strict):
         logger.info(f"    unexpected or reshaped keys (ignored) ({len(unexpected)}): {', '.join(unexpected)}")
 
 
-def replace_head(model, spec):
+def replace_head(model, spec, log=True):
     """Swap the nn.Linear at `spec["path"]` (dotted module name) for a freshly initialised one
     with `spec["num_classes"]` outputs."""
     path, num_classes = spec.get("path"), spec.get("num_classes")
@@ -80,7 +80,8 @@ def replace_head(model, spec):
     parent_name, _, child_name = path.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child_name, new)
-    logger.info(f"Head {path} replaced: {old.out_features} -> {num_classes} outputs.")
+    if log:
+        logger.info(f"Head {path} replaced: {old.out_features} -> {num_classes} outputs.")
 
 
 def set_trainable(model, freeze=None, trainable=None):

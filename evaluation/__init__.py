@@ -1,0 +1,1 @@
+"""After training: evaluation outputs, the evaluation report, learning curves and predictions."""

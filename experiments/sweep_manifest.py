@@ -1,0 +1,91 @@
+"""A sweep folder: sweep.json (the manifest: grid, members, how they were made) and one folder
+per member holding its config, its console output and its own save_dir, in which the member
+is an ordinary run:
+
+    <save_dir>/sweeps/<name>/<sweep_id>/sweep.json, summary.csv
+        003-lr=0.01-seed=2/member_config.json, output.log,
+                           models/<name>/<run_id>/..., log/<name>/<run_id>/...
+"""
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from utils import ConfigError, write_json
+from utils.checkpoint import find_newest_run_checkpoint
+from utils.run_status import read_status
+
+MANIFEST = "sweep.json"
+MEMBER_CONFIG = "member_config.json"
+MEMBER_OUTPUT = "output.log"
+
+
+def is_sweep_dir(path):
+    return path is not None and (Path(path) / MANIFEST).is_file()
+
+
+def new_sweep_dir(save_dir, name):
+    """An unused <save_dir>/sweeps/<name>/<timestamp> path (created by write_sweep)."""
+    parent = Path(save_dir) / "sweeps" / name
+    stamp = datetime.now().strftime(r"%m%d_%H%M%S")
+    candidate, suffix = parent / stamp, 1
+    while candidate.exists():
+        candidate, suffix = parent / f"{stamp}_{suffix}", suffix + 1
+    return candidate
+
+
+def write_sweep(sweep_dir, grid, members, configs, repeat_keys, run_test):
+    """Create the sweep folder: the manifest and each member's folder and config."""
+    sweep_dir.mkdir(parents=True)
+    entries = []
+    for index, (folder, values) in enumerate(members):
+        (sweep_dir / folder).mkdir()
+        write_json(configs[index], sweep_dir / folder / MEMBER_CONFIG)
+        entries.append({"index": index, "folder": folder, "values": values})
+    manifest = {"name": configs[0]["name"], "created": datetime.now().isoformat(timespec="seconds"),
+                "command": [Path(sys.argv[0]).name, *sys.argv[1:]], "grid": grid,
+                "repeat_keys": list(repeat_keys), "monitor": configs[0]["trainer"].get("monitor", "off"),
+                "run_test": run_test, "members": entries}
+    write_json(manifest, sweep_dir / MANIFEST)
+    return manifest
+
+
+def read_manifest(sweep_dir):
+    path = Path(sweep_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["members"], manifest["grid"]  # noqa: B018 - the keys every sweep has
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"'{path}' is not a readable sweep manifest ({err}). Pass a folder made by "
+                          "train.py -m, e.g. saved/sweeps/<name>/<sweep_id>.") from None
+    return manifest
+
+
+def member_config_path(sweep_dir, member):
+    return Path(sweep_dir) / member["folder"] / MEMBER_CONFIG
+
+
+def member_runs_dir(sweep_dir, member, name):
+    return Path(sweep_dir) / member["folder"] / "models" / name
+
+
+def newest_member_run(sweep_dir, member, name):
+    """The member's newest run folder (a resume may have added one), or None."""
+    runs = [p for p in member_runs_dir(sweep_dir, member, name).glob("*") if (p / "config.json").is_file()]
+    return max(runs, key=lambda p: (p / "config.json").stat().st_mtime, default=None)
+
+
+def member_state(sweep_dir, member, name):
+    """(state, run folder): state is "pending" (never started), or the newest run's status:
+    finished, stopped, crashed, running. A run folder without a status is "crashed" (it
+    failed before training began)."""
+    run = newest_member_run(sweep_dir, member, name)
+    if run is None:
+        return "pending", None
+    record = read_status(run)
+    return (record or {}).get("status", "crashed"), run
+
+
+def resumable_checkpoint(sweep_dir, member, name):
+    """The newest valid checkpoint among the member's runs, or None."""
+    return find_newest_run_checkpoint(member_runs_dir(sweep_dir, member, name))

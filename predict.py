@@ -1,0 +1,218 @@
+"""Label new inputs with a trained model:
+
+    python predict.py -r saved/models/<name>/<run_id>/model_best.pth -i INPUT [-o predictions.csv]
+                      [--top-k 3] [--batch-size 256] [-d DEVICES]
+    python predict.py -m model_best.onnx -i INPUT ...          (an exported model, see export.py)
+
+INPUT is a folder of images (searched recursively), one image file, or a CSV file in the training
+table's format. Inputs are prepared with the checkpoint's own eval transforms or table
+preprocessing. Each row of the output holds the input, the predicted class, its probability and
+the top-k classes; inputs that cannot be used go to <output>_errors.csv with the reason."""
+import argparse
+import csv
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline, list_inputs, table_inputs
+from evaluation.outputs import DEFAULT_THRESHOLD, class_names_for, predict_labels, probabilities
+from parse_config import ConfigParser, _checkpoint_config
+from utils import ConfigError, main_guard, prepare_device
+from utils.io import atomic_open
+
+
+class TorchModel:
+    """A checkpoint's model on the chosen device. The checkpoint's config is untrusted, as in
+    test.py: it may only name the project's and torch's modules unless `trusted`."""
+
+    def __init__(self, checkpoint_path, trusted=False, n_gpu=None):
+        from evaluation.evaluate import model_from_checkpoint
+
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file written by train.py with -r.")
+        self.config = ConfigParser(_checkpoint_config(path), resume=path, create_dirs=False, trusted=trusted)
+        model, checkpoint = model_from_checkpoint(self.config)
+        self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu)
+        self.model = model.to(self.device)
+        self.data_loader_section, self.trusted = self.config["data_loader"], trusted
+        self.task = task_of_config(self.config.config)
+        self._names = lambda count: class_names_for(checkpoint, self.config, count)
+
+    def class_names(self, count):
+        return self._names(count)
+
+    @torch.inference_mode()
+    def __call__(self, batch):
+        return self.model(batch.to(self.device, non_blocking=True)).float()
+
+
+class OnnxModel:
+    """An exported ONNX model and its JSON sidecar (export.py writes both)."""
+
+    def __init__(self, model_path):
+        path = Path(model_path)
+        sidecar_path = path.with_name(path.name + ".json")
+        if not path.is_file() or not sidecar_path.is_file():
+            raise ConfigError(f"'{path}' or its sidecar '{sidecar_path}' does not exist. Export the model with "
+                              "python export.py -r CHECKPOINT --format onnx, which writes both.")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ConfigError("-m needs the onnxruntime package: pip install onnxruntime "
+                              "(listed in requirements-dev.txt).") from None
+        self.sidecar = json.loads(sidecar_path.read_text())
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                     if p in onnxruntime.get_available_providers()]
+        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        self.data_loader_section, self.trusted = self.sidecar["data_loader"], False
+        self.task = self.sidecar.get("task", "multiclass")
+        self.fixed_batch = self.sidecar["input_shape"][0] if isinstance(self.sidecar["input_shape"][0], int) else None
+
+    def class_names(self, count):
+        names = self.sidecar.get("class_names") or []
+        return names if len(names) == count else [str(i) for i in range(count)]
+
+    def __call__(self, batch):
+        if self.fixed_batch is None:
+            return self._run(batch)
+        # a model exported without --dynamic-batch takes exactly its batch size: pad the last one
+        parts = []
+        for start in range(0, len(batch), self.fixed_batch):
+            part = batch[start:start + self.fixed_batch]
+            padded = torch.cat([part, part[:1].expand(self.fixed_batch - len(part), *part.shape[1:])])
+            parts.append(self._run(padded)[:len(part)])
+        return torch.cat(parts)
+
+    def _run(self, batch):
+        return torch.from_numpy(self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})[0])
+
+
+def task_of_config(config):
+    """multiclass, or binary / multilabel for a model trained with a sigmoid loss."""
+    loss = config.get("loss")
+    loss_name = loss if isinstance(loss, str) else (loss or {}).get("type", "")
+    if "bce" not in loss_name.lower() and "binary" not in loss_name.lower():
+        return "multiclass"
+    arch_args = config.get("arch", {}).get("args", {})
+    return "binary" if arch_args.get("num_classes") == 1 else "multilabel"
+
+
+def main(model, input_path, output, top_k=3, batch_size=256, threshold=DEFAULT_THRESHOLD, num_workers=None):
+    """Predict every input; write the predictions and errors CSVs. Returns (rows, errors)."""
+    kind, source = list_inputs(input_path)
+    rows, errors = [], []
+    if kind == "images":
+        batches = image_batches(source, model.data_loader_section, batch_size, num_workers, model.trusted)
+        describe = lambda index: str(source[index])  # noqa: E731
+    else:
+        batches = table_batches(source, model.data_loader_section, batch_size)
+        describe = str
+    with tqdm(total=len(source) if kind == "images" else None, unit="input", disable=None) as progress:
+        for keys, batch, batch_errors in batches:
+            errors += [(describe(key), reason) for key, reason in batch_errors]
+            if batch is not None:
+                rows += prediction_rows([describe(k) for k in keys], model(batch), model, top_k, threshold)
+            progress.update(len(keys) + len(batch_errors))
+    write_outputs(Path(output), rows, errors)
+    return rows, errors
+
+
+def image_batches(files, data_loader_section, batch_size, num_workers, trusted=False):
+    pipeline = image_pipeline(data_loader_section, trusted)
+    workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    loader = DataLoader(ImageInputs(files, pipeline), batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_inputs, pin_memory=torch.cuda.is_available())
+    yield from loader
+
+
+def table_batches(csv_path, data_loader_section, batch_size):
+    labels, rows, errors = table_inputs(csv_path, data_loader_section)
+    yield [], None, errors
+    for start in range(0, len(labels), batch_size):
+        yield labels[start:start + batch_size], rows[start:start + batch_size], []
+
+
+def prediction_rows(keys, output, model, top_k, threshold):
+    """One dict per input: input, predicted, probability, then top-k or per-label columns."""
+    task = model.task
+    probs = probabilities(output, task)
+    names = model.class_names(probs.shape[1] if task != "binary" else 2)
+    labels, confidence = predict_labels(probs, task, threshold)
+    probs, labels, confidence = probs.cpu(), labels.cpu(), confidence.cpu()
+    if task == "multiclass":
+        k = min(top_k, probs.shape[1])
+        top_probs, top_classes = probs.topk(k, dim=1)
+        rows = []
+        for i, key in enumerate(keys):
+            row = {"input": key, "predicted": names[labels[i]], "probability": float(confidence[i])}
+            for rank in range(k):
+                row[f"top{rank + 1}"] = names[top_classes[i, rank]]
+                row[f"top{rank + 1}_probability"] = float(top_probs[i, rank])
+            rows.append(row)
+        return rows
+    if task == "binary":
+        return [{"input": key, "predicted": names[labels[i]], "probability": float(confidence[i]),
+                 f"probability_{names[1]}": float(probs[i, 0]), "threshold": threshold} for i, key in enumerate(keys)]
+    return [{"input": key, "predicted": "|".join(n for n, on in zip(names, labels[i].tolist()) if on),
+             "threshold": threshold, **{f"probability_{n}": float(p) for n, p in zip(names, probs[i].tolist())}}
+            for i, key in enumerate(keys)]
+
+
+def write_outputs(output, rows, errors):
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(output, list(rows[0]) if rows else ["input", "predicted", "probability"], rows)
+    errors_path = errors_file(output)
+    write_csv(errors_path, ["input", "reason"], [{"input": key, "reason": reason} for key, reason in errors])
+    print(f"{len(rows)} prediction(s) written to {output}; {len(errors)} input(s) could not be used"
+          + (f", see {errors_path}" if errors else ""))
+
+
+def write_csv(path, columns, rows):
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def errors_file(output):
+    return output.with_name(output.stem + "_errors.csv")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Predict classes for new inputs with a trained model.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-r", "--resume", help="checkpoint (.pth) written by train.py")
+    source.add_argument("-m", "--model", help="ONNX model written by export.py (with its .json sidecar)")
+    parser.add_argument("-i", "--input", required=True, help="folder of images, one image, or a CSV file")
+    parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: predictions.csv)")
+    parser.add_argument("--top-k", type=int, default=3, help="classes listed per input (default: 3)")
+    parser.add_argument("--batch-size", type=int, default=256, help="inputs per forward pass (default: 256)")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="binary and multi-label models: probability above which a label is predicted")
+    parser.add_argument("--num-workers", type=int, default=None, help="image decoding processes (default: up to 4)")
+    parser.add_argument("-d", "--device", default=None, help="indices of GPUs to use (default: all; none: CPU)")
+    parser.add_argument("--trust", action="store_true",
+                        help="allow the checkpoint's config to import modules outside the project and torch")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    args = parser.parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        raise ConfigError("--top-k and --batch-size must be at least 1.")
+    return args
+
+
+@main_guard
+def run():
+    args = parse_args()
+    if args.device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+    model = TorchModel(args.resume, args.trust) if args.resume else OnnxModel(args.model)
+    main(model, args.input, args.output, args.top_k, args.batch_size, args.threshold, args.num_workers)
+
+
+if __name__ == "__main__":
+    run()

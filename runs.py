@@ -1,0 +1,94 @@
+"""List, compare and plot runs: every run folder under the given folders (default saved/),
+sweep members and tune.py trials included.
+
+    python runs.py [saved/] [--name NAME] [--sort val_loss] [--desc] [--csv]
+    python runs.py --plot val_loss RUN [RUN ...] [--out curves.png]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.run_info import find_runs
+from experiments.run_plot import plot_runs
+from experiments.run_table import build_table
+from utils import ConfigError, main_guard
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="List, compare and plot training runs")
+    parser.add_argument("paths", nargs="*", default=None,
+                        help="folders to search for runs (default saved/); with --plot: the runs to plot "
+                             "(run folders, or run ids found under saved/)")
+    parser.add_argument("--name", help="only runs of this experiment name")
+    parser.add_argument("--sort", metavar="KEY",
+                        help="sort by a column (status, epochs, best, duration_s, test_accuracy...) or by a "
+                             "logged metric's value at each run's best epoch (val_loss, val_accuracy...)")
+    parser.add_argument("--desc", action="store_true", help="sort in descending order")
+    parser.add_argument("--csv", action="store_true", help="print CSV (all columns) instead of a table")
+    parser.add_argument("--plot", metavar="METRIC", help="overlay this metric's curves of the given runs in a PNG")
+    parser.add_argument("--out", default=None, help="PNG file for --plot (default runs_<METRIC>.png)")
+    parser.add_argument("--root", default="saved/", help="where --plot looks up run ids (default saved/)")
+    return parser.parse_args(argv)
+
+
+def list_runs(args):
+    roots = args.paths or ["saved/"]
+    for root in roots:
+        if not Path(root).exists():
+            raise ConfigError(f"'{root}' does not exist. Pass the folder that holds your runs (the config's "
+                              "trainer.save_dir, default saved/).")
+    try:
+        table = build_table(find_runs(roots), args.name, args.sort, args.desc)
+    except ValueError as err:
+        raise ConfigError(f"--sort {err}: no such column, and no run logs a metric of that name.") from None
+    if table.empty:
+        print(f"No runs{' named ' + args.name if args.name else ''} under {', '.join(roots)}.")
+        return
+    if args.csv:
+        table.to_csv(sys.stdout, index=False)
+        return
+    shown = table.drop(columns=["path"]).fillna("-")
+    with pd.option_context("display.max_colwidth", 80, "display.width", 250):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def plot(args):
+    if not args.paths:
+        raise ConfigError("--plot METRIC needs the runs to plot: run folders, or run ids of runs under --root.")
+    folders = [_find_run(text, args.root) for text in args.paths]
+    out = Path(args.out or f"runs_{args.plot.replace('/', '_')}.png")
+    missing = plot_runs(folders, args.plot, out)
+    if len(missing) == len(folders):
+        raise ConfigError(f"none of the runs logs '{args.plot}' in its metrics.csv; pick a column of it "
+                          "(loss, val_loss, val_accuracy, lr, ...).")
+    for folder in missing:
+        print(f"warning: {folder} has no '{args.plot}' column; left out of the plot.", file=sys.stderr)
+    print(f"Saved {out}")
+
+
+def _find_run(text, root):
+    path = Path(text)
+    if (path / "config.json").is_file():
+        return path
+    matches = [f for f in find_runs([root]) if f.name == text] if Path(root).is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"run id '{text}' names {len(matches)} runs under {root}: "
+                          f"{', '.join(map(str, matches))}. Pass the run folder instead.")
+    raise ConfigError(f"'{text}' is neither a run folder (with a config.json) nor the id of a run under {root}.")
+
+
+@main_guard
+def run():
+    args = parse_args()
+    if args.plot:
+        plot(args)
+    else:
+        list_runs(args)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,129 @@
+"""Per-step LR schedules: OneCycleLR and warmup + cosine (SequentialLR) written in the config,
+"auto" lengths computed from epochs, batches, accum_steps, and exact resume (also with an EMA of
+the weights) from an epoch checkpoint and from a checkpoint saved inside an epoch."""
+import json
+import signal
+
+import pytest
+import torch
+from reliability_helpers import assert_same_training, load
+
+import train
+from conftest import only_run, run_dirs, tiny_config
+from parse_config import ConfigParser
+from trainer import Trainer
+from trainer.schedules import build_lr_scheduler
+from utils import ConfigError
+from utils.errors import TrainingStopped
+from utils.preflight import check_before_run
+
+# 512 digits, a quarter held out: 384 training samples = 12 batches of 32 = 6 optimizer steps
+# with accum_steps 2, so a 2-epoch run has 12 scheduler steps
+STEPS_PER_EPOCH, EPOCHS = 6, 2
+ONE_CYCLE = {"type": "OneCycleLR", "interval": "step", "args": {"max_lr": 0.01, "total_steps": "auto"}}
+WARMUP_COSINE = {"type": "SequentialLR", "interval": "step", "args": {
+    "schedulers": [{"type": "LinearLR", "args": {"start_factor": 0.1, "total_iters": 4}},
+                   {"type": "CosineAnnealingLR", "args": {"T_max": "auto", "eta_min": 1e-5}}],
+    "milestones": [4]}}
+
+
+def config_for(tmp_path, mnist_dir, scheduler, **updates):
+    settings = {"lr_scheduler": scheduler, "trainer.accum_steps": 2, "trainer.epochs": EPOCHS, **updates}
+    return ConfigParser(json.loads(tiny_config(tmp_path, mnist_dir, settings).read_text()), create_dirs=False)
+
+
+def train_in_process(config_dict, tmp_path, resume=None, run_id=None):
+    config = ConfigParser(config_dict, resume=resume, run_id=run_id)
+    torch.set_num_threads(1)
+    return train.main(config)
+
+
+def reference_lrs(scheduler_factory, steps):
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.002)
+    scheduler = scheduler_factory(optimizer)
+    lrs = []
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    return lrs
+
+
+def test_one_cycle_steps_after_every_optimizer_step(tmp_path, mnist_dir):
+    config = config_for(tmp_path, mnist_dir, ONE_CYCLE)
+    trainer = train_in_process(config.config, tmp_path)
+    state = trainer.lr_scheduler.state_dict()
+    assert state["total_steps"] == STEPS_PER_EPOCH * EPOCHS
+    assert state["last_epoch"] == STEPS_PER_EPOCH * EPOCHS
+    expected = reference_lrs(lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, total_steps=12), 12)
+    epoch_end_lrs = [entry["lr"] for entry in trainer.history]
+    assert epoch_end_lrs == [expected[STEPS_PER_EPOCH - 1], expected[-1]]
+
+
+def test_warmup_then_cosine_gets_the_remaining_steps(tmp_path, mnist_dir):
+    config = config_for(tmp_path, mnist_dir, WARMUP_COSINE)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.002)
+    scheduler = build_lr_scheduler(config, optimizer, STEPS_PER_EPOCH)
+    warmup, cosine = scheduler._schedulers
+    assert (warmup.total_iters, cosine.T_max) == (4, STEPS_PER_EPOCH * EPOCHS - 4)
+    trainer = train_in_process(config.config, tmp_path)
+    assert trainer.history[-1]["lr"] == pytest.approx(1e-5)  # the cosine's end, eta_min
+
+
+def test_epoch_interval_auto_counts_epochs_and_default_is_unchanged(tmp_path, mnist_dir):
+    cosine = {"type": "CosineAnnealingLR", "args": {"T_max": "auto"}}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert build_lr_scheduler(config_for(tmp_path, mnist_dir, cosine), optimizer, STEPS_PER_EPOCH).T_max == EPOCHS
+    trainer = train_in_process(config_for(tmp_path, mnist_dir, {"type": "StepLR", "args": {
+        "step_size": 1, "gamma": 0.5}}).config, tmp_path)
+    assert [entry["lr"] for entry in trainer.history] == [0.002, 0.001]  # stepped after each epoch
+
+
+@pytest.mark.parametrize("scheduler, message", [
+    ({**ONE_CYCLE, "interval": "batch"}, "lr_scheduler.interval is 'batch'"),
+    ({"type": "ReduceLROnPlateau", "interval": "step"}, "lr_scheduler is ReduceLROnPlateau with interval"),
+    ({**WARMUP_COSINE, "args": {**WARMUP_COSINE["args"], "milestones": [4, 8]}}, "lr_scheduler.args.milestones"),
+    ({"type": "SequentialLR", "args": {"schedulers": ["LinearLR"], "milestones": []}}, "lr_scheduler.args.schedulers"),
+    ({"type": "SequentialLR", "args": {"schedulers": [{"type": "LinearLR", "args": {"warmup": 3}}], "milestones": []}},
+     "lr_scheduler.args.schedulers.0.args do not fit LinearLR"),
+])
+def test_bad_schedule_is_reported_before_a_run_folder_exists(tmp_path, mnist_dir, scheduler, message):
+    config = config_for(tmp_path, mnist_dir, scheduler)
+    with pytest.raises(ConfigError) as err:
+        check_before_run(config)
+        build_lr_scheduler(config, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 6)
+    assert str(err.value).startswith(message), str(err.value)
+    assert not (tmp_path / "saved").exists()
+
+
+@pytest.mark.parametrize("scheduler, ema", [(ONE_CYCLE, None), (WARMUP_COSINE, None), (ONE_CYCLE, {"decay": 0.9})],
+                         ids=["one_cycle", "warmup_cosine", "one_cycle_ema"])
+def test_resume_continues_the_schedule_exactly(tmp_path, mnist_dir, monkeypatch, scheduler, ema):
+    config = config_for(tmp_path, mnist_dir, scheduler, **{"trainer.ema": ema}).config
+    train_in_process(config, tmp_path, run_id="reference")
+    reference = only_run(tmp_path / "saved") / f"checkpoint-epoch{EPOCHS}.pth"
+
+    train_in_process(config, tmp_path, resume=reference.parent / "checkpoint-epoch1.pth", run_id="from_epoch")
+    assert_same_training(reference, reference.parents[1] / "from_epoch" / f"checkpoint-epoch{EPOCHS}.pth")
+
+    stop_at_batch(monkeypatch, epoch=2, batch_idx=4)  # inside an accumulation window: stops after it
+    with pytest.raises(TrainingStopped):
+        train_in_process(config, tmp_path, run_id="stopped")
+    stopped = reference.parents[1] / "stopped" / "checkpoint-epoch2-step6.pth"
+    assert load(stopped)["batches_done"] == 6 and load(stopped)["lr_scheduler"]["last_epoch"] == 9
+    monkeypatch.undo()
+    train_in_process(config, tmp_path, resume=stopped, run_id="from_step")
+    assert_same_training(reference, reference.parents[1] / "from_step" / f"checkpoint-epoch{EPOCHS}.pth")
+    assert len(run_dirs(tmp_path / "saved")) == 4
+
+
+def stop_at_batch(monkeypatch, epoch, batch_idx):
+    """Make the trainer behave as if SIGTERM arrived during (epoch, batch_idx)."""
+    real_step = Trainer._train_step
+
+    def step(self, data, target, index):
+        if index == batch_idx and self.train_metrics.state() and self.history and len(self.history) == epoch - 1:
+            self.stop_signal = signal.SIGTERM
+        return real_step(self, data, target, index)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)

@@ -1,0 +1,107 @@
+"""Learning-rate schedulers from the config, stepped once per epoch (the template's default) or
+after every optimizer step (`"interval": "step"`), with `"auto"` lengths filled in:
+
+    "lr_scheduler": {"type": "OneCycleLR", "interval": "step",
+                     "args": {"max_lr": 0.01, "total_steps": "auto"}}
+
+An argument written "auto" becomes the number of scheduler steps the scheduler covers: the whole
+run (epochs, or epochs x optimizer steps per epoch), or inside SequentialLR the stretch from its
+milestone to the next one. SequentialLR takes its schedulers as {"type", "args"} entries."""
+import copy
+import math
+
+import torch
+
+from utils import ConfigError
+from utils.resolve import check_call_args, resolve_type
+
+INTERVALS = ("epoch", "step")
+AUTO = "auto"
+CONTAINERS = ("SequentialLR",)
+
+
+def scheduler_interval(config):
+    """'epoch' or 'step' for config["lr_scheduler"] (a ConfigParser or dict)."""
+    entry = config.get("lr_scheduler") or {}
+    interval = entry.get("interval", "epoch")
+    if interval not in INTERVALS:
+        raise ConfigError(f"lr_scheduler.interval is {interval!r}; use \"epoch\" (step the scheduler after "
+                          "each epoch, the default) or \"step\" (after each optimizer step).")
+    return interval
+
+
+def optimizer_steps_per_epoch(batches_per_epoch, accum_steps):
+    """Optimizer steps in one epoch of `batches_per_epoch` batches of this process (under DDP the
+    loader is already one rank's share, so the world size is in there): the last window of an
+    epoch steps even when it is shorter than accum_steps."""
+    return math.ceil(batches_per_epoch / accum_steps)
+
+
+def schedule_length(config, steps_per_epoch):
+    """Scheduler steps in the whole run, in the scheduler's interval."""
+    epochs = config["trainer"]["epochs"]
+    return epochs * steps_per_epoch if scheduler_interval(config) == "step" else epochs
+
+
+def build_lr_scheduler(config, optimizer, steps_per_epoch, trusted=True):
+    """The configured scheduler for `optimizer`, or None when the config has none."""
+    entry = config.get("lr_scheduler")
+    if not entry:
+        return None
+    scheduler_interval(config)
+    return _build(entry, "lr_scheduler", optimizer, schedule_length(config, steps_per_epoch), trusted)
+
+
+def check_scheduler_entry(config, trusted=True):
+    """Preflight: resolve every type and check every argument name, "auto" included, without an
+    optimizer (a stand-in length of 100 steps fills the "auto" values)."""
+    entry = config.get("lr_scheduler")
+    if entry:
+        scheduler_interval(config)
+        _resolved_args(entry, "lr_scheduler", 100, trusted, check_only=True)
+
+
+def _build(entry, key_path, optimizer, length, trusted):
+    scheduler_type, args = _resolved_args(entry, key_path, length, trusted)
+    if scheduler_type.__name__ in CONTAINERS:
+        args["schedulers"] = [_build(child, f"{key_path}.args.schedulers.{i}", optimizer, child_length, trusted)
+                              for i, (child, child_length) in enumerate(_children(entry, key_path, length))]
+    if scheduler_type is torch.optim.lr_scheduler.ReduceLROnPlateau and entry.get("interval") == "step":
+        raise ConfigError("lr_scheduler is ReduceLROnPlateau with interval \"step\"; it steps on a validation "
+                          "metric, so it needs \"interval\": \"epoch\".")
+    check_call_args(scheduler_type, (optimizer,), args, key_path)
+    try:
+        return scheduler_type(optimizer, **args)
+    except ValueError as err:
+        raise ConfigError(f"{key_path}: {entry['type']} rejected its arguments ({err}). Fix {key_path}.args "
+                          "in the config.") from err
+
+
+def _resolved_args(entry, key_path, length, trusted, check_only=False):
+    scheduler_type = resolve_type(entry, key_path, None, ["torch.optim.lr_scheduler"], trusted)
+    args = {key: (length if value == AUTO else value) for key, value in dict(entry.get("args", {})).items()}
+    if scheduler_type.__name__ in CONTAINERS:
+        children = _children(entry, key_path, length)
+        for i, (child, child_length) in enumerate(children):
+            _resolved_args(child, f"{key_path}.args.schedulers.{i}", child_length, trusted, check_only)
+        if check_only:
+            args["schedulers"] = []
+    if check_only:
+        check_call_args(scheduler_type, (None,), args, key_path)
+    return scheduler_type, args
+
+
+def _children(entry, key_path, length):
+    """(child entry, its length) for SequentialLR."""
+    children = entry.get("args", {}).get("schedulers")
+    if not isinstance(children, list) or not all(isinstance(c, dict) and "type" in c for c in children):
+        raise ConfigError(f"{key_path}.args.schedulers must be a list of {{\"type\", \"args\"}} entries, e.g. "
+                          '[{"type": "LinearLR", "args": {"start_factor": 0.1, "total_iters": 100}}, '
+                          '{"type": "CosineAnnealingLR", "args": {"T_max": "auto"}}].')
+    milestones = entry["args"].get("milestones", [])
+    bounds = [0, *milestones, length]
+    if len(milestones) != len(children) - 1 or bounds != sorted(bounds):
+        raise ConfigError(f"{key_path}.args.milestones is {milestones}; SequentialLR needs one increasing "
+                          f"milestone between each pair of its {len(children)} schedulers, all below the "
+                          f"schedule's length of {length} steps.")
+    return [(copy.deepcopy(c), bounds[i + 1] - bounds[i]) for i, c in enumerate(children)]
