@@ -14,6 +14,7 @@ from config.validation import Problems, check_config, fill_defaults, settings_vi
 from logger.writers import check_writers
 from utils import ConfigError
 from utils.checkpoint import load_checkpoint
+from utils.run_folder import check_not_finished, folders_of_checkpoint
 
 # sections the pre-run checks need in their declared shape
 STRUCTURE = ("arch", "data_loader", "optimizer", "loss", "metrics", "lr_scheduler", "trainer")
@@ -46,6 +47,8 @@ class ConfigParser:
         self._save_dir = self._log_dir = None
         self.run_id = run_id
         self.cli_args = None  # the parsed command line, when built by from_args
+        self.continued_run = None  # RunFolders when resuming goes on in the run's own folders
+        self.run_lock = None
         if create_dirs:
             self.make_run_dirs(run_id)
         else:
@@ -85,10 +88,21 @@ class ConfigParser:
         return parser
 
     def make_run_dirs(self, run_id=None):
-        """Create the run's model and log folders, save the config there and log to info.log."""
+        """Create (or, when resuming, reopen) the run folders, save the config there, log to
+        info.log and lock the run. A resume continues in the checkpoint's own folders unless
+        --new-run was given; a run that has already finished is refused."""
         check_writers(self)  # only a run that writes logs starts the writers (W&B needs a login)
-        self.run_id, self._save_dir, self._log_dir = make_run_folders(
-            self._config, self._config["name"], self._config["trainer"]["save_dir"], run_id or self.run_id)
+        if self.resume is not None:
+            check_not_finished(self.resume, self.checkpoint, self._config)
+            if not getattr(self.cli_args, "new_run", False):
+                self.continued_run = folders_of_checkpoint(self.resume)
+        self.run_id, self._save_dir, self._log_dir, self.run_lock = make_run_folders(
+            self._config, self._config["name"], self._config["trainer"]["save_dir"], run_id or self.run_id,
+            self.continued_run, self.resume)
+
+    def release_run_lock(self):
+        if self.run_lock is not None:
+            self.run_lock.release()
 
     @property
     def checkpoint(self):

@@ -22,6 +22,7 @@ from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, w
 from utils.io import atomic_open
 from utils.run_status import recorded_status
 from utils.seed import seed_everything
+from utils.write_faults import write_site
 
 
 def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
@@ -101,7 +102,8 @@ def record_data_settings(config, data_loader, logger):
         config.config["class_names"] = list(class_names)
     config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
     if config.save_dir is not None and dist.is_main_process():  # a run folder made before (tune.py)
-        write_json(config.config, config.save_dir / "config.json")
+        with write_site(config.save_dir / "config.json"):
+            write_json(config.config, config.save_dir / "config.json")
 
 
 def write_skipped_samples(config, data_loader, logger):
@@ -109,7 +111,7 @@ def write_skipped_samples(config, data_loader, logger):
     skipped = getattr(data_loader, "skipped_samples", None)
     if skipped and dist.is_main_process():
         path = config.save_dir / "skipped_samples.txt"
-        with atomic_open(path, "wt") as handle:
+        with write_site(path), atomic_open(path, "wt") as handle:
             handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
         logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")
 
@@ -162,6 +164,9 @@ def make_arg_parser():
                       help="indices of GPUs to enable (default: all)")
     args.add_argument("--dry-run", action="store_true",
                       help="build everything, show the model and one batch, then exit without training")
+    args.add_argument("--new-run", action="store_true",
+                      help="with -r: start a new run folder seeded from the checkpoint instead of continuing "
+                           "the run in its own folder")
     args.add_argument("--print-config", action="store_true",
                       help="print the resolved config (bases, then overrides, then defaults) and exit")
     add_sweep_arguments(args)
@@ -191,7 +196,10 @@ def run():
         return run_sweep(sys.argv[1:], make_arg_parser)
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
         config = parse_args()
-        main(config, dry_run=config.cli_args.dry_run)
+        try:
+            main(config, dry_run=config.cli_args.dry_run)
+        finally:
+            config.release_run_lock()  # the process's end would too; in-process callers run again
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from utils import ConfigError, atomic_torch_save, atomic_write_csv, dist, unwrap
 from utils.checkpoint import Key, checkpoint_order, load_checkpoint, load_weights
 from utils.errors import PartFailed, TrainingStopped
 from utils.monitor import EarlyStopping, Monitor
+from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
 from utils.state import StateParts
+from utils.write_faults import WriteFailed, write_site
 
 from .callback import CallbackList, EpochFunction
 
@@ -61,6 +63,7 @@ class BaseTrainer:
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
         self.history = []
         self.checkpoint_dir = config.save_dir
+        self.last_checkpoint = getattr(config, "resume", None)  # named in error messages: resume from here
         self.writer = make_writer(config, self.logger)  # a NullWriter except on rank 0
         self.stop_signal = None
         self.callbacks = CallbackList()  # base.Callback objects: the config's "callbacks" and the built-in ones
@@ -126,11 +129,23 @@ class BaseTrainer:
 
     def train(self):
         """Full training logic."""
+        try:
+            self._train_epochs()
+        except WriteFailed as fault:  # a full disk, a quota, a read-only folder
+            raise fault.with_checkpoint(self.last_checkpoint) from fault
+        except RuntimeError as err:  # GPU out of memory, a data-loader worker killed
+            explained = explain_resource_fault(err, self.config, self.last_checkpoint)
+            if explained is None:
+                raise
+            raise explained from err
+
+    def _train_epochs(self):
         for function in self.epoch_callbacks:
             self.callbacks.append(EpochFunction(function))
         self._load_start_weights()
         self.callbacks.fire("on_fit_start", self)
         previous_handlers = self._install_signal_handlers()
+        finished = False
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
                 self.callbacks.fire("on_epoch_start", self, epoch)
@@ -138,8 +153,10 @@ class BaseTrainer:
                     result = self._train_epoch(epoch)
                 except StopRequested as stop:
                     self._stop_inside_epoch(stop)
-                except PartFailed as failure:
-                    raise ConfigError(self._failure_message(failure, epoch)) from failure.error
+                except PartFailed as failure:  # a config-built object raised; out of memory has its own hints
+                    explained = explain_resource_fault(failure.error, self.config, self.last_checkpoint) \
+                        if isinstance(failure.error, RuntimeError) else None
+                    raise (explained or ConfigError(self._failure_message(failure, epoch))) from failure.error
                 if self._end_epoch(epoch, result):
                     break
                 if self._agree_on_stop() and epoch < self.epochs:  # collective first: every rank calls it
@@ -148,9 +165,18 @@ class BaseTrainer:
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)
             self._write_curves()
+            finished = True
         finally:
             self._restore_signal_handlers(previous_handlers)
-            self.writer.close()
+            try:
+                self.writer.close()
+            except WriteFailed:
+                if finished:  # otherwise the error that ended training is the one to report
+                    raise
+
+    def _steps_done(self, epoch, batches_done):
+        """Training batches done at this point of the run: the step of TensorBoard records."""
+        return (epoch - 1) * getattr(self, "len_epoch", 1) + batches_done
 
     def _failure_message(self, failure, epoch):
         """A config-built object raised during the epoch: which section, what, and what is safe."""
@@ -188,7 +214,7 @@ class BaseTrainer:
         self.history.append(dict(log))
         for key, value in log.items():
             self.logger.info(f"    {key:15s}: {value}")
-        epoch = log["epoch"]
+        epoch = self._steps_done(log["epoch"] + 1, 0)  # TensorBoard step: batches done at the epoch's end
         for key, value in log.items():
             if key == "epoch":
                 continue
@@ -200,7 +226,8 @@ class BaseTrainer:
                 self.writer.add_scalar(f"{key}/train", value, epoch)
         self.writer.flush()
         if self.config.log_dir is not None and dist.is_main_process():
-            atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
+            with write_site(self.config.log_dir / "metrics.csv"):
+                atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
 
     def _write_curves(self):
         """curves.png next to metrics.csv: the learning curves so far, best epoch marked."""
@@ -248,7 +275,10 @@ class BaseTrainer:
     def _save_checkpoint_file(self, state, filename):
         path = self.checkpoint_dir / filename
         if dist.is_main_process():  # DDP: every rank holds the same state; one writes it
-            atomic_torch_save(state, path)
+            with write_site(path):
+                atomic_torch_save(state, path)
+            if filename.startswith("checkpoint-"):
+                self.last_checkpoint = path
             if filename != "model_best.pth":  # _end_epoch announces the best model with its value
                 self.logger.info(f"Saving checkpoint: {path} ...")
             if filename.startswith("checkpoint-") and self.keep_last:
@@ -293,6 +323,7 @@ class BaseTrainer:
         else:
             self.start_epoch = checkpoint[Key.EPOCH] + 1
             where = f"epoch {self.start_epoch}"
+        self.writer.resume_after(self._steps_done(self.start_epoch, self.resume_batches_done))
         self.logger.info(f"Checkpoint loaded. Resume training from {where}")
 
     # ---- stop signals ------------------------------------------------------------------------

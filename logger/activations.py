@@ -1,5 +1,6 @@
 """Activation statistics (mean and std of each leaf module's output) written to the experiment
-writer every `every` training forward passes. Reading the numbers waits for the device, hence
+writer every `every` training forward passes; the step is the number of training passes done
+(the callback that owns it saves the count in checkpoints). Reading the numbers waits for the device, hence
 the bounded frequency; between records the hooks only test a flag."""
 import torch
 
@@ -25,7 +26,7 @@ class ActivationStats:
             if not self.recording or not isinstance(output, torch.Tensor) or not output.is_floating_point():
                 return
             values = output.detach().float()
-            step = self.forward_count - 1
+            step = self.forward_count
             self.writer.add_scalar(f"activations/{name}/mean", values.mean().item(), step)
             self.writer.add_scalar(f"activations/{name}/std", values.std().item() if values.numel() > 1 else 0.0,
                                    step)

@@ -1,8 +1,10 @@
 import logging
 import logging.config
+import sys
 from pathlib import Path
 
 from utils.io import read_json
+from utils.write_faults import WriteFailed, resource_error
 
 DEFAULT_CONFIG = Path(__file__).with_name("logger_config.json")
 
@@ -26,3 +28,26 @@ def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INF
         else:
             handlers[name]["filename"] = str(Path(save_dir) / handlers[name]["filename"])
     logging.config.dictConfig(config)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            _stop_on_resource_errors(handler)
+
+
+def _stop_on_resource_errors(handler):
+    """logging prints a traceback for a failed write and goes on; a full disk or a read-only
+    folder instead ends the run with WriteFailed (once; later lines go to the console only)."""
+    print_error = handler.handleError
+
+    def handle_error(record):
+        error = sys.exc_info()[1]
+        if isinstance(error, WriteFailed):  # raised by the inner emit: RotatingFileHandler nests two
+            raise error
+        if getattr(handler, "write_failed", False):
+            return
+        os_error = resource_error(error)
+        if os_error is None:
+            return print_error(record)
+        handler.write_failed = True
+        raise WriteFailed(handler.baseFilename, os_error) from None
+
+    handler.handleError = handle_error

@@ -22,6 +22,11 @@ class MultiWriter(NullWriter):
         for writer in self.writers:
             writer.set_step(step, mode)
 
+    def resume_after(self, steps_done):
+        super().resume_after(steps_done)
+        for writer in self.writers:
+            writer.resume_after(steps_done)
+
     def add_scalar(self, tag, value, step=None):
         for writer in self.writers:
             writer.add_scalar(tag, value, step)

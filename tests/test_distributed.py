@@ -127,7 +127,7 @@ def test_two_processes_write_one_set_of_outputs(reference_runs):
 @pytest.mark.slow
 def test_resume_under_two_processes_continues_exactly(reference_runs):
     single, ddp = reference_runs["single"], reference_runs["ddp"]
-    torchrun("-r", ddp / "checkpoint-epoch1.pth", check=True)
+    torchrun("-r", ddp / "checkpoint-epoch1.pth", "--new-run", check=True)  # the reference run stays as it is
     resumed = [r for r in run_dirs(reference_runs["ddp_dir"] / "saved") if r != ddp]
     assert len(resumed) == 1
     assert sorted(p.name for p in resumed[0].glob("*.pth")) == ["checkpoint-epoch2.pth", "model_best.pth"]
@@ -139,8 +139,8 @@ def test_two_process_checkpoint_loads_in_one_process(reference_runs, tmp_path):
     """Resume with batch 32 (the same global batch) in one process, and evaluate with test.py."""
     single, ddp = reference_runs["single"], reference_runs["ddp"]
     save_dir = tmp_path / "resumed"
-    run_script("train.py", "-r", ddp / "checkpoint-epoch1.pth", "--bs", "32", "-o", "trainer.accum_steps=1",
-               "-o", f"trainer.save_dir={save_dir}", check=True)
+    run_script("train.py", "-r", ddp / "checkpoint-epoch1.pth", "--new-run", "--bs", "32",
+               "-o", "trainer.accum_steps=1", "-o", f"trainer.save_dir={save_dir}", check=True)
     resumed = only_run(save_dir)
     assert max_weight_difference(single / "checkpoint-epoch2.pth", resumed / "checkpoint-epoch2.pth") < TOLERANCE
 

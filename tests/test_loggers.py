@@ -28,7 +28,7 @@ def test_activation_stats_every_n_training_passes():
     model(torch.randn(5, 4))  # evaluation passes are not recorded
     steps = sorted({step for _, step in writer.scalars})
     tags = {tag for tag, _ in writer.scalars}
-    assert steps == [0, 2]
+    assert steps == [1, 3]  # the step counts the training passes done, the recorded one included
     assert tags == {f"activations/{i}/{stat}" for i in ("0", "1", "2") for stat in ("mean", "std")}
 
 

@@ -53,10 +53,9 @@ def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, 
     assert isinstance(checkpoint["config"], dict) and checkpoint["arch"] == "MnistModel"
 
     train("-r", first_run / "checkpoint-epoch2.pth", "-o", "trainer.epochs=4")
-    second_run = [run for run in run_dirs(tmp_path / "saved") if run != first_run][0]
-    assert sorted(p.name for p in second_run.glob("checkpoint-*")) == ["checkpoint-epoch3.pth",
-                                                                       "checkpoint-epoch4.pth"]
-    history = metrics_csv(tmp_path / "saved", second_run)
+    assert run_dirs(tmp_path / "saved") == [first_run]  # the run goes on in its own folder
+    assert sorted(p.name for p in first_run.glob("checkpoint-*")) == [f"checkpoint-epoch{e}.pth" for e in (1, 2, 3, 4)]
+    history = metrics_csv(tmp_path / "saved", first_run)
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     assert history["lr"].tolist() == pytest.approx([0.04, 0.02, 0.01, 0.005])
 
@@ -79,9 +78,10 @@ def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir, train):
     for tag in ["loss/train", "loss/valid", "accuracy/train", "accuracy/valid", "top_k_acc/valid",
                 "learning_rate", "train_step/loss"]:
         assert tag in tags["scalars"], tag
-    assert [e.step for e in events.Scalars("loss/valid")] == [1, 2]
-    # 12 training batches per epoch, a step logged every 4 batches and at the epoch's last batch
-    assert [e.step for e in events.Scalars("train_step/loss")] == [0, 4, 8, 11, 12, 16, 20, 23]
+    # the step is the number of training batches done: 12 per epoch
+    assert [e.step for e in events.Scalars("loss/valid")] == [12, 24]
+    # logged every 4 batches and at the epoch's last batch
+    assert [e.step for e in events.Scalars("train_step/loss")] == [1, 5, 9, 12, 13, 17, 21, 24]
     assert tags["images"] == ["input"] and len(events.Images("input")) == 2
     assert "params/conv1.weight" in tags["histograms"]
 
@@ -126,6 +126,6 @@ def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir,
     config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1})
     train("-c", config)
     train("-c", config, "-r", "auto", "-o", "trainer.epochs=2")
-    first, second = run_dirs(tmp_path / "saved")
-    assert sorted(p.name for p in second.glob("checkpoint-*")) == ["checkpoint-epoch2.pth"]
-    assert metrics_csv(tmp_path / "saved", second)["epoch"].tolist() == [1, 2]
+    (run,) = run_dirs(tmp_path / "saved")  # -r auto went on in the same run folder
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth"]
+    assert metrics_csv(tmp_path / "saved", run)["epoch"].tolist() == [1, 2]

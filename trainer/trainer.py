@@ -208,7 +208,7 @@ class Trainer(BaseTrainer):
         return to_device(data, self.device, self.non_blocking, self.channels_last)
 
     def _log_step(self, epoch, batch_idx, data, progress):
-        step = (epoch - 1) * self.len_epoch + batch_idx
+        step = self._steps_done(epoch, batch_idx + 1)
         loss = self.train_metrics.avg("loss")
         self.writer.add_scalar("train_step/loss", loss, step)
         if self.scheduler_per_step:
@@ -217,7 +217,7 @@ class Trainer(BaseTrainer):
         if not self.show_progress:
             self.logger.debug(f"Train Epoch: {epoch} {self._progress(batch_idx)} Loss: {loss:.6f}")
         if batch_idx == 0 and self.writer.enabled and epoch % self.image_period == 0 and data.dim() == 4:
-            self.writer.add_image("input", make_grid(data[:64].float().cpu(), nrow=8, normalize=True), epoch)
+            self.writer.add_image("input", make_grid(data[:64].float().cpu(), nrow=8, normalize=True), step)
 
     def _progress(self, batch_idx):
         return f"[{batch_idx + 1}/{self.len_epoch} ({100.0 * (batch_idx + 1) / self.len_epoch:.0f}%)]"
@@ -262,7 +262,8 @@ class Trainer(BaseTrainer):
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         if self.writer.enabled and epoch % self.histogram_period == 0:
             for name, param in self.model.named_parameters():
-                self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), epoch)
+                self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(),
+                                          self._steps_done(epoch + 1, 0))
         return {**self.valid_metrics.result(), **self.valid_epoch_metrics.compute()}
 
     def train(self):

@@ -63,7 +63,32 @@ def write_json(content, fname):
 
 def atomic_torch_save(obj, fname):
     with atomic_open(fname, "wb") as handle:
-        torch.save(obj, handle)
+        writer = _WriteErrorKeeper(handle)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError as err:
+            if writer.error is None:
+                raise
+            # torch reports a failed write as "[enforce fail at inline_container.cc] unexpected
+            # pos"; the OSError (full disk, quota...) is the real cause
+            raise writer.error from err
+
+
+class _WriteErrorKeeper:
+    """A binary file that remembers the OSError its write raised."""
+
+    def __init__(self, handle):
+        self.handle, self.error = handle, None
+
+    def write(self, data):
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self):
+        self.handle.flush()
 
 
 def atomic_write_csv(frame, fname):
