@@ -61,4 +61,4 @@ def test_bad_ema_settings_name_the_key(tmp_path, mnist_dir, ema, message):
     path = tiny_config(tmp_path, mnist_dir, {"trainer.ema": ema})
     with pytest.raises(ConfigError) as err:
         ConfigParser(json.loads(path.read_text()), create_dirs=False, preflight=True)
-    assert str(err.value).startswith(message), str(err.value)
+    assert message in str(err.value), str(err.value)
