@@ -1,33 +1,28 @@
-"""All of configuration: reading config.json, command-line overrides, validation, resolving
-`{"type", "args"}` entries to objects, and the run folders."""
+"""ConfigParser: the pytorch-template API over the config pipeline in config/ (reading, overrides,
+schema checks, pre-run checks, building objects, run folders)."""
 import argparse
-import functools
-import json
 import logging
 import os
-from datetime import datetime
 from pathlib import Path
 
-from config.overrides import parse_override, set_by_path
+from config.instantiate import bind, instantiate, named_callable
+from config.overrides import parse_override
 from config.preflight import check_before_run
-from config.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
-from config.schema import default_of
+from config.run_folders import console_logging, make_run_folders
+from config.sources import apply_modification, load_source
 from config.validation import Problems, check_config, fill_defaults, settings_view
-from logger import setup_logging
 from logger.writers import check_writers
-from utils import ConfigError, dist, write_json
-from utils.checkpoint import find_latest_checkpoint, find_newest_run_checkpoint, load_checkpoint
-from utils.config_bases import resolve_bases
-from utils.epoch_metrics import is_stateful_metric
+from utils import ConfigError
+from utils.checkpoint import load_checkpoint
 
-logger = logging.getLogger(__name__)
 # sections the pre-run checks need in their declared shape
 STRUCTURE = ("arch", "data_loader", "optimizer", "loss", "metrics", "lr_scheduler", "trainer")
+LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
 
 class ConfigParser:
     def __init__(self, config, resume=None, modification=None, run_id=None, *,
-                 create_dirs=True, init_weights=None, trusted=True, preflight=False):
+                 create_dirs=True, init_weights=None, trusted=True, preflight=False, checkpoint=None):
         """
         config: dict of settings (the contents of config.json).
         resume: checkpoint to resume training from (epochs, optimizer, everything).
@@ -38,21 +33,23 @@ class ConfigParser:
         init_weights: checkpoint whose weights start a fresh run (fine-tuning).
         trusted: False for a config that came out of a checkpoint (limits `"module"` keys).
         preflight: also resolve every entry and check its arguments (config/preflight.py).
+        checkpoint: the already loaded file of `resume` or `init_weights`, if there is one.
         Every problem found is reported in one ConfigError, before anything is written.
         """
-        self._config = _apply_modification(config, modification or {})
+        self._config = apply_modification(config, modification or {})
         self.resume = Path(resume) if resume is not None else None
         self.init_weights = Path(init_weights) if init_weights is not None else None
         self.trusted = trusted
+        self._checkpoint = checkpoint
         self._check(preflight)
-        self.log_levels = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+        self.log_levels = LOG_LEVELS
         self._save_dir = self._log_dir = None
         self.run_id = run_id
         self.cli_args = None  # the parsed command line, when built by from_args
         if create_dirs:
             self.make_run_dirs(run_id)
         else:
-            _console_logging()
+            console_logging()
 
     def _check(self, preflight):
         """Schema checks, defaults, then (optionally) the checks that build objects; one report."""
@@ -67,7 +64,7 @@ class ConfigParser:
     def from_args(cls, args, options=(), create_dirs=True, argv=None):
         """Build from the command line (`argv`, default sys.argv): -c config, -r checkpoint or
         run folder, -d devices, the custom `options` (--lr, --bs) and any number of
-        `-o key.path=value`."""
+        `-o key.path=value`. Every mistake found here leaves no run folder behind."""
         for opt in options:
             args.add_argument(*opt.flags, default=None, type=opt.type)
         add_common_arguments(args)
@@ -75,12 +72,13 @@ class ConfigParser:
             args = args.parse_args(argv)
         if args.device is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
-        config, resume, init_weights, trusted = _load_config_and_checkpoint(args)
         modification = {opt.target: getattr(args, _dest(opt.flags)) for opt in options}
         modification.update(_override_modification(args.override))
+        source = load_source(args.config, args.resume, modification)
         # every mistake found here leaves no run folder behind
-        parser = cls(config, resume, modification, create_dirs=False, init_weights=init_weights,
-                     trusted=trusted or args.trust, preflight=True)
+        parser = cls(source.config, source.resume, modification, create_dirs=False,
+                     init_weights=source.init_weights, trusted=source.trusted or args.trust,
+                     preflight=True, checkpoint=source.checkpoint)
         parser.cli_args = args
         if create_dirs:
             parser.make_run_dirs()
@@ -89,80 +87,32 @@ class ConfigParser:
     def make_run_dirs(self, run_id=None):
         """Create the run's model and log folders, save the config there and log to info.log."""
         check_writers(self)  # only a run that writes logs starts the writers (W&B needs a login)
-        save_dir = Path(self._config["trainer"]["save_dir"])
-        name = self._config["name"]
-        dist.barrier()  # DDP: every rank has resolved `-r auto` before rank 0 adds a new run folder
-        if not dist.is_main_process():
-            return self._follow_main_process_run_dirs(save_dir, name)
-        run_id = run_id or self.run_id or datetime.now().strftime(r"%m%d_%H%M%S")
-        self._save_dir = _make_unused_dir(save_dir / "models" / name, run_id)
-        self.run_id = dist.broadcast_object(self._save_dir.name)
-        self._log_dir = save_dir / "log" / name / self.run_id
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self._config, self._save_dir / "config.json")
-        setup_logging(self._log_dir)
+        self.run_id, self._save_dir, self._log_dir = make_run_folders(
+            self._config, self._config["name"], self._config["trainer"]["save_dir"], run_id or self.run_id)
 
-    def _follow_main_process_run_dirs(self, save_dir, name):
-        """DDP ranks > 0: create nothing, take rank 0's run id (their clocks and the folders that
-        already exist may differ) and log only warnings, so each line appears once."""
-        self.run_id = dist.broadcast_object(None)
-        self._save_dir = save_dir / "models" / name / self.run_id
-        self._log_dir = save_dir / "log" / name / self.run_id
-        _console_logging()
+    @property
+    def checkpoint(self):
+        """The file of `resume` (or else `init_weights`), loaded once and shared by the checks,
+        the trainer and test.py; None when there is neither."""
+        path = self.resume or self.init_weights
+        if self._checkpoint is None and path is not None:
+            self._checkpoint = load_checkpoint(path, mmap=True)
+        return self._checkpoint
 
     def init_obj(self, name, module, *args, **kwargs):
         """Instantiate config[name] = {"type": T, "args": {...}} as module.T(*args, **args_from_config,
-        **kwargs). T is looked up in `module`, then in the torch namespace for the section."""
-        entry = self[name]
-        obj_type = resolve_type(entry, name, module, TORCH_FALLBACKS.get(name, ()), self.trusted)
-        config_args = dict(entry.get("args", {}))
-        overlap = set(config_args) & set(kwargs)
-        if overlap:
-            raise ConfigError(f"{name}.args sets {', '.join(sorted(overlap))}, which the code passes "
-                              "itself; remove it from the config.")
-        config_args.update(kwargs)
-        check_call_args(obj_type, args, config_args, name)
-        try:
-            return obj_type(*args, **config_args)
-        except ValueError as err:  # the constructor refused a value (torch's own checks say which)
-            raise ConfigError(f"{name}: {entry['type']} rejected its arguments ({err}). Fix "
-                              f"{name}.args in the config.") from err
+        **kwargs); the caller's kwargs win. T is looked up in `module`, then in torch."""
+        return instantiate(self[name], name, module, *args, trusted=self.trusted, **kwargs)
 
     def init_ftn(self, name, module, *args, **kwargs):
         """Like init_obj, but return a function with the arguments bound (functools.partial)."""
-        entry = self[name]
-        fn = resolve_type(entry, name, module, TORCH_FALLBACKS.get(name, ()), self.trusted)
-        config_args = dict(entry.get("args", {}))
-        config_args.update(kwargs)
-        return functools.partial(fn, *args, **config_args)
-
-    def init_callable(self, entry, key_path, module, section):
-        """A loss or metric entry (bare name or {"type", "args", "name"}) as a callable with a
-        `__name__`. Classes (torch.nn.CrossEntropyLoss) are instantiated with the args."""
-        target = resolve_type(entry, key_path, module, TORCH_FALLBACKS.get(section, ()), self.trusted)
-        config_args = dict(entry.get("args", {})) if isinstance(entry, dict) else {}
-        check_call_args(target, (), config_args, key_path, partial=not isinstance(target, type))
-        if isinstance(target, type):
-            try:
-                fn = target(**config_args)
-            except ValueError as err:  # the class refused a value (torchmetrics' checks say which)
-                raise ConfigError(f"{key_path}: {target.__name__} rejected its arguments ({err}). Fix "
-                                  f"{key_path}.args in the config.") from err
-            if is_stateful_metric(fn) and "validate_args" not in config_args and hasattr(fn, "validate_args"):
-                # torchmetrics' argument checks read values back from the GPU: a host-device
-                # sync every step. An entry's args can switch them back on.
-                fn.validate_args = False
-        else:
-            fn = functools.partial(target, **config_args)
-        default_name = entry if isinstance(entry, str) else entry["type"]
-        fn.__name__ = entry.get("name", default_name) if isinstance(entry, dict) else default_name
-        return fn
+        return bind(self[name], name, module, *args, trusted=self.trusted, **kwargs)
 
     def init_loss(self, module):
-        return self.init_callable(self["loss"], "loss", module, "loss")
+        return named_callable(self["loss"], "loss", module, self.trusted)
 
     def init_metrics(self, module):
-        metrics = [self.init_callable(entry, f"metrics.{i}", module, "metrics")
+        metrics = [named_callable(entry, f"metrics.{i}", module, self.trusted)
                    for i, entry in enumerate(self["metrics"])]
         names = [m.__name__ for m in metrics]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -205,15 +155,6 @@ class ConfigParser:
         return self._log_dir
 
 
-def _console_logging():
-    """Log to the console only (no run folder yet, or none at all). Under DDP, ranks > 0 log
-    only warnings, so that each line appears once."""
-    setup_logging(None)
-    if not dist.is_main_process():
-        for handler in logging.getLogger().handlers:
-            handler.setLevel(logging.WARNING)
-
-
 def add_common_arguments(parser):
     """Flags shared by train.py and test.py (the template's -c/-r/-d are added by the scripts)."""
     parser.add_argument("-o", "--override", action="append", metavar="KEY.PATH=VALUE",
@@ -237,101 +178,3 @@ def _dest(flags):
     """argparse's attribute name for the option: its first long flag."""
     long_flags = [flag for flag in flags if flag.startswith("--")] or flags
     return long_flags[0].lstrip("-").replace("-", "_")
-
-
-def _load_config_and_checkpoint(args):
-    """-c alone: new run. -r alone: resume with the checkpoint's config. -c and -r: fine-tune,
-    i.e. weights from the checkpoint, everything else from the new config. -c and -r auto:
-    resume the newest run of the config's name, or start the first one."""
-    if args.config is None and args.resume is None:
-        raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
-    if args.resume == "auto":
-        return _auto_resume(args.config, _override_modification(args.override))
-    checkpoint_path = _resolve_resume_path(args.resume) if args.resume else None
-    if args.config is not None:
-        config = _read_config_file(args.config)
-        return config, None, checkpoint_path, True
-    return _checkpoint_config(checkpoint_path), checkpoint_path, None, False
-
-
-def _auto_resume(config_path, modification):
-    """Restarting the same command after a crash or preemption continues the newest run. The
-    run is looked up by the name and save_dir that the overrides give."""
-    if config_path is None:
-        raise ConfigError("-r auto needs -c CONFIG to know which run name to look for.")
-    config = _read_config_file(config_path)
-    lookup = _apply_modification(config, modification)
-    save_dir = lookup.get("trainer", {}).get("save_dir", default_of("trainer", "save_dir"))
-    runs_dir = Path(save_dir) / "models" / str(lookup.get("name", ""))
-    checkpoint_path = find_newest_run_checkpoint(runs_dir)
-    if checkpoint_path is None:
-        logger.warning(f"-r auto: no checkpoint in '{runs_dir}' yet; starting a new run from {config_path}.")
-        return config, None, None, True
-    return _checkpoint_config(checkpoint_path), checkpoint_path, None, False
-
-
-def _checkpoint_config(checkpoint_path):
-    checkpoint = load_checkpoint(checkpoint_path, mmap=True)
-    config = checkpoint.get("config") or _read_config_file(checkpoint_path.parent / "config.json")
-    return json.loads(json.dumps(config))
-
-
-def _resolve_resume_path(resume):
-    path = Path(resume)
-    if path.is_dir():
-        return find_latest_checkpoint(path)
-    if not path.exists():
-        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint .pth file, a run "
-                          "folder under saved/models/, or 'auto' (with -c) for the newest run.")
-    return path
-
-
-def _read_config_file(path):
-    """The config file at `path` with its bases (its "base" key) merged under it."""
-    return resolve_bases(_read_json_object(path), path, _read_json_object)
-
-
-def _read_json_object(path):
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist. Check the path given to -c.") from None
-    except OSError as err:
-        raise ConfigError(f"config file '{path}' cannot be read: {err.strerror}.") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"config file '{path}' is not valid JSON: {err.msg} at line {err.lineno}, column "
-            f"{err.colno}. Fix the file (a trailing comma or a missing quote is the usual cause)."
-        ) from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"config file '{path}' must hold a JSON object at the top level.")
-    return config
-
-
-def _apply_modification(config, modification):
-    config = json.loads(json.dumps(config))  # a private, plain copy
-    for target, value in modification.items():
-        if value is None:
-            continue
-        if isinstance(target, tuple):  # from -o: (keys, force)
-            keys, force = target
-            set_by_path(config, list(keys), value, force=force)
-        else:  # template style 'optimizer;args;lr' (or dotted)
-            keys = target.replace(";", ".").split(".")
-            set_by_path(config, keys, value, force=True, source="option")
-    return config
-
-
-def _make_unused_dir(parent, run_id):
-    """Create parent/run_id, or run_id_1, run_id_2... when two runs start in the same second."""
-    parent.mkdir(parents=True, exist_ok=True)
-    candidate, suffix = run_id, 1
-    while True:
-        try:
-            (parent / candidate).mkdir()
-            return parent / candidate
-        except FileExistsError:
-            candidate, suffix = f"{run_id}_{suffix}", suffix + 1

@@ -12,16 +12,16 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
+from model.transfer import build_model, optimizer_param_groups, parameter_counts
 from parse_config import ConfigParser
 from trainer import Trainer
 from trainer.callbacks import ActivationStatistics, build_callbacks
+from trainer.dry_run import print_dry_run
 from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
 from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
-from utils.dry_run import print_dry_run
 from utils.io import atomic_open
 from utils.run_status import recorded_status
 from utils.seed import seed_everything
-from utils.transfer import build_model, optimizer_param_groups, parameter_counts
 
 
 def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):

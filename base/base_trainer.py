@@ -7,10 +7,11 @@ from config.schema import declare_trainer_settings
 from config.validation import Problems, check_section, fill_section, section_view
 from logger.writers import log_final_hparams, make_writer
 from utils import ConfigError, atomic_torch_save, atomic_write_csv, dist, unwrap_model
-from utils.checkpoint import checkpoint_order, load_checkpoint, load_weights
-from utils.errors import TrainingStopped
+from utils.checkpoint import Key, checkpoint_order, load_checkpoint, load_weights
+from utils.errors import PartFailed, TrainingStopped
 from utils.monitor import EarlyStopping, Monitor
 from utils.seed import get_rng_states, set_rng_states
+from utils.state import StateParts
 
 from .callback import CallbackList, EpochFunction
 
@@ -66,6 +67,34 @@ class BaseTrainer:
         # plain functions called as callback(epoch, log) after each epoch's checkpoint, like a
         # Callback's on_epoch_end (kept for code written against them); may raise to end training
         self.epoch_callbacks = []
+        self.state_parts = StateParts()  # what a checkpoint holds besides epoch, history and config
+        self._register_state_parts()
+
+    def _register_state_parts(self):
+        parts = self.state_parts
+        parts.register(Key.STATE_DICT, save=lambda: unwrap_model(self.model).state_dict(),
+                       load=lambda weights, _: load_weights(unwrap_model(self.model), weights, self.config.resume))
+        parts.register(Key.OPTIMIZER, self.optimizer)
+        parts.register(Key.LR_SCHEDULER, save=self._scheduler_state, load=self._load_scheduler_state)
+        parts.register(Key.MONITOR_BEST, save=lambda: self.monitor.best,
+                       load=lambda best, _: self.monitor.load_state_dict({"best": best}))
+        parts.register(Key.EPOCHS_SINCE_IMPROVEMENT, save=lambda: self.early_stopping.epochs_since_improvement,
+                       load=lambda count, _: self.early_stopping.load_state_dict({"epochs_since_improvement": count}))
+        parts.register(Key.RNG_STATES, save=get_rng_states, load=lambda states, _: set_rng_states(states))
+        parts.register(Key.CALLBACKS, save=self.callbacks.state_dict,
+                       load=lambda states, _: self.callbacks.load_state_dict(states, self.logger))
+        # None where the loader names no classes; read by test.py and predict.py, not on resume
+        parts.register(Key.CLASS_NAMES, save=lambda: self.config.config.get("class_names"),
+                       load=lambda names, _: None)
+
+    def _scheduler_state(self):
+        lr_scheduler = getattr(self, "lr_scheduler", None)  # set by subclasses after this __init__
+        return lr_scheduler.state_dict() if lr_scheduler is not None else None
+
+    def _load_scheduler_state(self, state, checkpoint):
+        lr_scheduler = getattr(self, "lr_scheduler", None)
+        if lr_scheduler is not None and state is not None:
+            lr_scheduler.load_state_dict(state)
 
     def _trainer_settings(self, trainer_config):
         """The trainer section with this class's extra keys checked and filled in (the built-in
@@ -109,6 +138,8 @@ class BaseTrainer:
                     result = self._train_epoch(epoch)
                 except StopRequested as stop:
                     self._stop_inside_epoch(stop)
+                except PartFailed as failure:
+                    raise ConfigError(self._failure_message(failure, epoch)) from failure.error
                 if self._end_epoch(epoch, result):
                     break
                 if self._agree_on_stop() and epoch < self.epochs:  # collective first: every rank calls it
@@ -120,6 +151,16 @@ class BaseTrainer:
         finally:
             self._restore_signal_handlers(previous_handlers)
             self.writer.close()
+
+    def _failure_message(self, failure, epoch):
+        """A config-built object raised during the epoch: which section, what, and what is safe."""
+        saved = sorted(self.checkpoint_dir.glob("checkpoint-epoch*.pth"), key=checkpoint_order) \
+            if self.checkpoint_dir is not None else []
+        where = (f"The last good checkpoint is {saved[-1]} (resume with: python train.py -r {saved[-1]})"
+                 if saved else "No checkpoint was written before it")
+        return (f"{failure.section} failed in epoch {epoch}: {type(failure.error).__name__}: {failure.error}. "
+                f"The run stopped. {where}. Fix the object that the config's \"{failure.section}\" section "
+                "builds (run with --debug for the traceback).")
 
     def _end_epoch(self, epoch, result):
         """Log the epoch, update best/early stop, save. Returns True to stop training."""
@@ -188,31 +229,14 @@ class BaseTrainer:
     # ---- checkpoints -------------------------------------------------------------------------
     def _checkpoint_state(self, epoch, batches_done=0):
         """Everything needed to continue exactly, as plain containers and tensors."""
-        model = unwrap_model(self.model)
-        lr_scheduler = getattr(self, "lr_scheduler", None)
         return {
-            "arch": type(model).__name__,
-            "epoch": epoch,
-            "batches_done": batches_done,  # >0: saved inside `epoch`, which is not finished
-            "state_dict": model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
-            "monitor_best": self.monitor_best,
-            "epochs_since_improvement": self.epochs_since_improvement,
-            "history": self.history,
-            "config": self.config.config,
-            "class_names": self.config.config.get("class_names"),  # None where the loader names none
-            "rng_states": get_rng_states(),
-            "callbacks": self.callbacks.state_dict(),
-            **self._extra_checkpoint_state(),
+            Key.ARCH: type(unwrap_model(self.model)).__name__,
+            Key.EPOCH: epoch,
+            Key.BATCHES_DONE: batches_done,  # >0: saved inside `epoch`, which is not finished
+            **self.state_parts.state(),
+            Key.HISTORY: self.history,
+            Key.CONFIG: self.config.config,
         }
-
-    def _extra_checkpoint_state(self):
-        """Subclass hook: more plain state to save (grad scaler, partial epoch metrics)."""
-        return {}
-
-    def _load_extra_checkpoint_state(self, checkpoint):
-        """Subclass hook: restore what `_extra_checkpoint_state` saved."""
 
     def _save_checkpoint(self, epoch, save_best=False):
         """pytorch-template API: write checkpoint-epoch<N>.pth (and model_best.pth)."""
@@ -241,39 +265,33 @@ class BaseTrainer:
         if self.config.resume is not None:
             self._resume_checkpoint(self.config.resume)
         elif getattr(self.config, "init_weights", None) is not None:
-            checkpoint = load_checkpoint(self.config.init_weights)
-            load_weights(unwrap_model(self.model), checkpoint["state_dict"], self.config.init_weights)
+            load_weights(unwrap_model(self.model), self.config.checkpoint, self.config.init_weights)
             self.logger.info(f"Fine-tuning: weights loaded from {self.config.init_weights}; "
                              "optimizer, schedule and epochs start fresh.")
 
     def _resume_checkpoint(self, resume_path):
+        """Continue from `resume_path` (the file the config already read): each registered part
+        gets its piece of it."""
         self.logger.info(f"Loading checkpoint: {resume_path} ...")
-        checkpoint = load_checkpoint(resume_path)
-        if checkpoint["config"]["arch"] != self.config["arch"]:
+        same_file = resume_path == self.config.resume and self.config.checkpoint is not None
+        checkpoint = self.config.checkpoint if same_file else load_checkpoint(resume_path)
+        saved_config = checkpoint[Key.CONFIG]
+        if saved_config["arch"] != self.config["arch"]:
             self.logger.warning("Warning: Architecture configuration given in config file is different from "
                                 "that of checkpoint. This may yield an exception while state_dict is being loaded.")
-        load_weights(unwrap_model(self.model), checkpoint["state_dict"], resume_path)
-        if checkpoint["config"]["optimizer"]["type"] != self.config["optimizer"]["type"]:
+        skip = set()
+        if saved_config["optimizer"]["type"] != self.config["optimizer"]["type"]:
             self.logger.warning("Warning: Optimizer type given in config file is different from that of "
                                 "checkpoint. Optimizer parameters not being resumed.")
-        else:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-        lr_scheduler = getattr(self, "lr_scheduler", None)
-        if lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
-            lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        self.monitor.load_state_dict({"best": checkpoint["monitor_best"]})
-        self.early_stopping.load_state_dict(
-            {"epochs_since_improvement": checkpoint.get("epochs_since_improvement", 0)})
-        self.callbacks.load_state_dict(checkpoint.get("callbacks"), self.logger)
-        self.history = list(checkpoint.get("history", []))
-        set_rng_states(checkpoint["rng_states"])
-        self._load_extra_checkpoint_state(checkpoint)
-        batches_done = checkpoint.get("batches_done", 0)
+            skip.add(Key.OPTIMIZER)
+        self.state_parts.load(checkpoint, skip)
+        self.history = list(checkpoint.get(Key.HISTORY, []))
+        batches_done = checkpoint.get(Key.BATCHES_DONE, 0)
         if batches_done:
-            self.start_epoch, self.resume_batches_done = checkpoint["epoch"], batches_done
+            self.start_epoch, self.resume_batches_done = checkpoint[Key.EPOCH], batches_done
             where = f"epoch {self.start_epoch} after batch {batches_done}"
         else:
-            self.start_epoch = checkpoint["epoch"] + 1
+            self.start_epoch = checkpoint[Key.EPOCH] + 1
             where = f"epoch {self.start_epoch}"
         self.logger.info(f"Checkpoint loaded. Resume training from {where}")
 

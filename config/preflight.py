@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from utils.checkpoint import check_weights_fit, load_checkpoint
+from model.transfer import replace_head
+from utils.checkpoint import Key, check_weights_fit
 from utils.errors import ConfigError
 from utils.monitor import Monitor, scheduler_monitor
-from utils.transfer import replace_head
 
+from .instantiate import entry_args, resolve
 from .resolve import TORCH_FALLBACKS, check_call_args, resolve_type
 
 # the project module each section resolves in first (see ConfigParser.init_obj callers in train.py)
@@ -61,7 +62,7 @@ def check_before_run(config, problems):
     weights = config.resume or config.init_weights
     if weights is not None and "arch" in resolved:
         with problems.collect("arch"):
-            _check_checkpoint_fits(config, modules["arch"], weights)
+            _check_checkpoint_fits(config, modules["arch"], weights, config.checkpoint)
 
 
 def _check_entry(config, section, project_module, n_positional):
@@ -200,15 +201,15 @@ def _check_data_dir(args, loader_class):
                           "Fix the path, or set download to true to fetch the data there.")
 
 
-def _check_checkpoint_fits(config, arch_module, checkpoint_path):
-    checkpoint = load_checkpoint(checkpoint_path, mmap=True)
+def _check_checkpoint_fits(config, arch_module, checkpoint_path, checkpoint):
+    model_class = resolve(config["arch"], "arch", arch_module, config.trusted)
     try:  # the meta device gives every shape without allocating or initialising weights
         with torch.device("meta"):
-            model = config.init_obj("arch", arch_module)
+            model = model_class(**entry_args(config["arch"], {}))
             if config["arch"].get("replace_head"):  # the checkpoint holds the new head's weights
                 replace_head(model, config["arch"]["replace_head"], log=False)
     except ConfigError:
         raise
     except Exception:  # a model that cannot be built on meta is checked when its weights load
         return
-    check_weights_fit(model.state_dict(), checkpoint["state_dict"], checkpoint_path)
+    check_weights_fit(model.state_dict(), checkpoint[Key.STATE_DICT], checkpoint_path)

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
-from base.in_memory_loader import InMemoryDataLoader
+from data_loader.in_memory import InMemoryDataLoader
 from utils import ConfigError, dist
 
 from .image_folder import IMAGE_EXTENSIONS, folder_samples

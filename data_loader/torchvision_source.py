@@ -9,7 +9,7 @@ import torchvision.datasets
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from base.in_memory_loader import dataset_tensors
+from data_loader.in_memory import dataset_tensors
 from utils import ConfigError
 
 from .samples import TensorSamples

@@ -1,5 +1,6 @@
 """Helpers for the reliability tests: training subprocesses that can be signalled or killed
 while their output is read, and an exact comparison of saved training states."""
+import importlib
 import logging
 import re
 import subprocess
@@ -87,20 +88,27 @@ def assert_same_training(expected_path, actual_path):
 def run_train_in_process(monkeypatch, capsys, *argv):
     """train.py's entry point in this process (no import cost) with one torch thread; returns
     (exit code, captured output). A run that ends normally returns exit code 0."""
-    import train
+    return run_in_process(monkeypatch, capsys, "train", *argv)
 
-    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, argv)])
+
+def run_in_process(monkeypatch, capsys, script, *argv, check=False):
+    """`python <script>.py <argv>` (train, test or tune) through its `run()` in this process."""
+    module = importlib.import_module(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *map(str, argv)])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train.run()
+        module.run()
         code = 0
     except SystemExit as exit_info:
         code = exit_info.code
     finally:
         torch.set_num_threads(threads)
         _remove_root_handlers()  # they write to this test's captured streams, closed after it
-    return code, capsys.readouterr()
+    captured = capsys.readouterr()
+    if check and code != 0:
+        raise AssertionError(f"{script}.py {argv} exited {code}\n{captured.out}\n{captured.err}")
+    return code, captured
 
 
 def _remove_root_handlers():

@@ -3,8 +3,9 @@ import json
 
 import pytest
 import torch
+from reliability_helpers import run_in_process
 
-from conftest import PROJECT_ROOT, only_run, run_script
+from conftest import PROJECT_ROOT, only_run
 from model.loss import bce_with_logits
 from model.metric import binary_accuracy
 from model.model import MnistModel
@@ -37,13 +38,13 @@ def test_one_output_needs_raw_scores():
 
 
 @pytest.mark.slow
-def test_is_zero_example_reaches_stated_accuracy(tmp_path, mnist_dir):
+def test_is_zero_example_reaches_stated_accuracy(tmp_path, mnist_dir, monkeypatch, capsys):
     config = PROJECT_ROOT / "configs" / "mnist_is_zero.json"
-    run_script("train.py", "-c", config, "-o", f"data_loader.args.data_dir={mnist_dir}",
+    run_in_process(monkeypatch, capsys, "train", "-c", config, "-o", f"data_loader.args.data_dir={mnist_dir}",
                "-o", f"trainer.save_dir={tmp_path}", "-o", "trainer.epochs=2", "-o", "trainer.tensorboard=false",
                "-o", "+data_loader.args.limit=2000", check=True)
     checkpoint = only_run(tmp_path, "Mnist_IsZero") / "model_best.pth"
-    run_script("test.py", "-r", checkpoint, check=True)
+    run_in_process(monkeypatch, capsys, "test", "-r", checkpoint, check=True)
     results = json.loads(checkpoint.with_name("model_best_test.json").read_text())
     assert results["samples"] == 1000
     assert results["binary_accuracy"] >= STATED_ACCURACY, results

@@ -5,8 +5,9 @@ import sys
 import pytest
 
 import train
+from config.sources import read_config_file
 from conftest import tiny_config
-from parse_config import ConfigParser, _read_config_file
+from parse_config import ConfigParser
 from utils import ConfigError
 
 
@@ -21,7 +22,7 @@ def test_base_is_deep_merged_lists_replaced_null_removes(tmp_path, mnist_dir):
     child = write(tmp_path / "variants" / "child.json", {
         "base": "../Tiny.json", "optimizer": {"args": {"lr": 0.01}}, "lr_scheduler": None,
         "metrics": ["accuracy"], "trainer": {"epochs": 1}})
-    resolved = _read_config_file(child)
+    resolved = read_config_file(child)
     original = json.loads(base.read_text())
     assert "base" not in resolved and "lr_scheduler" not in resolved
     assert resolved["optimizer"] == {"type": "Adam", "args": {**original["optimizer"]["args"], "lr": 0.01}}
@@ -35,7 +36,7 @@ def test_list_of_bases_later_wins_and_bases_chain(tmp_path):
     write(tmp_path / "a.json", {"base": "root.json", "seed": 1, "trainer": {"epochs": 2}})
     write(tmp_path / "b.json", {"seed": 2, "extra": {"x": [1, 2]}})
     child = write(tmp_path / "child.json", {"base": ["a.json", "b.json"], "extra": {"y": 3}})
-    assert _read_config_file(child) == {"name": "A", "trainer": {"epochs": 2, "monitor": "off"}, "seed": 2,
+    assert read_config_file(child) == {"name": "A", "trainer": {"epochs": 2, "monitor": "off"}, "seed": 2,
                                         "extra": {"x": [1, 2], "y": 3}}
 
 
@@ -50,7 +51,7 @@ def test_bad_bases_are_config_errors(tmp_path, files, message):
     for name, content in files.items():
         (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(ConfigError) as err:
-        _read_config_file(tmp_path / "a.json")
+        read_config_file(tmp_path / "a.json")
     assert message in str(err.value)
 
 

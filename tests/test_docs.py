@@ -252,8 +252,8 @@ def test_tune_snippet_pasted_into_config_json_runs(tmp_path, mnist_dir):
 
 def test_transfer_example_trains_the_parameters_it_names():
     import model.model as module_arch
+    from model.transfer import build_model
     from parse_config import ConfigParser
-    from utils.transfer import build_model
 
     arch = json_snippet("docs/experiments.md", "mobilenet_v3_small")["arch"]
     for user_file in ("pretrained", "init_from"):  # files the reader provides

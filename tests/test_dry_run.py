@@ -1,11 +1,14 @@
 """train.py --dry-run builds everything, shows it, trains nothing and writes no run folder."""
-from conftest import run_script, tiny_config
+from reliability_helpers import run_in_process
+
+from conftest import tiny_config
 
 
-def test_dry_run_shows_config_parameters_and_one_batch(tmp_path, mnist_dir):
+def test_dry_run_shows_config_parameters_and_one_batch(tmp_path, mnist_dir, monkeypatch, capsys):
     config = tiny_config(tmp_path, mnist_dir, {"arch.freeze": ["conv1.*"]})
-    result = run_script("train.py", "-c", config, "--dry-run", "-o", "optimizer.args.lr=0.01", check=True)
-    out = result.stdout
+    _, result = run_in_process(monkeypatch, capsys, "train", "-c", config, "--dry-run", "-o", "optimizer.args.lr=0.01",
+                               check=True)
+    out = result.out
     assert '"lr": 0.01' in out and f'"save_dir": "{tmp_path / "saved"}"' in out  # resolved config
     rows = [line.split() for line in out.splitlines()]
     assert ["conv1", "0", "260"] in rows and ["fc2", "510", "0"] in rows  # module, trainable, frozen

@@ -43,7 +43,7 @@ def start_and_kill(config, delay):
     """Start `train.py -c config -r auto`, SIGKILL it `delay` s after it built the model (so the
     kill lands in training, validation or a save rather than in the imports); return its output."""
     training = ScriptProcess("train.py", "-c", config, "-r", "auto")
-    training.wait_for(r"^MnistModel\(")
+    training.wait_for(r"^MnistModel\(", timeout=600)  # generous: the machine may be busy
     time.sleep(delay)
     training.process.kill()
     assert training.finish() == -signal.SIGKILL, f"training ended on its own:\n{training.output}"

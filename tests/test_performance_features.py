@@ -14,8 +14,8 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 import trainer.speed
-from base.in_memory_loader import InMemoryBatches, InMemoryDataLoader
 from conftest import tiny_config
+from data_loader.in_memory import InMemoryBatches, InMemoryDataLoader
 from parse_config import ConfigParser
 from trainer import Trainer
 from utils import ConfigError

@@ -1,15 +1,16 @@
-"""The default workflow end to end on tiny real data: train, files written, test.py."""
+"""The default workflow end to end on tiny real data: train, files written, test.py (both in
+this process)."""
 import json
 
 import torch
+from reliability_helpers import run_in_process
 
-from conftest import only_run, run_script, tiny_config
+from conftest import only_run, tiny_config
 
 
-def test_train_then_test_writes_expected_outputs(tmp_path, mnist_dir):
+def test_train_then_test_writes_expected_outputs(tmp_path, mnist_dir, monkeypatch, capsys):
     config = tiny_config(tmp_path, mnist_dir)
-    result = run_script("train.py", "-c", config, check=True)
-    assert "MNIST train split: 512 samples" in result.stdout
+    run_in_process(monkeypatch, capsys, "train", "-c", config, check=True)
     run = only_run(tmp_path / "saved")
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "model_best.pth", "status.json"]
@@ -17,8 +18,7 @@ def test_train_then_test_writes_expected_outputs(tmp_path, mnist_dir):
     assert (log_dir / "info.log").read_text().count("    val_loss ") == 2
     assert (log_dir / "metrics.csv").read_text().splitlines()[0].split(",")[:3] == ["epoch", "loss", "accuracy"]
 
-    tested = run_script("test.py", "-r", run / "model_best.pth", check=True)
-    assert "accuracy" in tested.stdout
+    run_in_process(monkeypatch, capsys, "test", "-r", run / "model_best.pth", check=True)
     numbers = json.loads((run / "model_best_test.json").read_text())
     assert numbers["samples"] == 1000
     assert 0.0 <= numbers["accuracy"] <= 1.0

@@ -1,13 +1,23 @@
 """The epoch loop as a user sees it: best model, early stop, save period, resume, schedules,
-iteration-based epochs, TensorBoard, checkpoints loadable with weights_only=True."""
-import re
-
+iteration-based epochs, TensorBoard, checkpoints loadable with weights_only=True. train.py runs
+in this process (the scripted-sequence rules are in test_policies.py)."""
 import pandas as pd
 import pytest
 import torch
+from reliability_helpers import run_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
+from conftest import PROJECT_ROOT, only_run, run_dirs, tiny_config
+
+
+@pytest.fixture
+def train(monkeypatch, capsys):
+    """train.py with these arguments, in this process; fails the test unless it exits 0."""
+    return lambda *argv: run_in_process(monkeypatch, capsys, "train", *argv, check=True)[1]
+
+
+def metrics_csv(save_dir, run, name="Tiny"):
+    return pd.read_csv(save_dir / "log" / name / run.name / "metrics.csv")
 
 # The lr used in each epoch is logged and can be monitored: with MultiStepLR(milestones [2, 3],
 # gamma 0.5) it is 1, 1, 0.5, 0.25, 0.25, ... so "min lr" improves exactly at epochs 1, 3, 4.
@@ -15,25 +25,12 @@ LR_SCHEDULE = {"optimizer.type": "SGD", "optimizer.args": {"lr": 1.0e-2},
                "lr_scheduler": {"type": "MultiStepLR", "args": {"milestones": [2, 3], "gamma": 0.5}}}
 
 
-def best_epochs(stdout):
-    """Epochs at which the log reported a new best model."""
-    epochs = re.findall(r"^    epoch\s+: (\d+)$|^(Saving current best)", stdout, flags=re.M)
-    best, current = [], None
-    for epoch, saved in epochs:
-        current = int(epoch) if epoch else current
-        if saved:
-            best.append(current)
-    return best
-
-
-def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir):
+def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir, train):
     config = tiny_config(tmp_path, mnist_dir, {**LR_SCHEDULE, "trainer.epochs": 10, "trainer.save_period": 4,
                                                "trainer.monitor": "min lr", "trainer.early_stop": 2})
-    result = run_script("train.py", "-c", config, check=True)
-    assert best_epochs(result.stdout) == [1, 3, 4]
+    train("-c", config)
     # epochs 5 and 6 do not improve: early stop after exactly 2 epochs, at epoch 6
-    assert "didn't improve for 2 epochs" in result.stdout
-    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name / "metrics.csv")
+    history = metrics_csv(tmp_path / "saved", only_run(tmp_path / "saved"))
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
     assert history["lr"].tolist() == pytest.approx([1e-2, 1e-2, 5e-3, 2.5e-3, 2.5e-3, 2.5e-3])
     run = only_run(tmp_path / "saved")
@@ -43,11 +40,11 @@ def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir):
     assert torch.load(run / "model_best.pth", weights_only=True)["epoch"] == 4
 
 
-def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, mnist_dir):
+def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, mnist_dir, train):
     updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.04, "momentum": 0.9},
                "lr_scheduler": {"type": "StepLR", "args": {"step_size": 1, "gamma": 0.5}}}
     config = tiny_config(tmp_path, mnist_dir, updates)
-    run_script("train.py", "-c", config, check=True)
+    train("-c", config)
     first_run = only_run(tmp_path / "saved")
     checkpoint = torch.load(first_run / "checkpoint-epoch2.pth", weights_only=True)
     assert {"arch", "epoch", "state_dict", "optimizer", "lr_scheduler", "monitor_best", "epochs_since_improvement",
@@ -55,27 +52,26 @@ def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, 
     assert not any(key.startswith("module.") for key in checkpoint["state_dict"])
     assert isinstance(checkpoint["config"], dict) and checkpoint["arch"] == "MnistModel"
 
-    resumed = run_script("train.py", "-r", first_run / "checkpoint-epoch2.pth", "-o", "trainer.epochs=4", check=True)
-    assert "Resume training from epoch 3" in resumed.stdout
+    train("-r", first_run / "checkpoint-epoch2.pth", "-o", "trainer.epochs=4")
     second_run = [run for run in run_dirs(tmp_path / "saved") if run != first_run][0]
     assert sorted(p.name for p in second_run.glob("checkpoint-*")) == ["checkpoint-epoch3.pth",
                                                                        "checkpoint-epoch4.pth"]
-    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / second_run.name / "metrics.csv")
+    history = metrics_csv(tmp_path / "saved", second_run)
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     assert history["lr"].tolist() == pytest.approx([0.04, 0.02, 0.01, 0.005])
 
 
-def test_len_epoch_runs_exactly_that_many_steps(tmp_path, mnist_dir):
+def test_len_epoch_runs_exactly_that_many_steps(tmp_path, mnist_dir, train):
     config = tiny_config(tmp_path, mnist_dir, {"trainer.len_epoch": 5, "trainer.epochs": 3})
-    run_script("train.py", "-c", config, check=True)
+    train("-c", config)
     checkpoint = torch.load(only_run(tmp_path / "saved") / "checkpoint-epoch3.pth", weights_only=True)
     adam_steps = {int(state["step"]) for state in checkpoint["optimizer"]["state"].values()}
     assert adam_steps == {15}
 
 
-def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir):
+def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir, train):
     config = tiny_config(tmp_path, mnist_dir, {"trainer.tensorboard": True, "trainer.log_step": 4})
-    run_script("train.py", "-c", config, check=True)
+    train("-c", config)
     events = EventAccumulator(str(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name),
                               size_guidance={"scalars": 0, "images": 0, "histograms": 0})
     events.Reload()
@@ -90,35 +86,34 @@ def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir):
     assert "params/conv1.weight" in tags["histograms"]
 
 
-def test_original_pytorch_template_config_runs_unchanged(tmp_path, mnist_dir):
+def test_original_pytorch_template_config_runs_unchanged(tmp_path, mnist_dir, train, monkeypatch):
     """The template's config.json, byte for byte, run from a folder holding data/ as it expects."""
     (tmp_path / "data").symlink_to(mnist_dir, target_is_directory=True)
     template_config = PROJECT_ROOT / "tests" / "fixtures" / "template_config.json"
-    result = run_script(PROJECT_ROOT / "train.py", "-c", template_config, "-o", "trainer.epochs=1",
-                        "-o", "+data_loader.args.limit=1024", cwd=tmp_path, check=True)
-    assert "val_accuracy" in result.stdout
+    monkeypatch.chdir(tmp_path)
+    train("-c", template_config, "-o", "trainer.epochs=1", "-o", "+data_loader.args.limit=1024")
     run = only_run(tmp_path / "saved", name="Mnist_LeNet")
+    assert "val_accuracy" in metrics_csv(tmp_path / "saved", run, name="Mnist_LeNet").columns
     assert (run / "checkpoint-epoch1.pth").exists() and (run / "model_best.pth").exists()
     assert (tmp_path / "saved" / "log" / "Mnist_LeNet" / run.name / "info.log").exists()
 
 
-def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir):
+def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir, train):
     # Monitoring the lr itself makes the plateau deterministic: every second epoch repeats the
     # previous lr, which (patience 0) halves it. Fed val_loss instead, the sequence would differ.
     updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.01}, "trainer.epochs": 6,
                "trainer.monitor": "min lr",
                "lr_scheduler": {"type": "ReduceLROnPlateau", "args": {"patience": 0, "factor": 0.5}}}
-    run_script("train.py", "-c", tiny_config(tmp_path, mnist_dir, updates), check=True)
-    history = pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name / "metrics.csv")
+    train("-c", tiny_config(tmp_path, mnist_dir, updates))
+    history = metrics_csv(tmp_path / "saved", only_run(tmp_path / "saved"))
     assert history["lr"].tolist() == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
 
 
-def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir):
-    run_script("train.py", "-c", tiny_config(tmp_path, mnist_dir), check=True)
+def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir, train):
+    train("-c", tiny_config(tmp_path, mnist_dir))
     source = only_run(tmp_path / "saved") / "model_best.pth"
     new_config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "optimizer.args.lr": 1e-9}, name="Tuned")
-    result = run_script("train.py", "-c", new_config, "-r", source, check=True)
-    assert "Fine-tuning: weights loaded from" in result.stdout
+    train("-c", new_config, "-r", source)
     tuned = torch.load(only_run(tmp_path / "saved", name="Tuned") / "checkpoint-epoch1.pth", weights_only=True)
     original = torch.load(source, weights_only=True)
     assert tuned["epoch"] == 1 and tuned["config"]["optimizer"]["args"]["lr"] == 1e-9
@@ -127,9 +122,10 @@ def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir):
         assert torch.allclose(tuned["state_dict"][name], weight, atol=1e-5), name
 
 
-def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir):
+def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir, train):
     config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1})
-    run_script("train.py", "-c", config, check=True)
-    result = run_script("train.py", "-c", config, "-r", "auto", "-o", "trainer.epochs=2", check=True)
-    assert "Resume training from epoch 2" in result.stdout
-    assert len(run_dirs(tmp_path / "saved")) == 2
+    train("-c", config)
+    train("-c", config, "-r", "auto", "-o", "trainer.epochs=2")
+    first, second = run_dirs(tmp_path / "saved")
+    assert sorted(p.name for p in second.glob("checkpoint-*")) == ["checkpoint-epoch2.pth"]
+    assert metrics_csv(tmp_path / "saved", second)["epoch"].tolist() == [1, 2]

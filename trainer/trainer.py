@@ -7,33 +7,19 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested
-from utils import ConfigError, MetricTracker, dist, unwrap_model
+from utils import ConfigError, dist, unwrap_model
+from utils.checkpoint import Key
 from utils.epoch_metrics import EpochMetrics, is_stateful_metric
+from utils.errors import blame, blamed_iter
 from utils.monitor import scheduler_monitor
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
 from .amp import autocast_context, make_grad_scaler
 from .averaging import WeightAverage
+from .evaluation import CollectedOutputs, evaluate_into, to_device, update_metrics
+from .metric_tracker import MetricTracker
 from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
-
-
-class ValidationOutputs:
-    """Every output and target of one validation pass, and its most confidently wrong samples."""
-
-    def __init__(self, keep_wrong=16):
-        self.outputs, self.targets, self.keep_wrong, self.wrong = [], [], keep_wrong, None
-
-    def update(self, data, output, target):
-        from evaluation.outputs import WrongSamples, task_of
-
-        self.wrong = self.wrong or WrongSamples(self.keep_wrong, task_of(output, target))
-        self.wrong.update(data, output.float(), target, sum(len(t) for t in self.targets))
-        self.outputs.append(output.detach().float())
-        self.targets.append(target)
-
-    def result(self):
-        return torch.cat(self.outputs).cpu(), torch.cat(self.targets).cpu(), self.wrong.result()
 
 
 class Trainer(BaseTrainer):
@@ -84,6 +70,7 @@ class Trainer(BaseTrainer):
         # trainer.validation_report: the evaluation report of the last validation epoch
         self.validation_report = settings.validation_report and self.do_validation
         self.last_validation = None
+        self._register_trainer_state()
 
     # ---- training ----------------------------------------------------------------------------
     def _train_epoch(self, epoch):
@@ -101,7 +88,7 @@ class Trainer(BaseTrainer):
             loss, output = self._train_step(data, target, batch_idx)
             # a Python scalar, not torch.tensor(batch_idx, device=...): that is a blocking copy
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), batch_idx, first_bad_step)
-            self._update_metrics(self.train_metrics, loss, output, target, self.train_epoch_metrics)
+            update_metrics(self.train_metrics, self.function_metrics, loss, output, target, self.train_epoch_metrics)
             if batch_idx % self.log_step == 0 or batch_idx == self.len_epoch - 1:
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step
                 self.train_epoch_metrics.flush()  # queued metric updates run where the loop waits anyway
@@ -132,16 +119,20 @@ class Trainer(BaseTrainer):
             # no_sync() context does the same but must wrap forward and backward).
             self.model.require_backward_grad_sync = self._at_step_boundary(batch_idx)
         with self.autocast():
-            output = self.model(data)
-            loss = self.criterion(output, target)
-        self.scaler.scale(loss / self.accum_steps).backward()
+            with blame("arch"):
+                output = self.model(data)
+            with blame("loss"):
+                loss = self.criterion(output, target)
+        with blame("arch"):  # backward runs the model's autograd functions
+            self.scaler.scale(loss / self.accum_steps).backward()
         if self._at_step_boundary(batch_idx):
             if self.clip_grad_norm:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             if self.on_nonfinite == "skip":
                 self._skip_nonfinite_gradients(batch_idx)
-            self.scaler.step(self.optimizer)
+            with blame("optimizer"):
+                self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             if self.weight_average is not None:
@@ -204,28 +195,17 @@ class Trainer(BaseTrainer):
     def _loader_from(self, data_pass, offset):
         if hasattr(self.data_loader, "set_epoch"):
             self.data_loader.set_epoch(data_pass, offset)
-            return self.data_loader
+            return blamed_iter(self.data_loader, "data_loader")
         sampler = getattr(self.data_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):  # e.g. DistributedSampler
             sampler.set_epoch(data_pass)
-        iterator = iter(self.data_loader)
+        iterator = blamed_iter(self.data_loader, "data_loader")
         for _ in range(offset):
             next(iterator)
         return iterator
 
     def _to_device(self, data):
-        data = data.to(self.device, non_blocking=self.non_blocking)
-        if self.channels_last and data.dim() == 4:
-            data = data.contiguous(memory_format=torch.channels_last)
-        return data
-
-    def _update_metrics(self, tracker, loss, output, target, epoch_metrics=None):
-        n = target.size(0)
-        tracker.update("loss", loss, n)
-        for metric in self.function_metrics:
-            tracker.update(metric.__name__, metric(output, target), n)
-        if epoch_metrics:
-            epoch_metrics.update(output, target)
+        return to_device(data, self.device, self.non_blocking, self.channels_last)
 
     def _log_step(self, epoch, batch_idx, data, progress):
         step = (epoch - 1) * self.len_epoch + batch_idx
@@ -256,12 +236,13 @@ class Trainer(BaseTrainer):
             if metric not in log:
                 raise ConfigError(f"lr_scheduler is ReduceLROnPlateau, which steps on '{metric}', "
                                   "but that is not logged. Set trainer.monitor to a logged metric.")
-            self.lr_scheduler.step(log[metric])
+            with blame("lr_scheduler"):
+                self.lr_scheduler.step(log[metric])
         else:
-            self.lr_scheduler.step()
+            with blame("lr_scheduler"):
+                self.lr_scheduler.step()
 
     # ---- validation --------------------------------------------------------------------------
-    @torch.no_grad()
     def _valid_epoch(self, epoch):
         self.model.eval()
         self.valid_metrics.reset()
@@ -273,15 +254,10 @@ class Trainer(BaseTrainer):
         if self.weight_average is not None:
             model = self.weight_average.eval_model(model)
             model.eval()
-        collected = ValidationOutputs() if self.validation_report else None
-        for data, target in self.valid_data_loader:
-            data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
-            with self.autocast():
-                output = model(data)
-                loss = self.criterion(output, target)
-            self._update_metrics(self.valid_metrics, loss, output, target, self.valid_epoch_metrics)
-            if collected is not None:
-                collected.update(data, output, target)
+        collected = CollectedOutputs() if self.validation_report else None
+        evaluate_into(self.valid_metrics, model, self.valid_data_loader, self.criterion, self.function_metrics,
+                      self.device, self.settings, epoch_metrics=self.valid_epoch_metrics,
+                      on_batch=collected.update if collected is not None else None)
         self.last_validation = collected
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         if self.writer.enabled and epoch % self.histogram_period == 0:
@@ -312,37 +288,47 @@ class Trainer(BaseTrainer):
                      wrong, tensorboard_dir=self.config.log_dir)
         self.logger.info(f"Evaluation report of the last validation epoch in {out_dir}")
 
-    # ---- checkpoint extras -------------------------------------------------------------------
-    def _extra_checkpoint_state(self):
-        return {"grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "train_metrics": self.train_metrics.state(),
-                "train_epoch_metrics": self.train_epoch_metrics.state(),  # a collective under DDP
-                "world_size": dist.world_size(),
-                # every rank holds the same average (its updates follow the all-reduced weights)
-                "ema": self.weight_average.state_dict() if self.weight_average is not None else None,
-                # DDP: each rank draws its own dropout masks; keep every rank's stream, not only
-                # rank 0's (a collective: every rank builds the checkpoint state).
-                "rank_rng_states": dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None}
+    # ---- checkpoint parts --------------------------------------------------------------------
+    def _register_trainer_state(self):
+        parts = self.state_parts
+        parts.register(Key.GRAD_SCALER, save=lambda: self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                       load=self._load_grad_scaler)
+        parts.register(Key.TRAIN_METRICS, save=self.train_metrics.state,
+                       load=lambda state, checkpoint: self._load_partial_epoch(self.train_metrics, state, checkpoint))
+        # a collective under DDP
+        parts.register(Key.TRAIN_EPOCH_METRICS, save=self.train_epoch_metrics.state,
+                       load=lambda state, checkpoint: self._load_partial_epoch(self.train_epoch_metrics, state,
+                                                                               checkpoint))
+        parts.register(Key.WORLD_SIZE, save=dist.world_size, load=self._check_world_size)
+        # every rank holds the same average (its updates follow the all-reduced weights)
+        parts.register(Key.EMA, save=lambda: self.weight_average.state_dict() if self.weight_average else None,
+                       load=self._load_weight_average)
+        # DDP: each rank draws its own dropout masks; keep every rank's stream, not only rank 0's
+        # (a collective: every rank builds the checkpoint state).
+        parts.register(Key.RANK_RNG_STATES, load=lambda states, _: self._load_rank_rng_state(states),
+                       save=lambda: dist.all_gather_object(get_rng_states()) if dist.is_distributed() else None)
 
-    def _load_extra_checkpoint_state(self, checkpoint):
-        if checkpoint.get("grad_scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(checkpoint["grad_scaler"])
-        self._load_rank_rng_state(checkpoint.get("rank_rng_states"))
-        if self.weight_average is not None:
-            self._load_weight_average(checkpoint.get("ema"))
-        saved_world_size = checkpoint.get("world_size", 1)
-        if checkpoint.get("batches_done") and saved_world_size != dist.world_size() and dist.is_main_process():
+    def _load_grad_scaler(self, state, checkpoint):
+        if state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state)
+
+    def _check_world_size(self, saved_world_size, checkpoint):
+        if checkpoint.get(Key.BATCHES_DONE) and saved_world_size != dist.world_size() and dist.is_main_process():
             self.logger.warning(
                 f"This checkpoint was saved inside an epoch by {saved_world_size} "
                 f"process(es) and is resumed by {dist.world_size()}: the rest of that epoch starts at "
-                f"batch {checkpoint['batches_done']} of the new per-rank shards, so some samples of "
+                f"batch {checkpoint[Key.BATCHES_DONE]} of the new per-rank shards, so some samples of "
                 "the epoch are seen twice or not at all. Epoch-end checkpoints resume exactly.")
-        # The saved totals are already summed over the old ranks: give them to one rank only.
-        if checkpoint.get("batches_done") and checkpoint.get("train_metrics") and dist.is_main_process():
-            self.train_metrics.load_state(checkpoint["train_metrics"])
-            self.train_epoch_metrics.load_state(checkpoint.get("train_epoch_metrics") or {})
 
-    def _load_weight_average(self, state):
+    def _load_partial_epoch(self, tracker, state, checkpoint):
+        """Metric totals of a checkpoint saved inside an epoch. They are already summed over the
+        old ranks: give them to one rank only."""
+        if checkpoint.get(Key.BATCHES_DONE) and state and dist.is_main_process():
+            tracker.load_state(state)
+
+    def _load_weight_average(self, state, checkpoint):
+        if self.weight_average is None:
+            return
         if state is None:  # a checkpoint from a run without EMA: the average starts from here
             self.logger.warning("trainer.ema is on but the checkpoint has no averaged weights; the average "
                                 "starts from the resumed weights.")

@@ -9,9 +9,9 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.model as module_arch
 from config.resolve import resolve_type
+from model.transfer import build_model, optimizer_param_groups
 from utils import prepare_device
 from utils.seed import seed_everything
-from utils.transfer import build_model, optimizer_param_groups
 
 
 @dataclass

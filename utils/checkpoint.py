@@ -13,13 +13,36 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-epoch(\d+)(?:-step(\d+))?\.pth$")
 
 
+class Key:
+    """The names of a checkpoint's entries, in one place (pytorch-template's names are kept)."""
+    ARCH = "arch"  # the model's class name
+    EPOCH = "epoch"
+    BATCHES_DONE = "batches_done"  # >0: saved inside EPOCH, which is not finished
+    STATE_DICT = "state_dict"  # the model's weights, never with a DDP "module." prefix
+    OPTIMIZER = "optimizer"
+    LR_SCHEDULER = "lr_scheduler"
+    MONITOR_BEST = "monitor_best"
+    EPOCHS_SINCE_IMPROVEMENT = "epochs_since_improvement"
+    HISTORY = "history"  # one dict of logged values per finished epoch
+    CONFIG = "config"  # the run's config as a plain dict
+    RNG_STATES = "rng_states"  # python, numpy, torch (+ cuda) generators of rank 0
+    RANK_RNG_STATES = "rank_rng_states"  # DDP: every rank's generators
+    GRAD_SCALER = "grad_scaler"
+    TRAIN_METRICS = "train_metrics"  # partial epoch totals of a checkpoint taken inside an epoch
+    WORLD_SIZE = "world_size"
+    TRAIN_EPOCH_METRICS = "train_epoch_metrics"  # torchmetrics states of a checkpoint taken inside an epoch
+    EMA = "ema"  # the averaged weights (trainer.ema)
+    CALLBACKS = "callbacks"  # each config callback's state_dict
+    CLASS_NAMES = "class_names"  # the data loader's class names, for evaluation and prediction
+
+
 def load_checkpoint(path, map_location="cpu", mmap=False):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"resume path '{path}' does not exist or is not a file. Pass a .pth "
                           "checkpoint or a run folder.")
     checkpoint = safe_load(path, map_location, mmap)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or Key.STATE_DICT not in checkpoint:
         raise ConfigError(f"'{path}' is not a checkpoint of this framework (it has no 'state_dict').")
     return checkpoint
 
@@ -61,12 +84,16 @@ def checkpoint_order(path):
 
 def find_latest_checkpoint(run_dir):
     """The newest checkpoint in `run_dir` that loads; corrupt ones are skipped with a warning."""
+    return latest_valid_checkpoint(run_dir)[0]
+
+
+def latest_valid_checkpoint(run_dir):
+    """(path, loaded checkpoint) of the newest checkpoint in `run_dir` that loads (memory-mapped)."""
     run_dir = Path(run_dir)
     candidates = sorted(run_dir.glob("checkpoint-epoch*.pth"), key=checkpoint_order, reverse=True)
     for candidate in candidates:
         try:
-            load_checkpoint(candidate, mmap=True)
-            return candidate
+            return candidate, load_checkpoint(candidate, mmap=True)
         except ConfigError as err:
             logger.warning(f"Skipping checkpoint {candidate}: {err}")
     hint = (" It holds run folders: pass one of them, or -c CONFIG -r auto for the newest."
@@ -80,12 +107,18 @@ def find_latest_checkpoint(run_dir):
 def find_newest_run_checkpoint(runs_dir):
     """The newest valid checkpoint of the most recently written run folder in `runs_dir` that
     holds one (a run killed before its first save is skipped); None when there is none."""
+    found = newest_run_checkpoint(runs_dir)
+    return found[0] if found else None
+
+
+def newest_run_checkpoint(runs_dir):
+    """Like find_newest_run_checkpoint, as (path, loaded checkpoint) or None."""
     runs = sorted((p for p in Path(runs_dir).glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime,
                   reverse=True)
     for run in runs:
         if any(run.glob("checkpoint-epoch*.pth")):
             try:
-                return find_latest_checkpoint(run)
+                return latest_valid_checkpoint(run)
             except ConfigError as err:
                 logger.warning(f"Skipping run {run}: {err}")
     return None
@@ -121,10 +154,12 @@ def check_weights_fit(model_state, state_dict, source):
         )
 
 
-def load_weights(model, state_dict, source, strict=True):
-    """Load `state_dict` into `model`. With strict, any missing, unexpected or reshaped key is a
-    ConfigError that lists them; otherwise the fitting keys load and (missing, unexpected) are
-    returned."""
+def load_weights(model, weights, source, strict=True):
+    """The one way weights reach a model: `weights` is a loaded framework checkpoint (its
+    state_dict is taken) or a bare state dict; `source` names the file in messages. With
+    strict, any missing, unexpected or reshaped key is a ConfigError that lists them; otherwise
+    the fitting keys load and (missing, unexpected) are returned."""
+    state_dict = weights[Key.STATE_DICT] if isinstance(weights.get(Key.STATE_DICT), dict) else weights
     state_dict = strip_module_prefix(state_dict)
     own = model.state_dict()
     if strict:

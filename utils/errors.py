@@ -45,3 +45,42 @@ class TrainingStopped(Exception):
     def __init__(self, message, exit_code):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class PartFailed(Exception):
+    """An object built from config section `section` raised `error` while the run used it."""
+
+    def __init__(self, section, error):
+        super().__init__(f"{section}: {type(error).__name__}: {error}")
+        self.section, self.error = section, error
+
+
+class blame:  # noqa: N801 (used like a function: `with blame("loss"): ...`)
+    """Context manager: an exception from the block becomes PartFailed(section), so the run can
+    say which config section built the failing object. The user's own ConfigErrors pass
+    through. A class rather than a generator: it wraps a few calls of every training step."""
+    __slots__ = ("section",)
+
+    def __init__(self, section):
+        self.section = section
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None or not issubclass(kind, Exception) or issubclass(kind, (ConfigError, PartFailed)):
+            return False
+        raise PartFailed(self.section, error) from error
+
+
+def blamed_iter(iterable, section):
+    """Iterate `iterable` (a data loader), turning its exceptions into PartFailed(section)."""
+    with blame(section):
+        iterator = iter(iterable)
+    while True:
+        with blame(section):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+        yield item

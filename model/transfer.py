@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .checkpoint import load_weights, safe_load
-from .errors import ConfigError
+from utils.checkpoint import load_weights, safe_load
+from utils.errors import ConfigError
 
 logger = logging.getLogger("transfer")
 
@@ -50,10 +50,7 @@ def _load_weight_file(model, entry, key_path, default_strict):
     if not Path(path).is_file():
         raise ConfigError(f"{key_path}: weight file '{path}' does not exist. Weights are never "
                           "downloaded at run time; save them to a local file first.")
-    state = safe_load(path)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    missing, unexpected = load_weights(model, state, path, strict=strict)
+    missing, unexpected = load_weights(model, safe_load(path), path, strict=strict)
     logger.info(f"Weights loaded from {path} ({'strict' if strict else 'non-strict'}).")
     if missing:
         logger.info(f"    missing keys (left as initialised) ({len(missing)}): {', '.join(missing)}")

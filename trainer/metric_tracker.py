@@ -2,7 +2,7 @@
 device and converted to Python numbers only when read, so updating never forces a sync."""
 import torch
 
-from . import dist
+from utils import dist
 
 
 class MetricTracker:

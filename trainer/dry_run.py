@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from .errors import ConfigError
-from .transfer import parameter_table
+from model.transfer import parameter_table
+from utils.errors import ConfigError
 
 
 def _run_config_part(step, section, what, config, data):
