@@ -100,9 +100,8 @@ def test_only_overridden_events_are_dispatched():
     ({"type": "LogPredictionEntropy"}, "callbacks is {"),
 ])
 def test_bad_callbacks_are_reported_before_a_run_folder_exists(tmp_path, mnist_dir, callbacks, message):
-    config = make_config(tmp_path, mnist_dir, {"callbacks": callbacks}, create_dirs=False)
-    with pytest.raises(ConfigError) as err:
-        check_config_objects(config)
+    with pytest.raises(ConfigError) as err:  # the schema rejects a non-list already while reading
+        check_config_objects(make_config(tmp_path, mnist_dir, {"callbacks": callbacks}, create_dirs=False))
     assert message in str(err.value), str(err.value)
     assert not (tmp_path / "saved").exists()
 
