@@ -55,17 +55,17 @@ class MultiWriter(NullWriter):
 def wandb_settings(config):
     """The "wandb" section as a dict, or None when W&B is not configured or is off."""
     settings = config.settings
-    entry = settings.trainer.wandb if settings.trainer.wandb is not None else settings.wandb
-    if entry is True:
-        entry = {}
-    if not isinstance(entry, dict) or not entry.get("enabled", True):
-        return None
-    return {k: v for k, v in entry.items() if k != "enabled"}
+    return _enabled_section(settings.trainer.wandb if settings.trainer.wandb is not None else settings.wandb)
 
 
 def mlflow_settings(config):
     """The trainer.mlflow section as a dict ({} for `true`), or None when absent or off."""
-    entry = config["trainer"].get("mlflow")
+    return _enabled_section(config.settings.trainer.mlflow)
+
+
+def _enabled_section(entry):
+    """A writer's section (true, or a dict with an optional "enabled") as a dict without
+    "enabled"; None when it is absent or switched off."""
     if entry is True:
         entry = {}
     if not isinstance(entry, dict) or not entry.get("enabled", True):
