@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from config.sources import load_source
 from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline, list_inputs, table_inputs
 from evaluation.outputs import DEFAULT_THRESHOLD, class_names_for, predict_labels, probabilities
-from parse_config import ConfigParser, _checkpoint_config
+from parse_config import ConfigParser
 from utils import ConfigError, main_guard, prepare_device
 from utils.io import atomic_open
 
@@ -35,9 +36,11 @@ class TorchModel:
         path = Path(checkpoint_path)
         if not path.is_file():
             raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file written by train.py with -r.")
-        self.config = ConfigParser(_checkpoint_config(path), resume=path, create_dirs=False, trusted=trusted)
+        source = load_source(None, path)  # the checkpoint's own config, read with the file once
+        self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
+                                   checkpoint=source.checkpoint)
         model, checkpoint = model_from_checkpoint(self.config)
-        self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu)
+        self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu, warn=False)
         self.model = model.to(self.device)
         self.data_loader_section, self.trusted = self.config["data_loader"], trusted
         self.task = task_of_config(self.config.config)

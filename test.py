@@ -26,9 +26,7 @@ def main(config, write_evaluation_report=True):
     logger = config.get_logger("test")
     settings = config.settings.trainer
     checkpoint_path = config.resume or config.init_weights  # -r alone, or -c CONFIG -r CHECKPOINT
-    # `limit` sizes training runs; every test sample counts
-    no_limit = {"limit": 0} if "limit" in config["data_loader"]["args"] else {}
-    data_loader = config.init_obj("data_loader", module_data, **TEST_SPLIT_ARGS, **no_limit)
+    data_loader = build_test_loader(config)
 
     model, checkpoint = model_from_checkpoint(config)
     device, _ = prepare_device(config.settings.n_gpu, warn=False)
@@ -49,6 +47,13 @@ def main(config, write_evaluation_report=True):
                      wrong, tensorboard_dir=run_log_dir(checkpoint_path) or out_dir)
         logger.info(f"Evaluation report (per-class table, confusion matrix, wrong samples) in {out_dir}")
     return results
+
+
+def build_test_loader(config):
+    """The config's data loader on its test split; `limit` sizes training runs, so every test
+    sample counts."""
+    no_limit = {"limit": 0} if "limit" in config["data_loader"]["args"] else {}
+    return config.init_obj("data_loader", module_data, **TEST_SPLIT_ARGS, **no_limit)
 
 
 def report_dir(checkpoint_path):
