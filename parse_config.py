@@ -92,7 +92,9 @@ class ConfigParser:
         info.log and lock the run. A resume continues in the checkpoint's own folders unless
         --new-run was given; a run that has already finished is refused."""
         check_writers(self)  # only a run that writes logs starts the writers (W&B needs a login)
-        if self.resume is not None:
+        # from the command line (train.py -r) a run goes on in its own folder; code that builds a
+        # ConfigParser with `resume` itself gets a new folder, as before
+        if self.resume is not None and self.cli_args is not None:
             check_not_finished(self.resume, self.checkpoint, self._config)
             if not getattr(self.cli_args, "new_run", False):
                 self.continued_run = folders_of_checkpoint(self.resume)
