@@ -100,7 +100,7 @@ class ConfigParser:
                 self.continued_run = folders_of_checkpoint(self.resume)
         self.run_id, self._save_dir, self._log_dir, self.run_lock = make_run_folders(
             self._config, self._config["name"], self._config["trainer"]["save_dir"], run_id or self.run_id,
-            self.continued_run, self.resume)
+            self.continued_run, self.resume, self.checkpoint)
 
     def release_run_lock(self):
         if self.run_lock is not None:

@@ -14,17 +14,18 @@ from utils.write_faults import write_site
 logger = logging.getLogger("config")
 
 
-def make_run_folders(config, name, save_dir, run_id=None, continued_run=None, resume=None):
+def make_run_folders(config, name, save_dir, run_id=None, continued_run=None, resume=None, checkpoint=None):
     """Create the folders (or, with `continued_run`, reopen the run's own ones), lock the run,
     save `config` there and log to info.log; return (run_id, models folder, log folder, lock).
-    Under DDP, rank 0 does it and the other ranks follow (their lock is None)."""
+    `resume` and `checkpoint`: the path and loaded file a continued run goes on from. Under DDP,
+    rank 0 does it and the other ranks follow (their lock is None)."""
     save_dir = Path(save_dir)
     dist.barrier()  # DDP: every rank has resolved `-r auto` before rank 0 adds a new run folder
     if not dist.is_main_process():
         return _follow_main_process()
     try:
         models_dir, log_dir, lock = _open_run_folders(config, save_dir / "models" / name, save_dir / "log" / name,
-                                                      run_id, continued_run, resume)
+                                                      run_id, continued_run, resume, checkpoint)
     except ConfigError as err:
         dist.broadcast_object({"error": str(err)})  # the other ranks stop with the same message
         raise
@@ -36,7 +37,7 @@ def make_run_folders(config, name, save_dir, run_id=None, continued_run=None, re
     return models_dir.name, models_dir, log_dir, lock
 
 
-def _open_run_folders(config, models_root, log_root, run_id, continued_run, resume):
+def _open_run_folders(config, models_root, log_root, run_id, continued_run, resume, checkpoint):
     if continued_run is not None:
         models_dir, log_dir = continued_run.save_dir, continued_run.log_dir
     else:
@@ -46,7 +47,7 @@ def _open_run_folders(config, models_root, log_root, run_id, continued_run, resu
     lock = RunLock(models_dir).acquire()  # before anything in the folder is written
     if continued_run is not None:
         try:
-            check_resumes_newest(resume, continued_run)
+            check_resumes_newest(resume, checkpoint, continued_run)
         except ConfigError:
             lock.release()
             raise

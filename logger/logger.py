@@ -9,9 +9,26 @@ from utils.write_faults import WriteFailed, resource_error
 DEFAULT_CONFIG = Path(__file__).with_name("logger_config.json")
 
 
+class _EarlyRecords(logging.Handler):
+    """Keeps what is logged before the run folder exists (the run folder is made once the data,
+    model and optimizer are built), so that info.log gets those lines too."""
+    LIMIT = 10_000
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records = []
+
+    def emit(self, record):
+        if len(self.records) < self.LIMIT:
+            self.records.append(record)
+
+
 def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INFO):
     """Configure logging from `log_config`, writing file handlers into `save_dir`. With
-    `save_dir=None` only the console handlers are kept (test.py writes no run folder)."""
+    `save_dir=None` only the console handlers are kept (test.py writes no run folder), and the
+    lines are kept for the file handlers of a later call with a folder."""
+    early = [record for handler in logging.getLogger().handlers if isinstance(handler, _EarlyRecords)
+             for record in handler.records]
     log_config = Path(log_config)
     if not log_config.is_file():
         logging.basicConfig(level=default_level)
@@ -28,9 +45,15 @@ def setup_logging(save_dir, log_config=DEFAULT_CONFIG, default_level=logging.INF
         else:
             handlers[name]["filename"] = str(Path(save_dir) / handlers[name]["filename"])
     logging.config.dictConfig(config)
+    if save_dir is None:
+        logging.getLogger().addHandler(_EarlyRecords())
+        return
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             _stop_on_resource_errors(handler)
+            for record in early:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
 
 
 def _stop_on_resource_errors(handler):

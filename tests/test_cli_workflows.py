@@ -4,6 +4,7 @@ and mistakes outside the config (no W&B login, no database driver, a model that 
 the data, a launcher stopped by SIGTERM) end cleanly."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,6 +150,8 @@ def test_database_storage_without_its_driver_names_the_package(monkeypatch):
     for driver in ("psycopg", "psycopg2", "pymysql"):
         monkeypatch.setitem(sys.modules, driver, None)  # as if not installed
     with pytest.raises(ConfigError, match="pip install psycopg2-binary"):
+        _database_storage("postgresql+psycopg2://user:secret@localhost/db", attempts=1)
+    with pytest.raises(ConfigError, match=re.escape("pip install 'psycopg[binary]'")):
         _database_storage("postgresql://user:secret@localhost/db", attempts=1)
     with pytest.raises(ConfigError, match="pip install PyMySQL"):
         _database_storage("mysql+pymysql://user:secret@localhost/db", attempts=1)

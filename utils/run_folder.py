@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import checkpoint_order, find_latest_checkpoint, load_checkpoint
+from .checkpoint import checkpoint_order, find_latest_checkpoint
 from .errors import ConfigError
 
 
@@ -26,12 +26,16 @@ def folders_of_checkpoint(checkpoint_path):
     return RunFolders(save_dir, save_dir.parents[2] / "log" / name / run_id)
 
 
-def check_resumes_newest(checkpoint_path, folders):
-    """Refuse a checkpoint older than the run's newest one: training on from it in the same
-    folder would mix two histories (newer checkpoint files would stay and keep_last would prune
-    the wrong ones). Called under the run's lock, so no process adds a newer one meanwhile."""
-    newest = find_latest_checkpoint(folders.save_dir) if any(folders.save_dir.glob("checkpoint-epoch*.pth")) else None
-    if newest is not None and _position(checkpoint_path) < _position(newest):
+def check_resumes_newest(checkpoint_path, checkpoint, folders):
+    """Refuse a checkpoint (`checkpoint` is the loaded file at `checkpoint_path`) older than the
+    run's newest one: training on from it in the same folder would mix two histories (newer
+    checkpoint files would stay and keep_last would prune the wrong ones). Called under the
+    run's lock, so no process adds a newer one meanwhile."""
+    position = _position(checkpoint_path, checkpoint)
+    if not any(checkpoint_order(path) > position for path in folders.save_dir.glob("checkpoint-epoch*.pth")):
+        return  # nothing newer by name: no file needs reading
+    newest = find_latest_checkpoint(folders.save_dir)  # a newer file that does not load does not count
+    if position < checkpoint_order(newest):
         raise ConfigError(
             f"'{checkpoint_path}' is older than the run's newest checkpoint '{newest}'. Resuming continues the "
             f"run in its own folder, which must go on from its newest state: pass the run folder "
@@ -46,11 +50,10 @@ def remove_stale_temp_files(folders):
             temp.unlink(missing_ok=True)
 
 
-def _position(path):
+def _position(path, checkpoint):
     """(epoch, batches done in the epoch; a finished epoch counts as all of them)."""
     if Path(path).name.startswith("checkpoint-epoch"):
         return checkpoint_order(path)
-    checkpoint = load_checkpoint(path, mmap=True)
     return (checkpoint["epoch"], checkpoint.get("batches_done") or 10**12)
 
 
