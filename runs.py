@@ -70,15 +70,16 @@ def plot(args):
 
 def _find_run(text, root):
     path = Path(text)
-    if (path / "config.json").is_file():
-        return path
+    if (path / "config.json").is_file() and path.resolve().parent.parent.name == "models":
+        return path  # <save_dir>/models/<name>/<run_id>
     matches = [f for f in find_runs([root]) if f.name == text] if Path(root).is_dir() else []
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         raise ConfigError(f"run id '{text}' names {len(matches)} runs under {root}: "
                           f"{', '.join(map(str, matches))}. Pass the run folder instead.")
-    raise ConfigError(f"'{text}' is neither a run folder (with a config.json) nor the id of a run under {root}.")
+    raise ConfigError(f"'{text}' is neither a run folder (<save_dir>/models/<name>/<run_id>, with a config.json) "
+                      f"nor the id of a run under {root}.")
 
 
 @main_guard
