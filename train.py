@@ -87,8 +87,11 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     trainer.epoch_callbacks.extend(epoch_callbacks)
     if settings.trainer.activation_stats:  # every N training forward passes
         trainer.callbacks.append(ActivationStatistics(settings.trainer.activation_stats))
-    with recorded_status(config):  # status.json: running, then finished / stopped / crashed
-        trainer.train()
+    try:
+        with recorded_status(config):  # status.json: running, then finished / stopped / crashed
+            trainer.train()
+    finally:
+        config.release_run_lock()  # in-process callers (tune.py trials, tests) may train the run again
     return trainer
 
 
