@@ -1,7 +1,9 @@
 """Cost of the training policies, arms measured side by side in one process (epochs alternate
 between the arms; see overhead.py), on LeNet and CPU:
 - the Trainer with three no-op callbacks (every event overridden) against none;
-- the Trainer with an EMA of the weights (trainer.ema) against none.
+- the Trainer with an EMA of the weights (trainer.ema) against none;
+- the Trainer with stochastic weight averaging from the first epoch (trainer.swa: SWALR, one
+  average update per epoch) against none.
 Prints median training-epoch times (wall and process CPU time) and their ratios.
 
     python benchmarks/policies.py                     # a few minutes on a shared 2-core CPU
@@ -24,7 +26,8 @@ from base import Callback  # noqa: E402
 from benchmarks.overhead import benchmark_config, build_trainer, ratios, time_alternating  # noqa: E402
 from benchmarks.tiled_mnist import tiled_mnist_dir  # noqa: E402
 
-PLAIN, CALLBACKS, EMA = "no callbacks, no EMA", "3 no-op callbacks", "EMA (decay 0.999)"
+PLAIN, CALLBACKS, EMA, SWA = ("no callbacks, no averaging", "3 no-op callbacks", "EMA (decay 0.999)",
+                              "SWA (from epoch 1)")
 
 
 class NoOp(Callback):
@@ -78,12 +81,15 @@ def main():
         base["trainer"]["tensorboard"] = False
         with_ema = copy.deepcopy(base)
         with_ema["trainer"]["ema"] = {"decay": 0.999}
+        with_swa = copy.deepcopy(base)
+        with_swa["trainer"]["swa"] = {"start_epoch": 1, "lr": 0.001}
         with_callbacks = build_trainer(base, "callbacks")
         for _ in range(3):
             with_callbacks.callbacks.append(NoOp())
         arms = {PLAIN: training_epoch(build_trainer(base, "plain")),
                 CALLBACKS: training_epoch(with_callbacks),
-                EMA: training_epoch(build_trainer(with_ema, "ema"))}
+                EMA: training_epoch(build_trainer(with_ema, "ema")),
+                SWA: training_epoch(build_trainer(with_swa, "swa"))}
         times = time_alternating(arms, args.epochs)
     steps = -(-args.train_size // args.batch_size)
     print(f"LeNet, CPU, 1 torch thread, {steps} steps of {args.batch_size} per epoch, "
@@ -93,7 +99,7 @@ def main():
     for name, samples in times.items():
         print(f"| {name} | {statistics.median(t[0] for t in samples):.3f} | "
               f"{statistics.median(t[1] for t in samples):.3f} |")
-    for arm, label in ((CALLBACKS, "3 no-op callbacks / none"), (EMA, "EMA / no EMA")):
+    for arm, label in ((CALLBACKS, "3 no-op callbacks / none"), (EMA, "EMA / no EMA"), (SWA, "SWA / no SWA")):
         wall, wall_paired, cpu, cpu_paired = ratios(times, arm, PLAIN)
         print(f"{label}: wall {wall:.3f}x (paired {wall_paired:.3f}x), CPU {cpu:.3f}x (paired {cpu_paired:.3f}x)")
 

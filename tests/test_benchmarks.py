@@ -30,8 +30,9 @@ def test_data_paths_benchmark_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_policies_benchmark_prints_the_callback_and_ema_ratios():
+def test_policies_benchmark_prints_the_callback_ema_and_swa_ratios():
     result = run_script("benchmarks/policies.py", "--epochs", "1", "--train-size", "512", check=True)
     lines = result.stdout.splitlines()
     assert any(line.startswith("EMA / no EMA: wall") for line in lines)
     assert any(line.startswith("3 no-op callbacks / none: wall") for line in lines)
+    assert any(line.startswith("SWA / no SWA: wall") for line in lines)
