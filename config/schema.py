@@ -359,7 +359,12 @@ def default_of(section, key):
     return next(setting.default for setting in section_settings(section) if setting.key == key)
 
 
-def is_declared(keys):
-    """True for a key path that names a declared setting, e.g. ["trainer", "amp"]."""
+def is_declared(keys, config=None):
+    """True for a key path that names a declared setting, e.g. ["trainer", "amp"]; given the
+    config, also an argument of its built-in data loader, e.g. ["data_loader", "args", "limit"]."""
+    if config is not None and len(keys) == 3 and keys[:2] == ["data_loader", "args"]:
+        entry = config.get("data_loader")
+        loader = entry.get("type") if isinstance(entry, dict) else None
+        return any(setting.key == keys[2] for setting in DATA_LOADER_ARGS.get(loader, ()))
     section, key = ".".join(keys[:-1]), keys[-1]
     return any(setting.key == key for setting in section_settings(section))
