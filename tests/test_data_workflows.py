@@ -67,6 +67,9 @@ def csv_config(tmp_path, wine, updates=None, **args):
 
 CASES = {"folder_in_memory_augmented": lambda tmp, digits, wine: folder_config(tmp, digits),
          "csv_per_sample": lambda tmp, digits, wine: csv_config(tmp, wine)}
+# per sample with random transforms in worker processes: each sample's draws follow its position
+RESUME_CASES = {**CASES, "folder_per_sample_workers":
+                lambda tmp, digits, wine: folder_config(tmp, digits, in_memory=False, num_workers=2)}
 
 
 def loader_of(config_path):
@@ -88,14 +91,14 @@ def sigterm_at(monkeypatch, epoch, batch_idx):
 
 # ---- exact resume ------------------------------------------------------------------------------
 @pytest.mark.slow  # about 20 s: four short runs
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", RESUME_CASES)
 def test_resume_after_sigterm_mid_epoch_and_after_an_epoch_is_bit_identical(case, tmp_path, digits, wine,
                                                                            monkeypatch, capsys):
     def config(name):
-        return CASES[case](tmp_path / name, digits, wine)
+        return RESUME_CASES[case](tmp_path / name, digits, wine)
 
     loader = loader_of(config("straight"))  # the path this case is about
-    assert loader.in_memory == (case != "csv_per_sample")
+    assert loader.in_memory == case.startswith("folder_in")
     assert not loader.in_memory or loader.batches.augment is not None
     assert run_train_in_process(monkeypatch, capsys, "-c", config("straight"))[0] == 0
     reference = only_run(tmp_path / "straight" / "saved") / f"checkpoint-epoch{EPOCHS}.pth"
