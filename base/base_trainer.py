@@ -9,13 +9,13 @@ from logger.writers import log_final_hparams, make_writer
 from utils import ConfigError, atomic_torch_save, atomic_write_csv, dist, unwrap_model
 from utils.checkpoint import Key, checkpoint_order, load_checkpoint, load_weights
 from utils.errors import PartFailed, TrainingStopped
-from utils.monitor import EarlyStopping, Monitor
+from utils.monitor import Monitor
 from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
 from utils.state import StateParts
 from utils.write_faults import WriteFailed, write_site
 
-from .callback import CallbackList, EpochFunction
+from .callback import CallbackList, EarlyStopping, EpochFunction
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
 
@@ -57,7 +57,8 @@ class BaseTrainer:
         self.save_period = self.settings.save_period
         self.keep_last = self.settings.keep_last
         self.monitor = Monitor(self.settings.monitor)
-        self.early_stopping = EarlyStopping(self.settings.early_stop)
+        self.early_stopping = EarlyStopping(self.settings.early_stop)  # a callback, added last in train()
+        self.should_stop = False  # set by a callback (early stopping) to end training after this epoch
 
         self.start_epoch = 1
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
@@ -82,7 +83,7 @@ class BaseTrainer:
         parts.register(Key.MONITOR_BEST, save=lambda: self.monitor.best,
                        load=lambda best, _: self.monitor.load_state_dict({"best": best}))
         parts.register(Key.EPOCHS_SINCE_IMPROVEMENT, save=lambda: self.early_stopping.epochs_since_improvement,
-                       load=lambda count, _: self.early_stopping.load_state_dict({"epochs_since_improvement": count}))
+                       load=lambda count, _: setattr(self.early_stopping, "epochs_since_improvement", count))
         parts.register(Key.RNG_STATES, save=get_rng_states, load=lambda states, _: set_rng_states(states))
         parts.register(Key.CALLBACKS, save=self.callbacks.state_dict,
                        load=lambda states, _: self.callbacks.load_state_dict(states, self.logger))
@@ -142,6 +143,7 @@ class BaseTrainer:
     def _train_epochs(self):
         for function in self.epoch_callbacks:
             self.callbacks.append(EpochFunction(function))
+        self.callbacks.append(self.early_stopping)  # last: the others' saved states keep their positions
         self._load_start_weights()
         self.callbacks.fire("on_fit_start", self)
         previous_handlers = self._install_signal_handlers()
@@ -193,7 +195,7 @@ class BaseTrainer:
         log = {"epoch": epoch, **result}
         self._log_epoch(log)
         improved = self._update_monitor(log)
-        stopping = self.early_stopping.should_stop
+        stopping = self.should_stop
         periodic = epoch % self.save_period == 0 or epoch == self.epochs or stopping
         if periodic or improved:
             state = self._checkpoint_state(epoch)
@@ -204,9 +206,6 @@ class BaseTrainer:
                 self.logger.info(f"Saving current best: {self.checkpoint_dir / 'model_best.pth'} "
                                  f"({self.monitor_metric} {self.monitor_best:.6g})")
             self._write_curves()
-        if stopping:
-            self.logger.info(f"Validation performance didn't improve for {self.early_stopping.patience} "
-                             "epochs. Training stops.")
         self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
 
@@ -250,7 +249,7 @@ class BaseTrainer:
                 "or set a validation split so val_* metrics exist."
             )
         improved = self.monitor.update(log[self.monitor.key])
-        self.early_stopping.update(improved)
+        self.callbacks.fire("on_monitor_update", self, log["epoch"], improved)
         return improved
 
     # ---- checkpoints -------------------------------------------------------------------------

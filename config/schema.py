@@ -175,6 +175,8 @@ TRAINER = (
             nullable=True),
     Setting("ema", dict, None, "exponential moving average of the weights: {\"decay\", \"use_for_eval\"}; null: off",
             nullable=True),
+    Setting("swa", dict, None, "stochastic weight averaging: {\"start_epoch\", \"lr\", \"anneal_epochs\", "
+            "\"anneal_strategy\"}; null: off", nullable=True),
     Setting("validation_report", bool, False, "write the evaluation report of the last validation epoch"),
     Setting("mlflow", (bool, dict), None, "MLflow writer: true or {tracking_uri, experiment, ...}; null: off",
             nullable=True),
