@@ -122,7 +122,7 @@ def test_resume_after_sigterm_mid_epoch_and_after_an_epoch_is_bit_identical(case
     assert_same_training(reference, from_epoch[0] / f"checkpoint-epoch{EPOCHS}.pth")
 
 
-# ---- dry run, limit, test.py -------------------------------------------------------------------
+# ---- data_device, dry run, limit, test.py ------------------------------------------------------
 def test_in_memory_data_device_cpu_gives_the_same_augmented_batches(digits):
     args = {"train_dir": str(digits / "train"), "mode": "L", "batch_size": 16, "seed": 5,
             "transforms": {"train": [{"type": "RandomRotation", "args": {"degrees": 20}}], "eval": []}}
@@ -168,7 +168,6 @@ def test_test_py_scores_the_whole_test_split_of_a_limited_run(tmp_path, wine, mo
     run_in_process(monkeypatch, capsys, "test", "-r", checkpoint, check=True)
     result = json.loads(checkpoint.with_name("checkpoint-epoch1_test.json").read_text())
     assert result["samples"] == len(pd.read_csv(wine / "test.csv")) == 45 and result["epoch"] == 1
-    assert 0.0 <= result["accuracy"] <= 1.0
 
 
 # ---- tune.py -----------------------------------------------------------------------------------
