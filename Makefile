@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # extra arguments for train.py / pytest: make train ARGS="-o trainer.epochs=5", make test ARGS="-k resume"
 ARGS ?=
 
-.PHONY: venv train test lint clean
+.PHONY: venv train test test-slow lint clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ venv: $(BIN)/activate
 train: venv
 	$(BIN)/python train.py -c config.json $(ARGS)
 
+# the suite in two tiers: `test` (about 10 minutes on 2 cores) and `test-slow`, the long
+# end-to-end runs (every documented command, torchrun with signals, random kills, a tune study)
 test: venv
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
