@@ -4,6 +4,7 @@ import shutil
 
 import pandas as pd
 import pytest
+import torch
 from reliability_helpers import assert_same_training, load, run_train_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_policies import run_scripted
@@ -70,52 +71,48 @@ def test_save_top_k_without_a_monitor_is_a_config_error(tmp_path, mnist_dir, mon
 # ---- save_last ---------------------------------------------------------------------------------
 def test_checkpoint_last_is_replaced_at_every_save_and_resume_by_folder_takes_it(tmp_path, mnist_dir, monkeypatch,
                                                                                 capsys):
-    settings = {**SMALL, "trainer.save_last": True, "trainer.save_period": 10, "trainer.epochs": 3}
-    run = train(tmp_path, mnist_dir, monkeypatch, capsys, {**settings, "trainer.epochs": 2})
-    assert sorted(p.name for p in run.glob("checkpoint-*.pth")) == ["checkpoint-epoch2.pth", LAST_CHECKPOINT]
-    assert load(run / LAST_CHECKPOINT)[Key.EPOCH] == 2
-    shutil.copy(run / LAST_CHECKPOINT, tmp_path / "epoch2.pth")
+    # save_period 10: epoch 1 is only in checkpoint-last, the last epoch is also checkpoint-epoch<N>
+    settings = {**SMALL, "trainer.save_last": True, "trainer.save_period": 10, "trainer.monitor": "off"}
+    run = train(tmp_path, mnist_dir, monkeypatch, capsys, {**settings, "trainer.epochs": 1})
+    assert sorted(p.name for p in run.glob("checkpoint-*.pth")) == ["checkpoint-epoch1.pth", LAST_CHECKPOINT]
+    (run / "checkpoint-epoch1.pth").unlink()  # from here on, only checkpoint-last holds the run's state
 
-    code, captured = run_train_in_process(monkeypatch, capsys, "-r", run, "-o", "trainer.epochs=4")
+    code, captured = run_train_in_process(monkeypatch, capsys, "-r", run, "-o", "trainer.epochs=3")
     assert code == 0, captured.err
-    assert "Resume training from epoch 3" in captured.out + captured.err
+    assert "Resume training from epoch 2" in captured.out + captured.err
     last = load(run / LAST_CHECKPOINT)
-    assert last[Key.EPOCH] == 4 and [row["epoch"] for row in last[Key.HISTORY]] == [1, 2, 3, 4]
-    assert not (run / "checkpoint-epoch3.pth").exists()  # save_period 10: epoch 3 is only in checkpoint-last
+    assert last[Key.EPOCH] == 3 and [row["epoch"] for row in last[Key.HISTORY]] == [1, 2, 3]
+    assert sorted(p.name for p in run.glob("checkpoint-*.pth")) == ["checkpoint-epoch3.pth", LAST_CHECKPOINT]
 
 
 def test_resume_by_folder_places_checkpoint_last_by_the_position_it_holds(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     checkpoint = {"epoch": 2, "batches_done": 0, "state_dict": {}}
-    torch_save(checkpoint, run / "checkpoint-epoch2.pth")
-    torch_save({**checkpoint, "epoch": 3, "batches_done": 4}, run / LAST_CHECKPOINT)
+    torch.save(checkpoint, run / "checkpoint-epoch2.pth")
+    torch.save({**checkpoint, "epoch": 3, "batches_done": 4}, run / LAST_CHECKPOINT)
     assert find_latest_checkpoint(run) == run / LAST_CHECKPOINT  # newer than any named file
-    torch_save({**checkpoint, "epoch": 1}, run / LAST_CHECKPOINT)  # a save killed before it was replaced
+    torch.save({**checkpoint, "epoch": 1}, run / LAST_CHECKPOINT)  # a save killed before it was replaced
     assert find_latest_checkpoint(run) == run / "checkpoint-epoch2.pth"
-
-
-def torch_save(state, path):
-    import torch
-
-    torch.save(state, path)
 
 
 # ---- save_every_n_steps ------------------------------------------------------------------------
 def test_resume_from_a_step_checkpoint_ends_bit_identical(tmp_path, mnist_dir, monkeypatch, capsys):
-    settings = {**SMALL, "trainer.save_every_n_steps": 4, "trainer.monitor": "min val_loss",
-                "lr_scheduler.args.step_size": 1}
+    # 6 steps per epoch: saves after steps 5 and 10, validations after 4, 8 and 12; the run resumed
+    # after step 5 must carry the validation of step 4 into epoch 1's row
+    settings = {**SMALL, "trainer.save_every_n_steps": 5, "trainer.monitor": "min val_loss",
+                "trainer.val_every_n_steps": 4, "trainer.save_top_k": 2, "lr_scheduler.args.step_size": 1}
     reference = train(tmp_path, mnist_dir, monkeypatch, capsys, settings)
-    steps = sorted(p.name for p in reference.glob("checkpoint-epoch*-step*.pth"))
-    assert steps == ["checkpoint-epoch1-step4.pth", "checkpoint-epoch2-step2.pth", "checkpoint-epoch2-step6.pth"]
-    assert load(reference / "checkpoint-epoch2-step2.pth")[Key.BATCHES_DONE] == 2
+    steps = sorted(p.name for p in reference.glob("checkpoint-epoch*-step*.pth") if not is_top_k_file(p))
+    assert steps == ["checkpoint-epoch1-step5.pth", "checkpoint-epoch2-step4.pth"]
+    assert load(reference / "checkpoint-epoch2-step4.pth")[Key.BATCHES_DONE] == 4
 
-    elsewhere = tmp_path / "copied" / "checkpoint-epoch1-step4.pth"  # outside the run layout: a new run
+    elsewhere = tmp_path / "copied" / "checkpoint-epoch1-step5.pth"  # outside the run layout: a new run
     elsewhere.parent.mkdir()
-    shutil.copy(reference / "checkpoint-epoch1-step4.pth", elsewhere)
+    shutil.copy(reference / "checkpoint-epoch1-step5.pth", elsewhere)
     code, captured = run_train_in_process(monkeypatch, capsys, "-r", elsewhere)
     assert code == 0, captured.err
-    assert "Resume training from epoch 1 after batch 4" in captured.out + captured.err
+    assert "Resume training from epoch 1 after batch 5" in captured.out + captured.err
     runs = sorted((tmp_path / "saved" / "models" / "Tiny").iterdir())
     assert len(runs) == 2
     resumed = next(run for run in runs if run != reference)
