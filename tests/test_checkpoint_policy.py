@@ -8,6 +8,7 @@ import torch
 from reliability_helpers import assert_same_training, load, run_train_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_policies import run_scripted
+from test_schema import problems_of, template_config
 
 from base.checkpoint_policy import TopK
 from conftest import only_run, tiny_config
@@ -165,3 +166,16 @@ def test_reduce_lr_on_plateau_steps_after_each_validation(tmp_path, mnist_dir, m
                  "lr_scheduler": {"type": "ReduceLROnPlateau", "args": {"mode": "min", "patience": 0}}})
     scheduler = load(run / "checkpoint-epoch2.pth")[Key.LR_SCHEDULER]
     assert scheduler["last_epoch"] == 4  # 12 optimizer steps, a validation every 3
+
+
+@pytest.mark.parametrize("value, problem", [
+    (1.5, "trainer.val_every_n_steps is 1.5; write a whole number of optimizer steps"),
+    (0, "trainer.val_every_n_steps is 0; it must be above 0"),
+    (-0.5, "trainer.val_every_n_steps is -0.5; write a whole number"),
+    (0.25, None), (500, None), (None, None),
+])
+def test_val_every_n_steps_takes_steps_or_a_fraction_of_an_epoch(tmp_path, value, problem):
+    config = template_config(tmp_path)
+    config["trainer"]["val_every_n_steps"] = value
+    problems = problems_of(config)
+    assert (problems[0].startswith(problem) and len(problems) == 1) if problem else problems == []

@@ -116,6 +116,7 @@ class Trainer(BaseTrainer):
         log.update(self._learning_rates())
         if self.validates_in_epoch:
             log.update(self.step_validation or {})  # validated inside the epoch, maybe not in this one
+            self._write_histograms(epoch)
         elif self.do_validation:
             log.update({f"val_{k}": v for k, v in self._valid_epoch(epoch).items()})
         self.callbacks.fire("on_validation_end", self, epoch, log)
@@ -261,11 +262,14 @@ class Trainer(BaseTrainer):
     # ---- validation --------------------------------------------------------------------------
     def _valid_epoch(self, epoch):
         results = self._validate()
+        self._write_histograms(epoch)
+        return results
+
+    def _write_histograms(self, epoch):
         if self.writer.enabled and epoch % self.histogram_period == 0:
             for name, param in self.model.named_parameters():
                 self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(),
                                           self._steps_done(epoch + 1, 0))
-        return results
 
     def _validate(self):
         """One pass over the validation data; returns {metric: value} (without the val_ prefix)."""
