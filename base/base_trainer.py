@@ -207,8 +207,9 @@ class BaseTrainer:
         if periodic or improved:
             self._write_curves()
         if stopping:
+            units = "validations" if self.validates_in_epoch else "epochs"
             self.logger.info(f"Validation performance didn't improve for {self.early_stopping.patience} "
-                             "epochs. Training stops.")
+                             f"{units}. Training stops.")
         self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
 
