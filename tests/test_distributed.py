@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import assert_same_training
+from reliability_helpers import assert_same_state
 
 from base.samplers import EpochSampler
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
@@ -224,5 +224,11 @@ def test_validations_and_step_checkpoints_inside_epochs_under_two_processes(tmp_
     assert len([p for p in run.glob("checkpoint-epoch*=*.pth")]) == 1  # the top-1 file
     torchrun("-r", run / "checkpoint-epoch2-step3.pth", "--new-run", check=True)
     resumed = next(r for r in run_dirs(tmp_path / "saved") if r != run)
-    assert_same_training(run / "checkpoint-epoch2.pth", resumed / "checkpoint-epoch2.pth")
-    assert_same_training(run / "checkpoint-last.pth", resumed / "checkpoint-last.pth")
+    for name in ("checkpoint-epoch2.pth", "checkpoint-last.pth"):
+        expected, actual = torch.load(run / name, weights_only=True), torch.load(resumed / name, weights_only=True)
+        # the partial training-loss sums of the step checkpoint go to rank 0 alone, so float
+        # rounding of the epoch's training averages may differ; everything else is exact
+        for key in set(expected) - {"config", "history", "train_metrics"}:
+            assert_same_state(expected[key], actual[key], key)
+        for expected_row, actual_row in zip(expected["history"], actual["history"], strict=True):
+            assert actual_row == pytest.approx(expected_row, rel=1e-6)
