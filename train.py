@@ -20,7 +20,7 @@ from trainer.dry_run import print_dry_run
 from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
 from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
 from utils.io import atomic_open
-from utils.run_status import recorded_status
+from utils.run_status import recorded_status, stop_with_the_sweep
 from utils.seed import seed_everything
 from utils.write_faults import write_site
 
@@ -197,6 +197,7 @@ def parse_args():
 def run():
     if is_sweep_command(sys.argv[1:]):  # -m KEY=A,B ... or -r SWEEP_FOLDER
         return run_sweep(sys.argv[1:], make_arg_parser)
+    stop_with_the_sweep()
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
         config = parse_args()
         try:

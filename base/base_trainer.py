@@ -10,13 +10,13 @@ from utils import ConfigError, atomic_write_csv, dist, unwrap_model
 from utils.checkpoint import LAST_CHECKPOINT, Key, is_top_k_file, load_checkpoint, load_weights, rolling_checkpoints
 from utils.errors import PartFailed, TrainingStopped
 from utils.io import atomic_link_or_save
-from utils.monitor import EarlyStopping, Monitor
+from utils.monitor import Monitor
 from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
 from utils.state import StateParts
 from utils.write_faults import WriteFailed, write_site
 
-from .callback import CallbackList, EpochFunction
+from .callback import CallbackList, EarlyStopping, EpochFunction
 from .checkpoint_policy import TopK, check_checkpoint_policy, step_checkpoint_name, top_k_name
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
@@ -59,7 +59,8 @@ class BaseTrainer:
         self.save_period = self.settings.save_period
         self.keep_last = self.settings.keep_last
         self.monitor = Monitor(self.settings.monitor)
-        self.early_stopping = EarlyStopping(self.settings.early_stop)
+        self.early_stopping = EarlyStopping(self.settings.early_stop)  # a callback, added last in train()
+        self.should_stop = False  # set by a callback (early stopping) to end training after this epoch
         check_checkpoint_policy(config["trainer"])
         self.top_k = TopK(self.settings.save_top_k, self.monitor) if self.settings.save_top_k else None
         self.save_last = self.settings.save_last
@@ -88,7 +89,7 @@ class BaseTrainer:
         parts.register(Key.MONITOR_BEST, save=lambda: self.monitor.best,
                        load=lambda best, _: self.monitor.load_state_dict({"best": best}))
         parts.register(Key.EPOCHS_SINCE_IMPROVEMENT, save=lambda: self.early_stopping.epochs_since_improvement,
-                       load=lambda count, _: self.early_stopping.load_state_dict({"epochs_since_improvement": count}))
+                       load=lambda count, _: setattr(self.early_stopping, "epochs_since_improvement", count))
         if self.top_k is not None:
             parts.register(Key.TOP_K, self.top_k)
         parts.register(Key.RNG_STATES, save=get_rng_states, load=lambda states, _: set_rng_states(states))
@@ -150,6 +151,7 @@ class BaseTrainer:
     def _train_epochs(self):
         for function in self.epoch_callbacks:
             self.callbacks.append(EpochFunction(function))
+        self.callbacks.append(self.early_stopping)  # last: the others' saved states keep their positions
         self._load_start_weights()
         self.callbacks.fire("on_fit_start", self)
         previous_handlers = self._install_signal_handlers()
@@ -201,15 +203,11 @@ class BaseTrainer:
         self._log_epoch(log)
         # with validations inside the epoch, they updated the monitor and saved the best model
         improved = False if self.validates_in_epoch else self._update_monitor(log)
-        stopping = self.early_stopping.should_stop
+        stopping = self.should_stop
         periodic = epoch % self.save_period == 0 or epoch == self.epochs or stopping
         self._save_point(epoch, periodic=periodic, best=improved, monitored=None if self.validates_in_epoch else log)
         if periodic or improved:
             self._write_curves()
-        if stopping:
-            units = "validations" if self.validates_in_epoch else "epochs"
-            self.logger.info(f"Validation performance didn't improve for {self.early_stopping.patience} "
-                             f"{units}. Training stops.")
         self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
 
@@ -255,7 +253,7 @@ class BaseTrainer:
                 "or set a validation split so val_* metrics exist."
             )
         improved = self.monitor.update(log[self.monitor.key])
-        self.early_stopping.update(improved)
+        self.callbacks.fire("on_monitor_update", self, log["epoch"], improved)
         return improved
 
     # ---- checkpoints -------------------------------------------------------------------------

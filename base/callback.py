@@ -28,6 +28,11 @@ class Callback:
         `log` holds the epoch's results; keys added here are logged like the others and may be
         monitored (trainer.monitor)."""
 
+    def on_monitor_update(self, trainer, epoch, improved):
+        """After the monitored value (trainer.monitor, when not "off") was compared with the best
+        so far, before the epoch's checkpoint is written; `improved`: it is the new best. Set
+        `trainer.should_stop = True` to end training after this epoch (its checkpoint is written)."""
+
     def on_epoch_end(self, trainer, epoch, log):
         """After the epoch was logged and its checkpoint written. Raising an exception ends the
         training (tune.py prunes a trial this way)."""
@@ -52,7 +57,33 @@ class EpochFunction(Callback):
         self.function(epoch, log)
 
 
-EVENTS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_validation_end", "on_epoch_end", "on_fit_end")
+class EarlyStopping(Callback):
+    """`trainer.early_stop`: stop after `patience` epochs without improvement of the monitored
+    value (0 or None: never). The trainer adds it after the other callbacks; its count is saved
+    under the checkpoint's `epochs_since_improvement` key."""
+
+    def __init__(self, patience):
+        self.patience = patience or 0
+        self.epochs_since_improvement = 0
+
+    def on_monitor_update(self, trainer, epoch, improved):
+        if self.update(improved):
+            trainer.should_stop = True
+            trainer.logger.info(f"Validation performance didn't improve for {self.patience} epochs. "
+                                "Training stops.")
+
+    def update(self, improved):
+        """Count this epoch; return True when training should stop now."""
+        self.epochs_since_improvement = 0 if improved else self.epochs_since_improvement + 1
+        return self.should_stop
+
+    @property
+    def should_stop(self):
+        return bool(self.patience) and self.epochs_since_improvement >= self.patience
+
+
+EVENTS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_validation_end", "on_monitor_update",
+          "on_epoch_end", "on_fit_end")
 
 
 class CallbackList:

@@ -29,7 +29,8 @@ def _not_a_json_value(constant):
 
 def set_by_path(tree, keys, value, force=False, source="override"):
     """Set tree[k0][k1]... = value. Without `force`, every key must already exist or be a declared
-    setting (config/schema.py), so a typo is an error rather than a silently ignored setting."""
+    setting (config/schema.py; for data_loader.args, of the config's built-in loader), so a typo
+    is an error rather than a silently ignored setting."""
     node = tree
     for depth, key in enumerate(keys):
         path = ".".join(keys[: depth + 1])
@@ -40,7 +41,7 @@ def set_by_path(tree, keys, value, force=False, source="override"):
         elif not isinstance(node, dict):
             raise ConfigError(f"{source} '{'.'.join(keys)}': '{path}' is inside a value that is not a dict.")
         elif key not in node:
-            if not force and not is_declared(keys[: depth + 1]):
+            if not force and not is_declared(keys[: depth + 1], tree):
                 close = difflib.get_close_matches(key, [str(k) for k in node], n=1, cutoff=0.6)
                 hint = f" Keys there: {', '.join(map(str, node))}." if node else ""
                 raise ConfigError(

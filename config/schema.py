@@ -192,6 +192,8 @@ TRAINER = (
             nullable=True),
     Setting("ema", dict, None, "exponential moving average of the weights: {\"decay\", \"use_for_eval\"}; null: off",
             nullable=True),
+    Setting("swa", dict, None, "stochastic weight averaging: {\"start_epoch\", \"lr\", \"anneal_epochs\", "
+            "\"anneal_strategy\"}; null: off", nullable=True),
     Setting("validation_report", bool, False, "write the evaluation report of the last validation epoch"),
     Setting("mlflow", (bool, dict), None, "MLflow writer: true or {tracking_uri, experiment, ...}; null: off",
             nullable=True),
@@ -230,6 +232,62 @@ SECTIONS = {
     "lr_scheduler": LR_SCHEDULER,
 }
 
+IMAGE_MODES = ("L", "RGB")
+
+
+def _image_size_problem(value):
+    """one positive number or [height, width]"""
+    sizes = value if isinstance(value, list) else [value]
+    whole = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes)
+    if whole and len(sizes) == (2 if isinstance(value, list) else 1):
+        return None
+    return f"is {value!r}; write one positive number (28) or [height, width]"
+
+
+def _path(key, description):
+    return Setting(key, str, None, description, nullable=True)
+
+
+# what the image folder, CSV and torchvision loaders share (data_loader/sample_loader.py)
+_BATCHING = (
+    Setting("batch_size", int, 64, "samples per batch, per process", minimum=1),
+    Setting("shuffle", bool, True, "shuffle the training samples each epoch"),
+    Setting("validation_split", (float, int), 0.0,
+            "held-out share of the training set: a fraction in [0, 1) or a number of samples",
+            check=_validation_split_problem),
+    Setting("num_workers", int, 0, "decoding processes for the cache; DataLoader workers on the per-sample path",
+            minimum=0),
+    Setting("training", bool, True, "the training data (false: the test data)"),
+)
+_IMAGE_DECODING = (
+    Setting("mode", str, "RGB", "decode images as \"L\" (grey, 1 channel) or \"RGB\" (3 channels)",
+            choices=IMAGE_MODES),
+    Setting("image_size", (int, list), None, "resize every image: 28 or [height, width] (null: keep each size)",
+            nullable=True, check=_image_size_problem),
+)
+_SAMPLE_LOADER_COMMON = (
+    Setting("transforms", dict, None, "{\"train\": [...], \"eval\": [...]}: torchvision.transforms.v2 steps",
+            nullable=True),
+    Setting("normalize", (str, dict), "auto", "\"auto\" (measured on the training split), {\"mean\", \"std\"} or "
+            "null", nullable=True),
+    Setting("in_memory", (bool, str), "auto", "decode everything into one tensor: \"auto\" (when it fits the "
+            "budget), true or false", choices=(True, False, "auto")),
+    Setting("memory_budget_gb", float, None, "memory budget of in_memory \"auto\" (null: a quarter of the RAM)",
+            minimum=0, nullable=True),
+    _path("cache_dir", "folder for an on-disk copy of the decoded tensors (null: none)"),
+    Setting("data_device", str, None, "\"cuda\" keeps the in-memory tensors on the GPU", nullable=True),
+    Setting("stratify", bool, False, "keep the class proportions in the validation split and the folds"),
+    Setting("n_folds", int, 0, "k-fold: number of folds (0: use validation_split)", minimum=0),
+    Setting("fold", int, 0, "k-fold: the fold that is the validation part (0 to n_folds - 1)", minimum=0),
+    Setting("class_weights", str, None, "\"balanced\": inverse-frequency class weights for the loss",
+            choices=("balanced",), nullable=True),
+    Setting("weighted_sampler", bool, False, "draw training samples with replacement, each class equally often"),
+    Setting("on_bad_sample", str, "error", "an unreadable image or bad row: \"error\" or \"skip\" (listed in "
+            "skipped_samples.txt)", choices=("error", "skip")),
+    Setting("limit", int, 0, "use a fixed random subset of N samples (0: all), for quick runs", minimum=0),
+    Setting("seed", int, None, "seed of the split and the sample order (null: the run's seed)", nullable=True),
+)
+
 # arguments of the built-in data loaders (data_loader.args), by class name. Their defaults
 # must equal the class signature's (a test checks); other keyword arguments go to torch's DataLoader.
 DATA_LOADER_ARGS = {
@@ -250,6 +308,47 @@ DATA_LOADER_ARGS = {
         Setting("data_device", str, None, "\"cuda\" keeps the in-memory tensor on the GPU", nullable=True),
         Setting("seed", int, None, "seed of the split and the sample order (null: the run's seed)",
                 nullable=True),
+    ),
+    "ImageFolderDataLoader": (
+        _path("data_dir", "folder with one sub-folder of images per class, split into training and validation"),
+        *_BATCHING,
+        _path("train_dir", "training images (one sub-folder per class), instead of data_dir"),
+        _path("val_dir", "validation images, beside train_dir"),
+        _path("test_dir", "test images, which test.py evaluates"),
+        Setting("extensions", list, None, "file extensions that are images (null: common image formats)",
+                nullable=True),
+        *_IMAGE_DECODING,
+        *_SAMPLE_LOADER_COMMON,
+    ),
+    "CsvDataLoader": (
+        _path("csv_file", "one CSV table, split into training and validation"),
+        *_BATCHING,
+        _path("train_csv", "the training table, instead of csv_file"),
+        _path("val_csv", "the validation table, beside train_csv"),
+        _path("test_csv", "the test table, which test.py evaluates"),
+        Setting("target", str, "label", "the column to predict"),
+        Setting("features", list, None, "the input columns (null: every column but the target)", nullable=True),
+        Setting("categorical", list, None, "columns to one-hot encode (null: those mostly not numbers)",
+                nullable=True),
+        Setting("missing_values", str, "error", "an empty cell: \"error\" (a bad row) or \"fill\" (training "
+                "median / most frequent value)", choices=("error", "fill")),
+        Setting("preprocessing", dict, None, "fitted column statistics (written by the run; leave it out)",
+                nullable=True),
+        _path("image_column", "a column of image paths relative to the CSV file (the rows are images)"),
+        *_IMAGE_DECODING,
+        *_SAMPLE_LOADER_COMMON,
+    ),
+    "TorchvisionDataLoader": (
+        Setting("dataset", str, REQUIRED, "a torchvision.datasets class name: \"FashionMNIST\", \"CIFAR10\", ..."),
+        Setting("data_dir", str, "data/", "the folder torchvision reads (and downloads) the files in"),
+        *_BATCHING,
+        Setting("download", bool, False, "let torchvision fetch the files when they are missing"),
+        Setting("dataset_args", dict, None, "more arguments of the dataset class", nullable=True),
+        Setting("mode", str, None, "convert images to \"L\" (grey) or \"RGB\" (null: as stored)",
+                choices=IMAGE_MODES, nullable=True),
+        Setting("image_size", (int, list), None, "resize every image: 28 or [height, width] (null: keep)",
+                nullable=True, check=_image_size_problem),
+        *_SAMPLE_LOADER_COMMON,
     ),
 }
 
@@ -279,7 +378,12 @@ def default_of(section, key):
     return next(setting.default for setting in section_settings(section) if setting.key == key)
 
 
-def is_declared(keys):
-    """True for a key path that names a declared setting, e.g. ["trainer", "amp"]."""
+def is_declared(keys, config=None):
+    """True for a key path that names a declared setting, e.g. ["trainer", "amp"]; given the
+    config, also an argument of its built-in data loader, e.g. ["data_loader", "args", "limit"]."""
+    if config is not None and len(keys) == 3 and keys[:2] == ["data_loader", "args"]:
+        entry = config.get("data_loader")
+        loader = entry.get("type") if isinstance(entry, dict) else None
+        return any(setting.key == keys[2] for setting in DATA_LOADER_ARGS.get(loader, ()))
     section, key = ".".join(keys[:-1]), keys[-1]
     return any(setting.key == key for setting in section_settings(section))

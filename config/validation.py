@@ -122,6 +122,12 @@ def _check_loader_args(entry, problems):
     if settings is None:
         return
     args = entry.get("args", {})
+    declared = [setting.key for setting in settings]
+    for key in args:  # other unknown keys are checked against torch's DataLoader in config/preflight.py
+        close = difflib.get_close_matches(str(key), declared, n=1, cutoff=TYPO_CUTOFF)
+        if key not in declared and key not in _torch_loader_args() and close:
+            problems.add(f"data_loader.args.{key}", f"data_loader.args.{key} is not an argument of "
+                                                    f"{entry['type']}. Did you mean data_loader.args.{close[0]}?")
     for setting in settings:
         if setting.key in args:
             problem = setting.problem(args[setting.key])
@@ -130,6 +136,15 @@ def _check_loader_args(entry, problems):
         elif setting.default is REQUIRED:
             problems.add(f"data_loader.args.{setting.key}",
                          f"data_loader.args.{setting.key} is missing; it is required ({setting.description}).")
+
+
+def _torch_loader_args():
+    """What a built-in loader passes on to torch's DataLoader (pin_memory is not a typo of in_memory)."""
+    import inspect
+
+    from torch.utils.data import DataLoader
+
+    return inspect.signature(DataLoader).parameters
 
 
 def _check_save_dir(save_dir, problems):

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
+from config.schema import IMAGE_MODES
 from data_loader.in_memory import InMemoryDataLoader
 from utils import ConfigError, dist
 
@@ -17,7 +18,6 @@ from .samples import ImageFiles
 from .table import MISSING_POLICIES, check_columns, class_names_of, input_size, label_indices, load_table_rows, read_csv
 from .torchvision_source import torchvision_samples
 
-IMAGE_MODES = ("L", "RGB")
 logger = logging.getLogger("data_loader")
 
 

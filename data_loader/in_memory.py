@@ -180,11 +180,16 @@ def normalize_stats(transform, channels):
 
 
 def data_device_or_cpu(data_device):
+    """The device that holds the in-memory tensors: data_loader.args.data_device (null: the CPU)."""
     if data_device is None or data_device == "cpu":
         return torch.device("cpu")
-    device = torch.device(data_device)
+    try:
+        device = torch.device(data_device)
+    except RuntimeError:
+        raise ConfigError(f"data_loader.args.data_device is {data_device!r}, which is not a device name. "
+                          "Write \"cuda\" (or \"cuda:1\") to keep the data on a GPU, or null for the CPU.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        logger.warning(f"data_loader.args.data_device is '{data_device}' but CUDA is not available; "
-                       "keeping the data on the CPU.")
-        return torch.device("cpu")
+        raise ConfigError(f"data_loader.args.data_device is '{data_device}', but CUDA is not available on this "
+                          "machine. Set it to null to keep the data on the CPU (on the command line: "
+                          "-o data_loader.args.data_device=null).")
     return device

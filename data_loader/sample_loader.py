@@ -17,7 +17,7 @@ from utils import ConfigError
 
 from .batch_augment import BatchAugment
 from .decode_cache import decoded_images
-from .samples import ImageFiles, TensorSamples, Transformed, decode_all
+from .samples import ImageFiles, SeededDraws, TensorSamples, Transformed, decode_all
 from .table import TableRows
 from .transforms import measure_normalize, normalize_values, pipeline, transform_steps
 
@@ -91,6 +91,7 @@ class SampleDataLoader(InMemoryDataLoader):
         is_image = cached is None or cached.dtype == torch.uint8
         train_tf = pipeline(train_steps, self.normalize) if is_image else None
         eval_tf = pipeline(eval_steps, self.normalize) if is_image else None
+        self.seeded_draws = not fast and train_tf is not None  # see _train_sampler
         super().__init__(Transformed(raw, train_tf), batch_size, shuffle, validation_split, num_workers,
                          collate_fn, seed, in_memory=fast, data_device=data_device, cache=cache,
                          eval_dataset=Transformed(raw, eval_tf), labels=labels,
@@ -152,6 +153,11 @@ class SampleDataLoader(InMemoryDataLoader):
 
     def split_indices(self, split):
         return self._split
+
+    def _train_sampler(self, train_idx, shard):
+        """On the per-sample path, each index comes with the seed of its transform's random draws."""
+        sampler = super()._train_sampler(train_idx, shard)
+        return SeededDraws(sampler, self.seed) if self.seeded_draws else sampler
 
     def _resolve_normalize(self, normalize, sample_set, cached, train_idx, training):
         """(mean, std) lists, measured on the training split for "auto"; recorded in fitted_args."""

@@ -6,10 +6,10 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
-from utils import ConfigError
+from utils import ConfigError, dist
 
 logger = logging.getLogger("data_loader")
 DECODE_CHUNK = 256
@@ -72,7 +72,8 @@ class TensorSamples(Dataset):
 
 
 class Transformed(Dataset):
-    """`samples` with `transform` applied to each input; the split's own view of shared samples."""
+    """`samples` with `transform` applied to each input; the split's own view of shared samples.
+    A key (index, seed) from SeededDraws runs the transform's random draws from that seed."""
 
     def __init__(self, samples, transform=None):
         self.samples, self.transform = samples, transform
@@ -80,9 +81,45 @@ class Transformed(Dataset):
     def __len__(self):
         return len(self.samples)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            return self._transformed(key)
+        index, seed = key
+        # the CPU generator alone (torch.manual_seed would seed every device too: 100x slower);
+        # the process's own random stream is put back afterwards
+        generator = torch.default_generator
+        state = generator.get_state()
+        generator.manual_seed(seed)
+        try:
+            return self._transformed(index)
+        finally:
+            generator.set_state(state)
+
+    def _transformed(self, index):
         data, target = self.samples[index]
         return (self.transform(data) if self.transform is not None else data), target
+
+
+class SeededDraws(Sampler):
+    """A training sampler's indices, each paired with the seed of its random transform: a function
+    of (seed, epoch, rank, position in the epoch). Per-sample augmentation then does not depend on
+    which worker process runs it, so a run resumed inside an epoch augments its remaining samples
+    exactly as the uninterrupted run did (a worker's own random stream would restart instead)."""
+
+    def __init__(self, sampler, seed):
+        self.sampler, self.seed = sampler, seed
+
+    def set_epoch(self, epoch, skip=0):
+        self.sampler.set_epoch(epoch, skip)
+
+    def __iter__(self):
+        epoch, skip = self.sampler.epoch, self.sampler.skip
+        for position, index in enumerate(self.sampler, start=skip):
+            # int tuples hash the same in every process
+            yield index, hash((self.seed, epoch, dist.rank(), position)) % 2**63
+
+    def __len__(self):
+        return len(self.sampler)
 
 
 def _decode_chunk(args):

@@ -19,7 +19,11 @@ def model_from_checkpoint(config):
 
 
 def evaluation_weights(config, checkpoint):
-    """The averaged weights when the run kept an EMA for evaluation (trainer.ema), else the trained ones."""
+    """The averaged weights when the run kept an EMA for evaluation (trainer.ema) or had begun its
+    stochastic weight average (trainer.swa), else the trained ones: what validation evaluated."""
+    swa = checkpoint.get(Key.SWA)
+    if swa and int(swa["updates"]) > 0:
+        return swa["weights"]
     ema_settings = config.settings.trainer.ema or {}
     if checkpoint.get(Key.EMA) and ema_settings.get("use_for_eval", True):
         return checkpoint[Key.EMA]["weights"]

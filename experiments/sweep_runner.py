@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from utils.run_status import SWEEP_ENV
+from utils.run_status import SWEEP_ENV, SWEEP_PID_ENV
 
 from .sweep_manifest import MEMBER_OUTPUT, member_config_path, member_state, resumable_checkpoint
 
@@ -78,7 +78,7 @@ class SweepRunner:
         return [*train, "-c", str(member_config_path(self.sweep_dir, member))]
 
     def _run_process(self, member, command):
-        env = {**os.environ, SWEEP_ENV: f"{self.sweep_dir}#{member['index']}"}
+        env = {**os.environ, SWEEP_ENV: f"{self.sweep_dir}#{member['index']}", SWEEP_PID_ENV: str(os.getpid())}
         if "OMP_NUM_THREADS" not in os.environ:  # members side by side share the cores
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
         device = self.free_devices.get() if self.hands_out_devices else None

@@ -9,6 +9,7 @@ import torch
 import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
+from config.overrides import set_by_path
 from conftest import PROJECT_ROOT
 from parse_config import ConfigParser
 from utils import ConfigError
@@ -60,6 +61,17 @@ def test_override_of_unknown_key_is_an_error_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=r"trainer\.epoch.*does not exist.*prefix the key with '\+'"):
         parse_cli(["-o", "trainer.epoch=3"], tmp_path)
     assert not (tmp_path / "saved").exists()
+
+
+def test_override_may_set_a_declared_argument_of_the_built_in_loader():
+    config = {"data_loader": {"type": "CsvDataLoader", "args": {"train_csv": "t.csv"}}}
+    set_by_path(config, ["data_loader", "args", "limit"], 60)
+    assert config["data_loader"]["args"]["limit"] == 60
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.limt.*does not exist"):
+        set_by_path(config, ["data_loader", "args", "limt"], 60)
+    custom = {"data_loader": {"type": "MyLoader", "args": {}}}  # its arguments are not declared
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.limit.*does not exist"):
+        set_by_path(custom, ["data_loader", "args", "limit"], 60)
 
 
 @pytest.mark.parametrize("section, entry, expected", [

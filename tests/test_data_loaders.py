@@ -53,7 +53,8 @@ def test_validation_batches_are_never_augmented(digits_dir, in_memory):
     torch.testing.assert_close(valid_data, expected)
     assert valid_targets.tolist() == loader.labels[loader.valid_indices].tolist()
     train_data, _ = all_batches(loader)  # the training side is augmented: no batch is the plain image
-    train_plain = torch.stack([eval_transform(loader.dataset.samples[int(i)][0]) for i in loader.sampler])
+    order = [key[0] if isinstance(key, tuple) else key for key in loader.sampler]  # (index, seed): per sample
+    train_plain = torch.stack([eval_transform(loader.dataset.samples[int(i)][0]) for i in order])
     assert not torch.allclose(train_data, train_plain)
 
 
@@ -114,6 +115,22 @@ def test_fast_path_resumes_mid_epoch_with_the_same_augmented_batches(digits_dir)
     assert len(resumed) == len(full) - 5
     for a, b in zip(full[5:], resumed):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_per_sample_path_resumes_mid_epoch_with_the_same_augmented_batches(digits_dir, num_workers):
+    loader = folder_loader(digits_dir, transforms=AUGMENT, batch_size=16, in_memory=False, limit=128,
+                           num_workers=num_workers)
+    loader.set_epoch(3)
+    full = [batch for batch, _ in loader]
+    torch.manual_seed(99)  # the draws do not come from the process's random stream
+    loader.set_epoch(3, skip_batches=5)
+    resumed = [batch for batch, _ in loader]
+    assert len(resumed) == len(full) - 5 == 3
+    for a, b in zip(full[5:], resumed):
+        torch.testing.assert_close(a, b)
+    loader.set_epoch(4)
+    assert not torch.equal(full[0], next(iter(loader))[0])  # another epoch, other draws
 
 
 def test_disk_cache_is_reused_and_follows_file_changes(digits_dir, tmp_path):

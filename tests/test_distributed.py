@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import assert_same_state
+from reliability_helpers import assert_same_state, assert_same_training
 
 from base.samplers import EpochSampler
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
@@ -149,6 +149,27 @@ def test_two_process_checkpoint_loads_in_one_process(reference_runs, tmp_path):
     run_script("test.py", "-r", ddp / "checkpoint-epoch2.pth", check=True)
     numbers = json.loads((ddp / "checkpoint-epoch2_test.json").read_text())
     assert numbers["samples"] == 1000 and numbers["epoch"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("averaging", [{"trainer.ema": {"decay": 0.9}},
+                                       {"trainer.swa": {"start_epoch": 1, "lr": 0.001, "anneal_epochs": 1}}],
+                         ids=["ema", "swa"])
+def test_averaged_weights_resume_exactly_under_two_processes(tmp_path, mnist_dir, averaging):
+    """Interrupted after epoch 1 and resumed under torchrun: the average (and everything else)
+    equals that of the uninterrupted run, bit for bit."""
+    config = tiny_config(tmp_path, mnist_dir, {**averaging, "data_loader.args.batch_size": 16})
+    torchrun("-c", config, check=True)
+    reference = only_run(tmp_path / "saved")
+    torchrun("-r", reference / "checkpoint-epoch1.pth", "--new-run", check=True)
+    resumed = [run for run in run_dirs(tmp_path / "saved") if run != reference]
+    assert len(resumed) == 1
+    final_files = ["checkpoint-epoch2.pth", *(["model_swa.pth"] if "trainer.swa" in averaging else [])]
+    for name in final_files:
+        assert_same_training(reference / name, resumed[0] / name)
+    average = torch.load(reference / "checkpoint-epoch2.pth", weights_only=True)["ema" if "trainer.ema" in averaging
+                                                                                 else "swa"]
+    assert int(average["updates"]) == (24 if "trainer.ema" in averaging else 2)  # 12 steps per epoch, 2 ranks
 
 
 # ---- stop signal -------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Speed features each train a few steps in-process and check their intended effect: the fast
 data path, AMP, accumulation, clipping, compile, cuDNN autotuning and DataLoader options."""
 import json
-import logging
 
 import pytest
 import torch
@@ -214,9 +213,14 @@ def test_channels_last_trains_the_default_model(tmp_path, mnist_dir):
     assert torch.isfinite(torch.tensor(trainer.history[-1]["loss"]))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on machines without CUDA")
-def test_data_device_cuda_without_cuda_keeps_the_data_on_cpu(mnist_dir, caplog):
-    with caplog.at_level(logging.WARNING, logger="data_loader"):
-        loader = mnist_loader(mnist_dir, True, data_device="cuda")
-    assert "CUDA is not available" in caplog.text
-    assert loader.images.device.type == "cpu" and next(iter(loader))[0].device.type == "cpu"
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_data_device_cuda_without_cuda_is_a_config_error(mnist_dir):
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.data_device is 'cuda', but CUDA is not available"):
+        mnist_loader(mnist_dir, True, data_device="cuda")
+
+
+def test_data_device_cpu_keeps_the_batches_on_the_cpu(mnist_dir):
+    loader = mnist_loader(mnist_dir, True, data_device="cpu")
+    data, _ = next(iter(loader))
+    assert loader.images.device.type == "cpu" and data.device.type == "cpu"
+    torch.testing.assert_close(data, next(iter(mnist_loader(mnist_dir, True)))[0])

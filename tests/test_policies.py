@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 
-from base import BaseTrainer
+from base import BaseTrainer, Callback
+from base.callback import EarlyStopping
 from conftest import PROJECT_ROOT
 from parse_config import ConfigParser
 from utils import ConfigError
 from utils.checkpoint import Key, load_checkpoint
-from utils.monitor import EarlyStopping, Monitor
+from utils.monitor import Monitor
 
 
 class ScriptedTrainer(BaseTrainer):
@@ -27,11 +28,13 @@ class ScriptedTrainer(BaseTrainer):
         return {"loss": value, "val_loss": value, "val_accuracy": -value}
 
 
-def run_scripted(tmp_path, values, **trainer_settings):
+def run_scripted(tmp_path, values, resume=None, callbacks=(), **trainer_settings):
     config = json.loads((PROJECT_ROOT / "config.json").read_text())
     config["trainer"].update({"epochs": len(values), "save_dir": str(tmp_path), "tensorboard": False,
                               "verbosity": 0, "save_period": 1, "early_stop": 0, **trainer_settings})
-    trainer = ScriptedTrainer(ConfigParser(config, run_id="run"), values)
+    trainer = ScriptedTrainer(ConfigParser(config, run_id="run", resume=resume), values)
+    for callback in callbacks:
+        trainer.callbacks.append(callback)
     trainer.train()
     return trainer, tmp_path / "models" / config["name"] / "run"
 
@@ -99,6 +102,33 @@ def test_training_stops_early_after_patience_epochs(tmp_path, monitor, values, p
     trainer, run = run_scripted(tmp_path, values, monitor=monitor, early_stop=patience)
     assert len(trainer.history) == epochs_run
     assert saved_epochs(run)[-1] == epochs_run  # the stopping epoch is always saved
+
+
+def test_early_stop_count_resumes_from_a_checkpoint_without_callback_states(tmp_path):
+    """The count is saved under epochs_since_improvement, as before early stopping became a
+    callback; a checkpoint written before callbacks existed (no "callbacks" entry) resumes it."""
+    values = [5, 4, 4.5, 4.6, 4.7, 3]  # patience 3: the run stops after epoch 5
+    trainer, run = run_scripted(tmp_path / "full", values, monitor="min val_loss", early_stop=3)
+    assert len(trainer.history) == 5
+    checkpoint = torch.load(run / "checkpoint-epoch3.pth", weights_only=True)
+    assert checkpoint[Key.EPOCHS_SINCE_IMPROVEMENT] == 1
+    del checkpoint[Key.CALLBACKS]
+    torch.save(checkpoint, tmp_path / "old.pth")
+    resumed, resumed_run = run_scripted(tmp_path / "resumed", values, resume=tmp_path / "old.pth",
+                                        monitor="min val_loss", early_stop=3)
+    assert len(resumed.history) == 5 and saved_epochs(resumed_run) == [4, 5]
+    assert load_checkpoint(resumed_run / "checkpoint-epoch5.pth")[Key.EPOCHS_SINCE_IMPROVEMENT] == 3
+
+
+def test_a_callback_can_stop_training_after_the_monitor_update(tmp_path):
+    class StopBelow(Callback):
+        def on_monitor_update(self, trainer, epoch, improved):
+            trainer.should_stop = trainer.monitor.best < 4.5
+
+    trainer, run = run_scripted(tmp_path, [5, 4.8, 4.2, 4, 3], callbacks=[StopBelow()], monitor="min val_loss",
+                                save_period=10)
+    assert len(trainer.history) == 3
+    assert saved_epochs(run) == [3]  # the stopping epoch is saved
 
 
 # ---- save_period and keep_last ----------------------------------------------------------------

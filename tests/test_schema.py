@@ -111,6 +111,29 @@ def test_builtin_loader_defaults_match_its_signature(loader):
         assert setting.default == expected, f"{loader}.{setting.key}"
 
 
+NEW_LOADERS = {"ImageFolderDataLoader": {"train_dir": "data/digits/train"},
+               "CsvDataLoader": {"train_csv": "data/wine/train.csv", "target": "cultivar"},
+               "TorchvisionDataLoader": {"dataset": "FashionMNIST"}}
+
+
+@pytest.mark.parametrize("loader", NEW_LOADERS)
+def test_new_loaders_args_are_checked_all_at_once(tmp_path, loader):
+    config = template_config(tmp_path)
+    config["data_loader"] = {"type": loader, "args": {**NEW_LOADERS[loader], "stratfy": True, "pin_memory": True,
+                                                      "in_memory": "yes", "image_size": [8], "limit": -1}}
+    assert sorted(problems_of(config)) == sorted([
+        f"data_loader.args.stratfy is not an argument of {loader}. Did you mean data_loader.args.stratify?",
+        "data_loader.args.in_memory is 'yes'; use one of true, false, 'auto'.",
+        "data_loader.args.image_size is [8]; write one positive number (28) or [height, width].",
+        "data_loader.args.limit is -1; it must be at least 0."])  # pin_memory goes to torch's DataLoader
+
+
+def test_docs_data_md_names_every_argument_of_the_new_loaders():
+    text = (PROJECT_ROOT / "docs" / "data.md").read_text()
+    for loader in NEW_LOADERS:
+        assert [s.key for s in DATA_LOADER_ARGS[loader] if f"`{s.key}`" not in text] == [], loader
+
+
 @pytest.mark.parametrize("split, n_samples, expected", [
     (0.0, 10, 0), (0, 10, 0), (0.25, 10, 2), (0.99, 10, 9), (3, 10, 3), (9, 10, 9)])
 def test_validation_size(split, n_samples, expected):

@@ -137,6 +137,28 @@ def test_sweep_stopped_by_signal_resumes_and_summarizes(tmp_path, mnist_dir):
 
 
 @pytest.mark.slow
+def test_members_of_a_killed_sweep_stop_with_a_checkpoint(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 50, "data_loader.args.limit": 64,
+                                               "trainer.save_period": 1})
+    command = [sys.executable, "train.py", "-c", str(config), "-m", "seed=1,2", "--jobs", "2"]
+    sweep = subprocess.Popen(command, cwd=PROJECT_ROOT, env=script_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    for member in ("000", "001"):
+        wait_for_file(tmp_path / "saved", f"sweeps/Tiny/*/{member}-*/models/Tiny/*/checkpoint-epoch1.pth", sweep)
+    sweep.kill()  # SIGKILL: the sweep passes nothing on; the members must notice by themselves
+    sweep.communicate(timeout=60)
+    (sweep_dir,) = sweep_dirs(tmp_path)
+
+    def member_records():
+        return [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/models/Tiny/*/status.json"))]
+
+    deadline = time.monotonic() + 120
+    while any(record["status"] == "running" for record in member_records()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [(record["status"], record.get("signal")) for record in member_records()] == [("stopped", "SIGTERM")] * 2
+
+
+@pytest.mark.slow
 def test_prepare_only_then_one_member_as_an_array_task(tmp_path, mnist_dir, monkeypatch, capsys):
     config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "data_loader.args.limit": 64})
     monkeypatch.setattr(sys, "argv", ["train.py", "-c", str(config), "-m", "seed=1,2", "--prepare-only"])

@@ -108,20 +108,28 @@ class RendezvousModel(MnistModel):
 """
 
 
-@pytest.mark.slow
-def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
+def run_two_tune_processes(tmp_path, mnist_dir, storage, timeout):
+    """Two tune.py processes on one storage, each made to wait in its first trial until the other
+    has built a model too, so that both really work on the study at the same time. Returns
+    the finished processes and their outputs; both must exit 0."""
     (tmp_path / "rendezvous.py").write_text(RENDEZVOUS_MODULE)
     (tmp_path / "barrier").mkdir()
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
     rendezvous = {"type": "RendezvousModel", "module": "rendezvous", "args": {"barrier_dir": str(tmp_path / "barrier")}}
     config = tune_config(tmp_path, mnist_dir, {"n_trials": 4, "sampler": "random", "pruner": "none", "space": SPACE},
                          {"arch": rendezvous})
     command = [sys.executable, "tune.py", "-c", str(config), "--storage", storage, "-o", "trainer.epochs=1"]
     workers = [subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=script_env({"PYTHONPATH": str(tmp_path)})) for _ in range(2)]
-    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    outputs = [worker.communicate(timeout=timeout)[0] for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     assert len(os.listdir(tmp_path / "barrier")) == 2  # two processes, each built a model
+    return workers, outputs
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    _, outputs = run_two_tune_processes(tmp_path, mnist_dir, storage, timeout=300)
     trials_per_process = [out.count("] Trial ") for out in outputs]
     study = optuna.load_study(study_name="Tiny", storage=storage)
     assert all(n >= 1 for n in trials_per_process), outputs

@@ -9,7 +9,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import optuna
 import psycopg2
 import pytest
 from optuna.storages.journal import JournalFileBackend
-from test_tune import RENDEZVOUS_MODULE, SPACE, tune_config
+from test_tune import SPACE, run_two_tune_processes, tune_config
 
-from conftest import PROJECT_ROOT, run_dirs, script_env
+from conftest import run_dirs
 from tune import tune
 from utils import ConfigError
 
@@ -78,16 +77,7 @@ def postgres_url():
 
 @pytest.mark.slow
 def test_two_processes_share_one_postgresql_study(tmp_path, mnist_dir, postgres_url):
-    (tmp_path / "rendezvous.py").write_text(RENDEZVOUS_MODULE)
-    (tmp_path / "barrier").mkdir()
-    rendezvous = {"type": "RendezvousModel", "module": "rendezvous", "args": {"barrier_dir": str(tmp_path / "barrier")}}
-    config = tune_config(tmp_path, mnist_dir, {"n_trials": 4, "sampler": "random", "pruner": "none", "space": SPACE},
-                         {"arch": rendezvous})
-    command = [sys.executable, "tune.py", "-c", str(config), "--storage", postgres_url, "-o", "trainer.epochs=1"]
-    workers = [subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=script_env({"PYTHONPATH": str(tmp_path)})) for _ in range(2)]
-    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    workers, _ = run_two_tune_processes(tmp_path, mnist_dir, postgres_url, timeout=600)
 
     # the trial table, read from the server itself
     with psycopg2.connect(postgres_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:

@@ -26,7 +26,7 @@ def after_optimizer_step(trainer, epoch, batches_done, first_bad_step):
         if monitored is not None:
             trainer._step_scheduler(monitored, at_validation=True)
         trainer._save_point(epoch, batches_done, periodic=save, best=improved, monitored=monitored)
-    return validate and trainer.early_stopping.should_stop
+    return validate and trainer.should_stop
 
 
 def _validate(trainer, epoch, batches_done):

@@ -22,6 +22,7 @@ from .metric_tracker import MetricTracker
 from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
 from .step_events import after_optimizer_step
+from .swa import SWA_FILE, StochasticWeightAverage
 
 
 class Trainer(BaseTrainer):
@@ -57,6 +58,8 @@ class Trainer(BaseTrainer):
             self.model.to(memory_format=torch.channels_last)
         # the average is taken of the bare module, before compile and without DDP's wrapper
         self.weight_average = WeightAverage(unwrap_model(self.model), settings.ema) if settings.ema else None
+        self.swa = StochasticWeightAverage(unwrap_model(self.model), optimizer, settings.swa, settings.ema) \
+            if settings.swa else None
         self.model = maybe_compile(self.model, settings.compile, device)
         self.show_progress = settings.verbosity > 0 and sys.stderr.isatty() and dist.is_main_process()
 
@@ -82,6 +85,8 @@ class Trainer(BaseTrainer):
     def _train_epoch(self, epoch):
         """Train one epoch, validate, step the scheduler; return the epoch's log dict."""
         self.model.train()
+        if self.swa is not None:
+            self.swa.start_epoch_if_active(epoch)
         skip = self.resume_batches_done if epoch == self.start_epoch else 0
         if not skip:
             self.train_metrics.reset()
@@ -110,6 +115,8 @@ class Trainer(BaseTrainer):
                 raise StopRequested(epoch, batch_idx + 1)
         progress.close()
         self._check_finite(first_bad_step, epoch)
+        if self.swa is not None and self.swa.active(epoch):
+            self.swa.end_epoch(unwrap_model(self.model))
         self.train_metrics.all_reduce()  # DDP: every rank logs and decides on all ranks' samples
         log = self.train_metrics.result()
         log.update(self.train_epoch_metrics.compute())  # a collective under DDP
@@ -149,7 +156,7 @@ class Trainer(BaseTrainer):
             self.optimizer.zero_grad(set_to_none=True)
             if self.weight_average is not None:
                 self.weight_average.update(unwrap_model(self.model))
-            if self.scheduler_per_step:
+            if self.scheduler_per_step and not self._swa_sets_lr():
                 self.lr_scheduler.step()
             self.callbacks.fire("on_step_end", self, batch_idx, loss.detach(), output.detach(), target)
         return loss.detach(), output.detach()
@@ -240,9 +247,17 @@ class Trainer(BaseTrainer):
         rates.update({f"lr_group{i}": g["lr"] for i, g in enumerate(groups) if i > 0})
         return rates
 
+    def _swa_sets_lr(self):
+        """From trainer.swa.start_epoch on, SWALR replaces the configured scheduler."""
+        return self.swa is not None and self.swa.scheduler is not None
+
     def _step_scheduler(self, log, at_validation=False):
         """Step an epoch-interval scheduler at the epoch's end; ReduceLROnPlateau after each
         validation inside epochs, when trainer.val_every_n_steps puts them there."""
+        if self._swa_sets_lr():
+            if not at_validation:
+                self.swa.scheduler.step()
+            return
         if self.lr_scheduler is None or self.scheduler_per_step:
             return
         plateau = isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -283,6 +298,9 @@ class Trainer(BaseTrainer):
         if self.weight_average is not None:
             model = self.weight_average.eval_model(model)
             model.eval()
+        if self.swa is not None:
+            model = self.swa.eval_model(model)
+            model.eval()
         collected = CollectedOutputs() if self.validation_report else None
         evaluate_into(self.valid_metrics, model, self.valid_data_loader, self.criterion, self.function_metrics,
                       self.device, self.settings, epoch_metrics=self.valid_epoch_metrics,
@@ -293,8 +311,28 @@ class Trainer(BaseTrainer):
 
     def train(self):
         super().train()
+        if self.swa is not None:
+            self._finish_swa()
         if self.validation_report:
             self._write_validation_report()
+
+    def _finish_swa(self):
+        """Recompute the average's batch-norm statistics over one epoch of training data and
+        write it, with the rest of the last epoch's state, to model_swa.pth."""
+        if not self.swa.updates:
+            self.logger.warning(f"trainer.swa: training ended before epoch {self.swa.start_epoch}, so no weights "
+                                f"were averaged and no {SWA_FILE} is written.")
+            return
+        last_epoch = self.history[-1]["epoch"]
+        batches = (self._to_device(data) for _, (data, _) in self._epoch_batches(last_epoch, 0))
+        # update_bn runs the model in training mode (dropout draws random numbers): the saved
+        # random states stay those of the last epoch's end
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            self.swa.recompute_batch_norm(batches)
+        self._save_checkpoint_file(self._checkpoint_state(last_epoch), SWA_FILE)
+        self.logger.info(f"The SWA model (the average of {self.swa.updates} epochs, batch-norm statistics "
+                         f"recomputed) is {self.checkpoint_dir / SWA_FILE}; evaluate it with: "
+                         f"python test.py -r {self.checkpoint_dir / SWA_FILE}")
 
     def _write_validation_report(self):
         """The evaluation report of the last validation epoch, in <run>/validation_report/.
@@ -332,6 +370,7 @@ class Trainer(BaseTrainer):
         # every rank holds the same average (its updates follow the all-reduced weights)
         parts.register(Key.EMA, save=lambda: self.weight_average.state_dict() if self.weight_average else None,
                        load=self._load_weight_average)
+        parts.register(Key.SWA, save=lambda: self.swa.state_dict() if self.swa else None, load=self._load_swa)
         # DDP: each rank draws its own dropout masks; keep every rank's stream, not only rank 0's
         # (a collective: every rank builds the checkpoint state).
         parts.register(Key.RANK_RNG_STATES, load=lambda states, _: self._load_rank_rng_state(states),
@@ -364,6 +403,15 @@ class Trainer(BaseTrainer):
             self.weight_average.averaged.module.load_state_dict(unwrap_model(self.model).state_dict())
             return
         self.weight_average.load_state_dict(state)
+
+    def _load_swa(self, state, checkpoint):
+        if self.swa is None:
+            return
+        if state is None:  # a checkpoint from a run without SWA
+            self.logger.warning("trainer.swa is on but the checkpoint has no SWA state; averaging starts at "
+                                f"epoch {self.swa.start_epoch} or, if that has passed, at the next epoch's end.")
+            return
+        self.swa.load_state_dict(state)
 
     def _load_rank_rng_state(self, rank_states):
         """Under DDP, continue this rank's own random stream (BaseTrainer restored rank 0's on

@@ -36,6 +36,7 @@ class Key:
     WORLD_SIZE = "world_size"
     TRAIN_EPOCH_METRICS = "train_epoch_metrics"  # torchmetrics states of a checkpoint taken inside an epoch
     EMA = "ema"  # the averaged weights (trainer.ema)
+    SWA = "swa"  # the stochastic weight average and its SWALR state (trainer.swa)
     CALLBACKS = "callbacks"  # each config callback's state_dict
     CLASS_NAMES = "class_names"  # the data loader's class names, for evaluation and prediction
     TOP_K = "top_k"  # trainer.save_top_k: [[file name, monitored value], ...], best first

@@ -69,25 +69,3 @@ def scheduler_monitor(trainer_monitor):
     monitor = Monitor(trainer_monitor)
     return monitor if monitor.enabled else Monitor("min val_loss")
 
-
-class EarlyStopping:
-    """`trainer.early_stop`: stop after `patience` epochs without improvement (0 or None: never)."""
-
-    def __init__(self, patience):
-        self.patience = patience or 0
-        self.epochs_since_improvement = 0
-
-    def update(self, improved):
-        """Count this epoch; return True when training should stop now."""
-        self.epochs_since_improvement = 0 if improved else self.epochs_since_improvement + 1
-        return self.should_stop
-
-    @property
-    def should_stop(self):
-        return bool(self.patience) and self.epochs_since_improvement >= self.patience
-
-    def state_dict(self):
-        return {"epochs_since_improvement": self.epochs_since_improvement}
-
-    def load_state_dict(self, state):
-        self.epochs_since_improvement = state["epochs_since_improvement"]

@@ -1,10 +1,12 @@
 """status.json in a run folder: "running" while train.py trains, then "finished", "stopped"
 (a stop signal, with a resumable checkpoint), "pruned" (tune.py) or "crashed". A run whose file
 still says "running" but whose process is gone from this machine was killed (crashed)."""
+import ctypes
 import json
 import os
 import signal
 import socket
+import sys
 import time
 from contextlib import contextmanager
 
@@ -14,6 +16,19 @@ from .io import write_json
 
 STATUS_FILE = "status.json"
 SWEEP_ENV = "TEMPLATE_SWEEP"  # set by a sweep for its members: "<sweep folder>#<member index>"
+SWEEP_PID_ENV = "TEMPLATE_SWEEP_PID"  # the sweep's process id, for its members
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def stop_with_the_sweep():
+    """A sweep member gets SIGTERM (it saves a checkpoint and records "stopped") when the sweep
+    that started it dies, even by SIGKILL, instead of training on unseen. Linux only."""
+    sweep_pid = os.environ.get(SWEEP_PID_ENV)
+    if not sweep_pid or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(sweep_pid):  # the sweep died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextmanager
