@@ -6,9 +6,10 @@ import pandas as pd
 from config.schema import declare_trainer_settings
 from config.validation import Problems, check_section, fill_section, section_view
 from logger.writers import log_final_hparams, make_writer
-from utils import ConfigError, atomic_torch_save, atomic_write_csv, dist, unwrap_model
-from utils.checkpoint import Key, checkpoint_order, load_checkpoint, load_weights
+from utils import ConfigError, atomic_write_csv, dist, unwrap_model
+from utils.checkpoint import LAST_CHECKPOINT, Key, is_top_k_file, load_checkpoint, load_weights, rolling_checkpoints
 from utils.errors import PartFailed, TrainingStopped
+from utils.io import atomic_link_or_save
 from utils.monitor import Monitor
 from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
@@ -16,6 +17,7 @@ from utils.state import StateParts
 from utils.write_faults import WriteFailed, write_site
 
 from .callback import CallbackList, EarlyStopping, EpochFunction
+from .checkpoint_policy import TopK, check_checkpoint_policy, step_checkpoint_name, top_k_name
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
 
@@ -59,6 +61,10 @@ class BaseTrainer:
         self.monitor = Monitor(self.settings.monitor)
         self.early_stopping = EarlyStopping(self.settings.early_stop)  # a callback, added last in train()
         self.should_stop = False  # set by a callback (early stopping) to end training after this epoch
+        check_checkpoint_policy(config["trainer"])
+        self.top_k = TopK(self.settings.save_top_k, self.monitor) if self.settings.save_top_k else None
+        self.save_last = self.settings.save_last
+        self.validates_in_epoch = False  # Trainer: the monitor is updated by validations inside epochs
 
         self.start_epoch = 1
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
@@ -84,6 +90,8 @@ class BaseTrainer:
                        load=lambda best, _: self.monitor.load_state_dict({"best": best}))
         parts.register(Key.EPOCHS_SINCE_IMPROVEMENT, save=lambda: self.early_stopping.epochs_since_improvement,
                        load=lambda count, _: setattr(self.early_stopping, "epochs_since_improvement", count))
+        if self.top_k is not None:
+            parts.register(Key.TOP_K, self.top_k)
         parts.register(Key.RNG_STATES, save=get_rng_states, load=lambda states, _: set_rng_states(states))
         parts.register(Key.CALLBACKS, save=self.callbacks.state_dict,
                        load=lambda states, _: self.callbacks.load_state_dict(states, self.logger))
@@ -182,8 +190,7 @@ class BaseTrainer:
 
     def _failure_message(self, failure, epoch):
         """A config-built object raised during the epoch: which section, what, and what is safe."""
-        saved = sorted(self.checkpoint_dir.glob("checkpoint-epoch*.pth"), key=checkpoint_order) \
-            if self.checkpoint_dir is not None else []
+        saved = rolling_checkpoints(self.checkpoint_dir) if self.checkpoint_dir is not None else []
         where = (f"The last good checkpoint is {saved[-1]} (resume with: python train.py -r {saved[-1]})"
                  if saved else "No checkpoint was written before it")
         return (f"{failure.section} failed in epoch {epoch}: {type(failure.error).__name__}: {failure.error}. "
@@ -194,17 +201,12 @@ class BaseTrainer:
         """Log the epoch, update best/early stop, save. Returns True to stop training."""
         log = {"epoch": epoch, **result}
         self._log_epoch(log)
-        improved = self._update_monitor(log)
+        # with validations inside the epoch, they updated the monitor and saved the best model
+        improved = False if self.validates_in_epoch else self._update_monitor(log)
         stopping = self.should_stop
         periodic = epoch % self.save_period == 0 or epoch == self.epochs or stopping
+        self._save_point(epoch, periodic=periodic, best=improved, monitored=None if self.validates_in_epoch else log)
         if periodic or improved:
-            state = self._checkpoint_state(epoch)
-            if periodic:
-                self._save_checkpoint_file(state, f"checkpoint-epoch{epoch}.pth")
-            if improved:
-                self._save_checkpoint_file(state, "model_best.pth")
-                self.logger.info(f"Saving current best: {self.checkpoint_dir / 'model_best.pth'} "
-                                 f"({self.monitor_metric} {self.monitor_best:.6g})")
             self._write_curves()
         self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
@@ -217,6 +219,8 @@ class BaseTrainer:
         for key, value in log.items():
             if key == "epoch":
                 continue
+            if key.startswith("val_") and self.validates_in_epoch:
+                continue  # written at the step of the validation that measured it
             if key in NOT_METRICS or key.startswith("lr_"):
                 self.writer.add_scalar(f"learning_rate{key[2:]}" if key.startswith("lr") else key, value, epoch)
             elif key.startswith("val_"):
@@ -264,6 +268,36 @@ class BaseTrainer:
             Key.CONFIG: self.config.config,
         }
 
+    def _save_point(self, epoch, batches_done=0, periodic=False, best=False, monitored=None):
+        """Write, from one gathered state, the files this point of training calls for: the
+        periodic (or step) checkpoint, model_best, a top-k file when `monitored` (a log with the
+        monitored value) ranks among the k best, and checkpoint-last. A top-k file is written
+        before any checkpoint that lists it, and the one it pushes out is deleted after them."""
+        top_k_file = None
+        if self.top_k is not None and monitored is not None:
+            name = top_k_name(epoch, batches_done, self.monitor.key, monitored[self.monitor.key])
+            top_k_file = name if self.top_k.offer(name, monitored[self.monitor.key]) else None
+        if not (periodic or best or top_k_file or self.save_last):
+            return
+        state = self._checkpoint_state(epoch, batches_done)
+        written = None
+        if top_k_file:
+            written = self._save_checkpoint_file(state, top_k_file)
+        if periodic:
+            written = self._save_checkpoint_file(state, step_checkpoint_name(epoch, batches_done))
+        if best:
+            written = self._save_checkpoint_file(state, "model_best.pth")
+            self.logger.info(f"Saving current best: {written} ({self.monitor_metric} {self.monitor_best:.6g})")
+        self._save_last(state, same_as=written)
+        if top_k_file and dist.is_main_process():
+            self.top_k.prune(self.checkpoint_dir)
+
+    def _save_last(self, state, same_as=None):
+        """trainer.save_last: replace checkpoint-last.pth (a hard link to `same_as`, the file just
+        written from `state`, where the file system allows)."""
+        if self.save_last:
+            self._save_checkpoint_file(state, LAST_CHECKPOINT, same_as=same_as)
+
     def _save_checkpoint(self, epoch, save_best=False):
         """pytorch-template API: write checkpoint-epoch<N>.pth (and model_best.pth)."""
         state = self._checkpoint_state(epoch)
@@ -271,23 +305,24 @@ class BaseTrainer:
         if save_best:
             self._save_checkpoint_file(state, "model_best.pth")
 
-    def _save_checkpoint_file(self, state, filename):
+    def _save_checkpoint_file(self, state, filename, same_as=None):
+        """Write `state` to `filename` atomically (rank 0); `same_as`: a file already holding it."""
         path = self.checkpoint_dir / filename
         if dist.is_main_process():  # DDP: every rank holds the same state; one writes it
             with write_site(path):
-                atomic_torch_save(state, path)
-            if filename.startswith("checkpoint-"):
-                self.last_checkpoint = path
-            if filename != "model_best.pth":  # _end_epoch announces the best model with its value
+                atomic_link_or_save(state, path, same_as)
+            if filename.startswith("checkpoint-") and not is_top_k_file(filename):
+                self.last_checkpoint = path  # top-k files are deleted when better ones come
+            if filename not in ("model_best.pth", LAST_CHECKPOINT):  # the best is announced with its value
                 self.logger.info(f"Saving checkpoint: {path} ...")
             if filename.startswith("checkpoint-") and self.keep_last:
                 self._prune_checkpoints()
         dist.barrier()  # DDP: no rank goes on (or exits after a stop) before the file is complete
+        return path
 
     def _prune_checkpoints(self):
         """Keep the newest `trainer.keep_last` checkpoint-epoch files (model_best is separate)."""
-        files = sorted(self.checkpoint_dir.glob("checkpoint-epoch*.pth"), key=checkpoint_order)
-        for old in files[: -self.keep_last]:
+        for old in rolling_checkpoints(self.checkpoint_dir)[: -self.keep_last]:
             old.unlink(missing_ok=True)
 
     def _load_start_weights(self):
@@ -369,7 +404,7 @@ class BaseTrainer:
 
     def _exit_after_stop(self, state, filename):
         if state is not None:
-            self._save_checkpoint_file(state, filename)
+            self._save_last(state, same_as=self._save_checkpoint_file(state, filename))
         path = self.checkpoint_dir / filename
         raise TrainingStopped(
             f"Training stopped by {signal.Signals(self.stop_signal).name}. Resume with:\n"

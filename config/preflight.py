@@ -138,6 +138,7 @@ def _check_monitor(monitor, metric_names, validation):
 def _check_training_policies(config, problems):
     """The lr_scheduler entry (interval, "auto" lengths, nested schedulers), trainer.ema, trainer.swa and the
     callbacks section."""
+    from base.checkpoint_policy import check_checkpoint_policy
     from trainer.averaging import check_ema_settings  # trainer/ imports utils: import at call time
     from trainer.callbacks import build_callbacks
     from trainer.schedules import check_scheduler_entry
@@ -148,6 +149,8 @@ def _check_training_policies(config, problems):
             check_scheduler_entry(config, config.trusted)
     with problems.collect("trainer.ema"):
         check_ema_settings(config["trainer"].get("ema"))
+    with problems.collect("trainer.save_top_k"):
+        check_checkpoint_policy(config["trainer"])
     with problems.collect("trainer.swa"):
         check_swa_settings(config["trainer"].get("swa"), config["trainer"].get("ema"), config["trainer"].get("epochs"))
     with problems.collect("callbacks"):

@@ -107,6 +107,16 @@ def _monitor_problem(value):
     return Monitor.problem(value)
 
 
+def _val_every_n_steps_problem(value):
+    """a whole number of optimizer steps, or a fraction of an epoch in (0, 1)"""
+    if isinstance(value, float) and not value.is_integer() and not 0.0 < value < 1.0:
+        return (f"is {value}; write a whole number of optimizer steps (e.g. 500) or a fraction of an "
+                "epoch between 0 and 1 (e.g. 0.25 validates four times per epoch)")
+    if value is not None and value <= 0:
+        return f"is {value}; it must be above 0 (null validates once per epoch)"
+    return None
+
+
 def _validation_split_problem(value):
     """a fraction in [0, 1) or a count below the dataset size"""
     if isinstance(value, float) and not 0.0 <= value < 1.0:
@@ -148,7 +158,7 @@ TRAINER = (
             choices=(0, 1, 2)),
     Setting("monitor", str, "off", "\"off\", \"min KEY\" or \"max KEY\" for a logged key; model_best.pth follows it",
             check=_monitor_problem),
-    Setting("early_stop", int, 0, "stop after this many epochs without improvement of the monitored key (0: off)",
+    Setting("early_stop", int, 0, "stop after this many validations without improvement of the monitored key (0: off)",
             minimum=0, nullable=True),
     Setting("tensorboard", bool, True, "write TensorBoard events to the run's log folder"),
     Setting("len_epoch", int, None, "iteration-based training: an epoch is this many batches of an endless stream",
@@ -167,6 +177,13 @@ TRAINER = (
             choices=("stop", "skip")),
     Setting("keep_last", int, 0, "keep only the newest K checkpoint-epoch files (0 keeps all; model_best is kept)",
             minimum=0),
+    Setting("save_top_k", int, 0, "also keep the K best checkpoints by trainer.monitor, the value in the name (0: off)",
+            minimum=0),
+    Setting("save_last", bool, False, "keep checkpoint-last.pth: the newest state, replaced at every save"),
+    Setting("save_every_n_steps", int, None, "write a checkpoint-epoch<E>-step<K>.pth every N optimizer steps",
+            minimum=1, nullable=True),
+    Setting("val_every_n_steps", float, None, "validate every N optimizer steps, or a fraction (0, 1) of an epoch; "
+            "null: at each epoch's end", nullable=True, check=_val_every_n_steps_problem),
     Setting("compile", (bool, str), False, "torch.compile the model: true, false or a mode name",
             choices=(True, False, *COMPILE_MODES), nullable=True),
     Setting("cudnn_benchmark", bool, False, "let cuDNN time its algorithms per input shape (nondeterministic)"),

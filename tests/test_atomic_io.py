@@ -1,13 +1,15 @@
 """A writer killed with SIGKILL in the middle of a save leaves the previous file whole: the
-target is always one complete version, never a mix or a truncated file."""
+target is always one complete version, never a mix or a truncated file. The same holds for a
+training run killed while it writes checkpoint-last.pth or a top-k checkpoint, which then resumes."""
 import os
 import random
 import signal
 import time
 
 import pytest
-from reliability_helpers import ScriptProcess
+from reliability_helpers import ScriptProcess, load, run_train_in_process
 
+from conftest import only_run, tiny_config
 from utils import write_json
 
 CHUNK, CHUNKS = 64 * 1024, 40  # one version: 40 chunks written 10 ms apart, about 0.4 s
@@ -45,3 +47,75 @@ def test_atomic_write_gives_the_file_the_usual_permissions(tmp_path):
     os.umask(umask)
     write_json({"a": 1}, tmp_path / "config.json")
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+# A training run that SIGKILLs itself in the middle of writing its `nth` file whose name
+# contains `target`: the temp file holds half of the first chunk torch.save wrote.
+KILLED_TRAINING = """
+import os, signal, sys
+target, nth = sys.argv[1], int(sys.argv[2])
+fdopen, matches = os.fdopen, []
+
+
+class KilledMidWrite:
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, data):
+        self.handle.write(data[: max(1, len(data) // 2)])
+        self.handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.handle.close()
+
+
+def fdopen_killing(fd, mode="r", *args, **kwargs):
+    handle = fdopen(fd, mode, *args, **kwargs)
+    if target in os.path.basename(os.readlink(f"/proc/self/fd/{fd}")):
+        matches.append(fd)
+        if len(matches) == nth:
+            return KilledMidWrite(handle)
+    return handle
+
+
+os.fdopen = fdopen_killing
+sys.argv = ["train.py", *sys.argv[3:]]
+import train
+train.run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy, target, settings", [
+    # no other file is written at epochs 1 and 2, so checkpoint-last is written, not linked to one
+    ("save_last", "checkpoint-last.pth", {"trainer.save_last": True, "trainer.save_period": 10,
+                                          "trainer.monitor": "off"}),
+    ("save_top_k", "val_loss=", {"trainer.save_top_k": 1, "trainer.monitor": "min val_loss"}),
+])
+def test_sigkill_while_writing_checkpoint_last_or_a_top_k_file_keeps_the_previous_one(
+        tmp_path, mnist_dir, monkeypatch, capsys, policy, target, settings):
+    config = tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 256, "trainer.epochs": 3, **settings})
+    training = ScriptProcess("-c", KILLED_TRAINING, target, 2, "-c", config)  # killed in epoch 2's write
+    assert training.finish() == -signal.SIGKILL, training.output
+    run = only_run(tmp_path / "saved")
+    assert len(list(run.glob(".*.tmp"))) == 1, "the kill must have landed inside a save"
+    previous = [path for path in run.glob("checkpoint-*.pth") if target in path.name]
+    assert len(previous) == 1 and load(previous[0])["epoch"] == 1  # whole, and still the epoch-1 file
+
+    code, captured = run_train_in_process(monkeypatch, capsys, "-r", run)
+    assert code == 0, captured.err
+    assert "Resume training from epoch 2" in captured.out + captured.err
+    assert not list(run.glob(".*.tmp"))
+    final = [path for path in run.glob("checkpoint-*.pth") if target in path.name]
+    assert len(final) == 1
+    if policy == "save_last":
+        assert [row["epoch"] for row in load(final[0])["history"]] == [1, 2, 3]
+    else:
+        assert load(final[0])["epoch"] == load(run / "model_best.pth")["epoch"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import assert_same_training
+from reliability_helpers import assert_same_state, assert_same_training
 
 from base.samplers import EpochSampler
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
@@ -226,3 +226,30 @@ def test_sigterm_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, mnist_d
     batches_per_epoch = 2048 * 3 // 4 // 2 // 16  # 1536 training samples, 2 ranks, batch 16
     if checkpoint["batches_done"]:  # the ranks agree every 4th optimizer step (log_step = sqrt(16))
         assert (checkpoint["batches_done"] - 1) % 4 == 0 or checkpoint["batches_done"] == batches_per_epoch
+
+
+@pytest.mark.slow
+def test_validations_and_step_checkpoints_inside_epochs_under_two_processes(tmp_path, mnist_dir):
+    """192 training digits, 2 ranks x batch 16: 6 optimizer steps per epoch, a validation every 2
+    and a step checkpoint every 3. A run resumed from a step checkpoint under two processes ends
+    with the same state as the run that went through."""
+    config = tiny_config(tmp_path, mnist_dir, {
+        "data_loader.args.limit": 256, "data_loader.args.batch_size": 16, "trainer.monitor": "min val_loss",
+        "trainer.val_every_n_steps": 2, "trainer.save_every_n_steps": 3, "trainer.save_top_k": 1,
+        "trainer.save_last": True})
+    torchrun("-c", config, check=True)
+    run = only_run(tmp_path / "saved")
+    assert sorted(p.name for p in run.glob("checkpoint-epoch*-step?.pth")) == [
+        "checkpoint-epoch1-step3.pth", "checkpoint-epoch1-step6.pth", "checkpoint-epoch2-step3.pth",
+        "checkpoint-epoch2-step6.pth"]
+    assert len([p for p in run.glob("checkpoint-epoch*=*.pth")]) == 1  # the top-1 file
+    torchrun("-r", run / "checkpoint-epoch2-step3.pth", "--new-run", check=True)
+    resumed = next(r for r in run_dirs(tmp_path / "saved") if r != run)
+    for name in ("checkpoint-epoch2.pth", "checkpoint-last.pth"):
+        expected, actual = torch.load(run / name, weights_only=True), torch.load(resumed / name, weights_only=True)
+        # the partial training-loss sums of the step checkpoint go to rank 0 alone, so float
+        # rounding of the epoch's training averages may differ; everything else is exact
+        for key in set(expected) - {"config", "history", "train_metrics"}:
+            assert_same_state(expected[key], actual[key], key)
+        for expected_row, actual_row in zip(expected["history"], actual["history"], strict=True):
+            assert actual_row == pytest.approx(expected_row, rel=1e-6)

@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested
+from base.checkpoint_policy import StepSchedule
 from utils import ConfigError, dist, unwrap_model
 from utils.checkpoint import Key
 from utils.epoch_metrics import EpochMetrics, is_stateful_metric
@@ -20,6 +21,7 @@ from .evaluation import CollectedOutputs, evaluate_into, to_device, update_metri
 from .metric_tracker import MetricTracker
 from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
+from .step_events import after_optimizer_step
 from .swa import SWA_FILE, StochasticWeightAverage
 
 
@@ -73,6 +75,10 @@ class Trainer(BaseTrainer):
         # trainer.validation_report: the evaluation report of the last validation epoch
         self.validation_report = settings.validation_report and self.do_validation
         self.last_validation = None
+        # trainer.val_every_n_steps / save_every_n_steps: validations and saves inside epochs
+        self.step_schedule = StepSchedule(settings, self.len_epoch, self.accum_steps)
+        self.validates_in_epoch = self.do_validation and self.step_schedule.validate_every is not None
+        self.step_validation = None  # the val_* values of this epoch's latest validation inside it
         self._register_trainer_state()
 
     # ---- training ----------------------------------------------------------------------------
@@ -85,6 +91,7 @@ class Trainer(BaseTrainer):
         if not skip:
             self.train_metrics.reset()
             self.train_epoch_metrics.reset()
+            self.step_validation = None
         first_bad_step = torch.tensor(-1, device=self.device)  # stays on device: no per-step sync
         progress = tqdm(total=self.len_epoch, initial=skip, desc=f"epoch {epoch}", leave=False,
                         disable=not self.show_progress, dynamic_ncols=True)
@@ -99,6 +106,8 @@ class Trainer(BaseTrainer):
                 self.train_epoch_metrics.flush()  # queued metric updates run where the loop waits anyway
                 self._log_step(epoch, batch_idx, data, progress)
             progress.update(1)
+            if self._at_step_boundary(batch_idx) and after_optimizer_step(self, epoch, batch_idx + 1, first_bad_step):
+                break  # early stopping ended training at this validation: the epoch ends here
             if self._stop_check_due(batch_idx) and self._agree_on_stop():
                 progress.close()
                 self._check_finite(first_bad_step, epoch)  # never save a checkpoint of a broken model
@@ -112,7 +121,10 @@ class Trainer(BaseTrainer):
         log = self.train_metrics.result()
         log.update(self.train_epoch_metrics.compute())  # a collective under DDP
         log.update(self._learning_rates())
-        if self.do_validation:
+        if self.validates_in_epoch:
+            log.update(self.step_validation or {})  # validated inside the epoch, maybe not in this one
+            self._write_histograms(epoch)
+        elif self.do_validation:
             log.update({f"val_{k}": v for k, v in self._valid_epoch(epoch).items()})
         self.callbacks.fire("on_validation_end", self, epoch, log)
         self._step_scheduler(log)
@@ -239,13 +251,19 @@ class Trainer(BaseTrainer):
         """From trainer.swa.start_epoch on, SWALR replaces the configured scheduler."""
         return self.swa is not None and self.swa.scheduler is not None
 
-    def _step_scheduler(self, log):
+    def _step_scheduler(self, log, at_validation=False):
+        """Step an epoch-interval scheduler at the epoch's end; ReduceLROnPlateau after each
+        validation inside epochs, when trainer.val_every_n_steps puts them there."""
         if self._swa_sets_lr():
-            self.swa.scheduler.step()
+            if not at_validation:
+                self.swa.scheduler.step()
             return
         if self.lr_scheduler is None or self.scheduler_per_step:
             return
-        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        plateau = isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if at_validation != (plateau and self.validates_in_epoch):
+            return
+        if plateau:
             metric = scheduler_monitor(self.settings.monitor).key
             if metric not in log:
                 raise ConfigError(f"lr_scheduler is ReduceLROnPlateau, which steps on '{metric}', "
@@ -258,6 +276,18 @@ class Trainer(BaseTrainer):
 
     # ---- validation --------------------------------------------------------------------------
     def _valid_epoch(self, epoch):
+        results = self._validate()
+        self._write_histograms(epoch)
+        return results
+
+    def _write_histograms(self, epoch):
+        if self.writer.enabled and epoch % self.histogram_period == 0:
+            for name, param in self.model.named_parameters():
+                self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(),
+                                          self._steps_done(epoch + 1, 0))
+
+    def _validate(self):
+        """One pass over the validation data; returns {metric: value} (without the val_ prefix)."""
         self.model.eval()
         self.valid_metrics.reset()
         self.valid_epoch_metrics.reset()
@@ -277,10 +307,6 @@ class Trainer(BaseTrainer):
                       on_batch=collected.update if collected is not None else None)
         self.last_validation = collected
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
-        if self.writer.enabled and epoch % self.histogram_period == 0:
-            for name, param in self.model.named_parameters():
-                self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(),
-                                          self._steps_done(epoch + 1, 0))
         return {**self.valid_metrics.result(), **self.valid_epoch_metrics.compute()}
 
     def train(self):
@@ -337,6 +363,9 @@ class Trainer(BaseTrainer):
         parts.register(Key.TRAIN_EPOCH_METRICS, save=self.train_epoch_metrics.state,
                        load=lambda state, checkpoint: self._load_partial_epoch(self.train_epoch_metrics, state,
                                                                                checkpoint))
+        if self.validates_in_epoch:
+            parts.register(Key.STEP_VALIDATION, save=lambda: self.step_validation,
+                           load=lambda values, _: setattr(self, "step_validation", values))
         parts.register(Key.WORLD_SIZE, save=dist.world_size, load=self._check_world_size)
         # every rank holds the same average (its updates follow the all-reduced weights)
         parts.register(Key.EMA, save=lambda: self.weight_average.state_dict() if self.weight_average else None,

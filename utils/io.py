@@ -74,6 +74,23 @@ def atomic_torch_save(obj, fname):
             raise writer.error from err
 
 
+def atomic_link_or_save(obj, fname, same_as=None):
+    """Replace `fname` atomically with `obj`. When `same_as` is a file that already holds `obj`,
+    a hard link to it takes the place of a second write; where links are refused, `obj` is written."""
+    fname = Path(fname)
+    if same_as is not None:
+        link = fname.parent / f".{fname.name}.{os.getpid()}.link.tmp"  # removed with other temp files
+        try:
+            link.unlink(missing_ok=True)
+            os.link(same_as, link)
+            os.replace(link, fname)
+            _fsync_dir(fname.parent)
+            return
+        except OSError:
+            link.unlink(missing_ok=True)
+    atomic_torch_save(obj, fname)
+
+
 class _WriteErrorKeeper:
     """A binary file that remembers the OSError its write raised."""
 

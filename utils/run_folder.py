@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import checkpoint_order, find_latest_checkpoint
+from .checkpoint import LAST_CHECKPOINT, checkpoint_order, checkpoint_position, latest_valid_checkpoint
 from .errors import ConfigError
 
 
@@ -31,11 +31,14 @@ def check_resumes_newest(checkpoint_path, checkpoint, folders):
     run's newest one: training on from it in the same folder would mix two histories (newer
     checkpoint files would stay and keep_last would prune the wrong ones). Called under the
     run's lock, so no process adds a newer one meanwhile."""
-    position = _position(checkpoint_path, checkpoint)
-    if not any(checkpoint_order(path) > position for path in folders.save_dir.glob("checkpoint-epoch*.pth")):
-        return  # nothing newer by name: no file needs reading
-    newest = find_latest_checkpoint(folders.save_dir)  # a newer file that does not load does not count
-    if position < checkpoint_order(newest):
+    position = checkpoint_position(checkpoint_path, checkpoint)
+    newer_by_name = any(checkpoint_order(path) > position for path in folders.save_dir.glob("checkpoint-epoch*.pth"))
+    last = folders.save_dir / LAST_CHECKPOINT
+    other_last = last.is_file() and last.resolve() != Path(checkpoint_path).resolve()
+    if not newer_by_name and not other_last:
+        return  # nothing can be newer: no file needs reading
+    newest, newest_checkpoint = latest_valid_checkpoint(folders.save_dir)  # a file that does not load does not count
+    if position < checkpoint_position(newest, newest_checkpoint):
         raise ConfigError(
             f"'{checkpoint_path}' is older than the run's newest checkpoint '{newest}'. Resuming continues the "
             f"run in its own folder, which must go on from its newest state: pass the run folder "
@@ -48,13 +51,6 @@ def remove_stale_temp_files(folders):
     for folder in (folders.save_dir, folders.log_dir):
         for temp in folder.glob(".*.tmp"):
             temp.unlink(missing_ok=True)
-
-
-def _position(path, checkpoint):
-    """(epoch, batches done in the epoch; a finished epoch counts as all of them)."""
-    if Path(path).name.startswith("checkpoint-epoch"):
-        return checkpoint_order(path)
-    return (checkpoint["epoch"], checkpoint.get("batches_done") or 10**12)
 
 
 def check_not_finished(checkpoint_path, checkpoint, config):
