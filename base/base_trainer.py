@@ -1,4 +1,5 @@
 import signal
+import time
 from abc import abstractmethod
 
 import pandas as pd
@@ -20,6 +21,9 @@ from .callback import CallbackList, EarlyStopping, EpochFunction
 from .checkpoint_policy import TopK, check_checkpoint_policy, step_checkpoint_name, top_k_name
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
+# curves.png takes a second or more to draw: during training it is redrawn at an epoch's end at
+# most this often, and always when training ends
+CURVES_REDRAW_SECONDS = 60
 
 
 class StopRequested(Exception):
@@ -69,6 +73,7 @@ class BaseTrainer:
         self.start_epoch = 1
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
         self.history = []
+        self.curves_drawn_at = time.monotonic()
         self.checkpoint_dir = config.save_dir
         self.last_checkpoint = getattr(config, "resume", None)  # named in error messages: resume from here
         self.writer = make_writer(config, self.logger)  # a NullWriter except on rank 0
@@ -177,6 +182,8 @@ class BaseTrainer:
             self._write_curves()
             finished = True
         finally:
+            if not finished:
+                self._write_curves_of_a_stopped_run()
             self._restore_signal_handlers(previous_handlers)
             try:
                 self.writer.close()
@@ -206,7 +213,7 @@ class BaseTrainer:
         stopping = self.should_stop
         periodic = epoch % self.save_period == 0 or epoch == self.epochs or stopping
         self._save_point(epoch, periodic=periodic, best=improved, monitored=None if self.validates_in_epoch else log)
-        if periodic or improved:
+        if time.monotonic() - self.curves_drawn_at >= CURVES_REDRAW_SECONDS:
             self._write_curves()
         self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
@@ -234,6 +241,7 @@ class BaseTrainer:
 
     def _write_curves(self):
         """curves.png next to metrics.csv: the learning curves so far, best epoch marked."""
+        self.curves_drawn_at = time.monotonic()
         if self.config.log_dir is None or not dist.is_main_process() or not self.history:
             return
         from evaluation.curves import write_curves  # matplotlib: imported only when drawing
@@ -241,6 +249,13 @@ class BaseTrainer:
         monitor = (self.monitor.mode, self.monitor.key) if self.monitor.enabled else None
         write_curves([(self.config.run_id or "", pd.DataFrame(self.history), monitor)],
                      self.config.log_dir / "curves.png")
+
+    def _write_curves_of_a_stopped_run(self):
+        """Training ended early (a stop signal, an error): draw what it did, never hiding why it ended."""
+        try:
+            self._write_curves()
+        except Exception as err:  # the error that ended training is the one to report
+            self.logger.warning(f"curves.png was not updated: {type(err).__name__}: {err}")
 
     def _update_monitor(self, log):
         """Return True when the monitored value improved this epoch."""

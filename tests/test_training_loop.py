@@ -129,3 +129,18 @@ def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir,
     (run,) = run_dirs(tmp_path / "saved")  # -r auto went on in the same run folder
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth"]
     assert metrics_csv(tmp_path / "saved", run)["epoch"].tolist() == [1, 2]
+
+
+# the epochs each drawing of curves.png showed: a short run draws once, when it ends; with no
+# minimum interval, after every epoch and at the end
+@pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3, 3])])
+def test_curves_are_redrawn_at_most_every_minute_and_when_training_ends(tmp_path, mnist_dir, train, monkeypatch,
+                                                                         redraw_seconds, epochs_drawn):
+    import base.base_trainer
+    import evaluation.curves
+
+    drawings = []
+    monkeypatch.setattr(base.base_trainer, "CURVES_REDRAW_SECONDS", redraw_seconds)
+    monkeypatch.setattr(evaluation.curves, "write_curves", lambda runs, path: drawings.append(len(runs[0][1])))
+    train("-c", tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 3, "data_loader.args.limit": 128}))
+    assert drawings == epochs_drawn
