@@ -69,7 +69,8 @@ class EarlyStopping(Callback):
     def on_monitor_update(self, trainer, epoch, improved):
         if self.update(improved):
             trainer.should_stop = True
-            trainer.logger.info(f"Validation performance didn't improve for {self.patience} epochs. "
+            counted = "validations" if getattr(trainer, "validates_in_epoch", False) else "epochs"
+            trainer.logger.info(f"Validation performance didn't improve for {self.patience} {counted}. "
                                 "Training stops.")
 
     def update(self, improved):
