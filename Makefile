@@ -17,7 +17,7 @@ venv: $(BIN)/activate
 train: venv
 	$(BIN)/python train.py -c config.json $(ARGS)
 
-# the suite in two tiers: `test` (about 10 minutes on 2 cores) and `test-slow`, the long
+# the suite in two tiers: `test` (about 6 minutes on 2 cores) and `test-slow`, the long
 # end-to-end runs (every documented command, torchrun with signals, random kills, a tune study)
 test: venv
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
