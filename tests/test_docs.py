@@ -143,7 +143,10 @@ def fresh_copy(root, mnist_dir):
 
 
 def shell_env(project):
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST", "COV_"))}
+    # as in a user's shell: nothing from pytest, and no make variables (`make test ARGS=...`
+    # would hand ARGS on to the documented `make train`)
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTEST", "COV_")) and key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     venv_bin = project / ".venv" / "bin"
     env.update(PATH=f"{venv_bin}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(project / ".venv"),
                OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
