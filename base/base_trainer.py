@@ -222,22 +222,24 @@ class BaseTrainer:
         self.history.append(dict(log))
         for key, value in log.items():
             self.logger.info(f"    {key:15s}: {value}")
-        epoch = self._steps_done(log["epoch"] + 1, 0)  # TensorBoard step: batches done at the epoch's end
-        for key, value in log.items():
-            if key == "epoch":
-                continue
-            if key.startswith("val_") and self.validates_in_epoch:
-                continue  # written at the step of the validation that measured it
-            if key in NOT_METRICS or key.startswith("lr_"):
-                self.writer.add_scalar(f"learning_rate{key[2:]}" if key.startswith("lr") else key, value, epoch)
-            elif key.startswith("val_"):
-                self.writer.add_scalar(f"{key[4:]}/valid", value, epoch)
-            else:
-                self.writer.add_scalar(f"{key}/train", value, epoch)
-        self.writer.flush()
+        # validations inside epochs were written at the step of the validation that measured them
+        written = {key: value for key, value in log.items()
+                   if key != "epoch" and not (key.startswith("val_") and self.validates_in_epoch)}
+        self._write_scalars(written, self._steps_done(log["epoch"] + 1, 0))  # step: batches done at the epoch's end
         if self.config.log_dir is not None and dist.is_main_process():
             with write_site(self.config.log_dir / "metrics.csv"):
                 atomic_write_csv(pd.DataFrame(self.history), self.config.log_dir / "metrics.csv")
+
+    def _write_scalars(self, values, step):
+        """Log values to the writers: <metric>/train, <metric>/valid for val_<metric>, learning_rate."""
+        for key, value in values.items():
+            if key in NOT_METRICS or key.startswith("lr_"):
+                self.writer.add_scalar(f"learning_rate{key[2:]}" if key.startswith("lr") else key, value, step)
+            elif key.startswith("val_"):
+                self.writer.add_scalar(f"{key[4:]}/valid", value, step)
+            else:
+                self.writer.add_scalar(f"{key}/train", value, step)
+        self.writer.flush()
 
     def _write_curves(self):
         """curves.png next to metrics.csv: the learning curves so far, best epoch marked."""

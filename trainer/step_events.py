@@ -35,10 +35,7 @@ def _validate(trainer, epoch, batches_done):
     values = {f"val_{key}": value for key, value in trainer._validate().items()}
     trainer.model.train()
     trainer.step_validation = values
-    step = trainer._steps_done(epoch, batches_done)
-    for key, value in values.items():
-        trainer.writer.add_scalar(f"{key[len('val_'):]}/valid", value, step)
-    trainer.writer.flush()
+    trainer._write_scalars(values, trainer._steps_done(epoch, batches_done))
     trainer.logger.info(f"Validation at epoch {epoch}, batch {batches_done}: "
                         + ", ".join(f"{key} {value:.6g}" for key, value in values.items()))
     return {"epoch": epoch, **trainer.train_metrics.result(), **values}

@@ -93,8 +93,9 @@ def checkpoint_order(path):
 def checkpoint_position(path, checkpoint):
     """(epoch, batches done in it; a finished epoch counts as all of them) of a loaded checkpoint:
     from its name where that says it, else from its contents (checkpoint-last, a renamed file)."""
-    if checkpoint_order(path) != (-1, -1):
-        return checkpoint_order(path)
+    order = checkpoint_order(path)
+    if order != (-1, -1):
+        return order
     return (checkpoint[Key.EPOCH], checkpoint.get(Key.BATCHES_DONE) or FINISHED_EPOCH)
 
 
