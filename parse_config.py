@@ -3,18 +3,20 @@ schema checks, pre-run checks, building objects, run folders)."""
 import argparse
 import logging
 import os
+from datetime import datetime
 from pathlib import Path
 
 from config.instantiate import bind, instantiate, named_callable
 from config.overrides import parse_override
-from config.preflight import check_before_run
-from config.run_folders import console_logging, make_run_folders
-from config.sources import apply_modification, load_source
+from config.sources import apply_modification
 from config.validation import Problems, check_config, fill_defaults, settings_view
+from logger import console_logging, setup_logging
 from logger.writers import check_writers
-from utils import ConfigError
+from run.folder import RunFolder, open_run_folder
+from run.resume import check_not_finished, check_resumes_newest, load_source
+from trainer.preflight import check_before_run
+from utils import ConfigError, dist
 from utils.checkpoint import load_checkpoint
-from utils.run_folder import check_not_finished, folders_of_checkpoint
 
 # sections the pre-run checks need in their declared shape
 STRUCTURE = ("arch", "data_loader", "optimizer", "loss", "metrics", "lr_scheduler", "trainer")
@@ -44,10 +46,10 @@ class ConfigParser:
         self._checkpoint = checkpoint
         self._check(preflight)
         self.log_levels = LOG_LEVELS
-        self._save_dir = self._log_dir = None
+        self.run_folder = None  # the RunFolder, once make_run_dirs made (or reopened) it
         self.run_id = run_id
         self.cli_args = None  # the parsed command line, when built by from_args
-        self.continued_run = None  # RunFolders when resuming goes on in the run's own folders
+        self.continued_run = None  # the RunFolder when resuming goes on in the run's own folders
         self.run_lock = None
         if create_dirs:
             self.make_run_dirs(run_id)
@@ -97,10 +99,25 @@ class ConfigParser:
         if self.resume is not None and self.cli_args is not None:
             check_not_finished(self.resume, self.checkpoint, self._config)
             if not getattr(self.cli_args, "new_run", False):
-                self.continued_run = folders_of_checkpoint(self.resume)
-        self.run_id, self._save_dir, self._log_dir, self.run_lock = make_run_folders(
-            self._config, self._config["name"], self._config["trainer"]["save_dir"], run_id or self.run_id,
-            self.continued_run, self.resume, self.checkpoint)
+                self.continued_run = RunFolder.containing(self.resume)
+        self.run_folder, self.run_lock = open_run_folder(
+            self._config, self._config["trainer"]["save_dir"], self._config["name"], run_id or self.run_id,
+            self.continued_run, self._check_resumes_newest)
+        self.run_id = self.run_folder.run_id
+        if not dist.is_main_process():
+            console_logging()
+            return
+        setup_logging(self.run_folder.log_dir)
+        if self.continued_run is not None:
+            logging.getLogger("config").info(
+                f"Resuming run {self.run_folder.models_dir} from {self.resume} at "
+                f"{datetime.now().astimezone().isoformat(timespec='seconds')}")
+
+    def _check_resumes_newest(self, folder):
+        """Under the run's lock, before a reopened run folder is written to."""
+        if self.continued_run is not None:
+            check_resumes_newest(self.resume, self.checkpoint, folder)
+            folder.remove_stale_temp_files()
 
     def release_run_lock(self):
         if self.run_lock is not None:
@@ -164,11 +181,13 @@ class ConfigParser:
 
     @property
     def save_dir(self):
-        return self._save_dir
+        """The run's checkpoint folder, <save_dir>/models/<name>/<run_id> (None before it exists)."""
+        return self.run_folder.models_dir if self.run_folder is not None else None
 
     @property
     def log_dir(self):
-        return self._log_dir
+        """The run's log folder, <save_dir>/log/<name>/<run_id> (None before it exists)."""
+        return self.run_folder.log_dir if self.run_folder is not None else None
 
 
 def add_common_arguments(parser):

@@ -3,7 +3,7 @@ A run folder is saved/log/<name>/<run_id> (where metrics.csv is) or saved/models
 import argparse
 from pathlib import Path
 
-from evaluation.curves import read_run, run_folders, write_curves
+from evaluation.curves import default_curves_path, read_run, write_curves
 from utils import ConfigError, main_guard
 
 
@@ -16,7 +16,7 @@ def main(run_dirs, output=None):
                               "or saved/models/<name>/<run_id> of a run that finished at least one epoch.")
         runs.append(run)
     if output is None:
-        output = run_folders(run_dirs[0])[0] / "curves.png" if len(runs) == 1 else Path("curves.png")
+        output = default_curves_path(run_dirs[0]) if len(runs) == 1 else Path("curves.png")
     write_curves(runs, output)
     print(f"Learning curves of {len(runs)} run(s) written to {output}")
     return Path(output)

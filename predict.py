@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from config.sources import load_source
 from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline, list_inputs, table_inputs
 from evaluation.outputs import DEFAULT_THRESHOLD, class_names_for, predict_labels, probabilities
 from parse_config import ConfigParser
+from run.resume import load_source
 from utils import ConfigError, main_guard, prepare_device
 from utils.io import atomic_open
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.run_info import find_runs
 from experiments.run_plot import plot_runs
 from experiments.run_table import build_table
+from run.folder import RunFolder, find_run_folders
 from utils import ConfigError, main_guard
 
 
@@ -40,7 +40,7 @@ def list_runs(args):
             raise ConfigError(f"'{root}' does not exist. Pass the folder that holds your runs (the config's "
                               "trainer.save_dir, default saved/).")
     try:
-        table = build_table(find_runs(roots), args.name, args.sort, args.desc)
+        table = build_table(find_run_folders(roots), args.name, args.sort, args.desc)
     except ValueError as err:
         raise ConfigError(f"--sort {err}: no such column, and no run logs a metric of that name.") from None
     if table.empty:
@@ -63,21 +63,22 @@ def plot(args):
     if len(missing) == len(folders):
         raise ConfigError(f"none of the runs logs '{args.plot}' in its metrics.csv; pick a column of it "
                           "(loss, val_loss, val_accuracy, lr, ...).")
-    for folder in missing:
-        print(f"warning: {folder} has no '{args.plot}' column; left out of the plot.", file=sys.stderr)
+    for run in missing:
+        print(f"warning: {run.models_dir} has no '{args.plot}' column; left out of the plot.", file=sys.stderr)
     print(f"Saved {out}")
 
 
 def _find_run(text, root):
-    path = Path(text)
-    if (path / "config.json").is_file() and path.resolve().parent.parent.name == "models":
-        return path  # <save_dir>/models/<name>/<run_id>
-    matches = [f for f in find_runs([root]) if f.name == text] if Path(root).is_dir() else []
+    """The RunFolder of a run folder's path, or of a run id under `root`."""
+    run = RunFolder.containing(text)
+    if run is not None and run.config_file.is_file():
+        return run
+    matches = [run for run in find_run_folders([root]) if run.run_id == text] if Path(root).is_dir() else []
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         raise ConfigError(f"run id '{text}' names {len(matches)} runs under {root}: "
-                          f"{', '.join(map(str, matches))}. Pass the run folder instead.")
+                          f"{', '.join(str(run.models_dir) for run in matches)}. Pass the run folder instead.")
     raise ConfigError(f"'{text}' is neither a run folder (<save_dir>/models/<name>/<run_id>, with a config.json) "
                       f"nor the id of a run under {root}.")
 

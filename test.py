@@ -3,17 +3,16 @@ checkpoint's own config, prints a table and writes the numbers as JSON next to t
 with the evaluation report (per-class table, confusion matrix, wrong samples, ROC/PR) in
 <checkpoint>_report/."""
 import argparse
-from pathlib import Path
 
 import torch
 
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.metric as module_metric
-from evaluation.evaluate import evaluate_with_outputs, evaluation_weights, model_from_checkpoint  # noqa: F401
+from evaluation.evaluate import evaluate, evaluate_with_outputs, evaluation_weights, model_from_checkpoint  # noqa: F401
 from evaluation.outputs import class_names_for
 from parse_config import ConfigParser
-from trainer.evaluation import evaluate  # noqa: F401 (the evaluation function, for scripts that import it here)
+from run.folder import RunFolder, report_dir, test_result_file
 from utils import ConfigError, main_guard, prepare_device, write_json
 from utils.checkpoint import Key
 
@@ -56,17 +55,10 @@ def build_test_loader(config):
     return config.init_obj("data_loader", module_data, **TEST_SPLIT_ARGS, **no_limit)
 
 
-def report_dir(checkpoint_path):
-    return checkpoint_path.with_name(checkpoint_path.stem + "_report")
-
-
 def run_log_dir(checkpoint_path):
-    """saved/log/<name>/<run_id> of a checkpoint in saved/models/<name>/<run_id>, if it exists."""
-    parts = Path(checkpoint_path).resolve().parents
-    if len(parts) < 4 or parts[2].name != "models":
-        return None
-    log_dir = parts[3] / "log" / parts[1].name / parts[0].name
-    return log_dir if log_dir.is_dir() else None
+    """The log folder of the run a checkpoint belongs to, if it exists."""
+    folder = RunFolder.containing(checkpoint_path)
+    return folder.log_dir if folder is not None and folder.log_dir.is_dir() else None
 
 
 def report(logger, checkpoint_path, checkpoint, results, n_samples):
@@ -76,7 +68,7 @@ def report(logger, checkpoint_path, checkpoint, results, n_samples):
     for name, value in rows:
         shown = f"{value:.6f}" if isinstance(value, float) else value
         logger.info(f"    {name:<{width}}  {shown}")
-    out_path = checkpoint_path.with_name(checkpoint_path.stem + "_test.json")
+    out_path = test_result_file(checkpoint_path)
     write_json({"checkpoint": str(checkpoint_path), "epoch": checkpoint[Key.EPOCH],
                 "samples": n_samples, **results}, out_path)
     logger.info(f"Saved to {out_path}")

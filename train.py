@@ -14,13 +14,13 @@ import model.model as module_arch
 from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
 from model.transfer import build_model, optimizer_param_groups, parameter_counts
 from parse_config import ConfigParser
+from run.status import recorded_status, stop_with_the_sweep
 from trainer import Trainer
 from trainer.callbacks import ActivationStatistics, build_callbacks
 from trainer.dry_run import print_dry_run
 from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
 from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
 from utils.io import atomic_open
-from utils.run_status import recorded_status, stop_with_the_sweep
 from utils.seed import seed_everything
 from utils.write_faults import write_site
 
@@ -104,16 +104,16 @@ def record_data_settings(config, data_loader, logger):
     if class_names is not None:
         config.config["class_names"] = list(class_names)
     config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
-    if config.save_dir is not None and dist.is_main_process():  # a run folder made before (tune.py)
-        with write_site(config.save_dir / "config.json"):
-            write_json(config.config, config.save_dir / "config.json")
+    if config.run_folder is not None and dist.is_main_process():  # a run folder made before (tune.py)
+        with write_site(config.run_folder.config_file):
+            write_json(config.config, config.run_folder.config_file)
 
 
 def write_skipped_samples(config, data_loader, logger):
     """The list of bad samples the data loader skipped (on_bad_sample "skip"), in the run folder."""
     skipped = getattr(data_loader, "skipped_samples", None)
     if skipped and dist.is_main_process():
-        path = config.save_dir / "skipped_samples.txt"
+        path = config.run_folder.skipped_samples
         with write_site(path), atomic_open(path, "wt") as handle:
             handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
         logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")

@@ -20,8 +20,8 @@ from pathlib import Path
 import optuna
 
 import train
-from base import Callback
 from parse_config import ConfigParser
+from trainer.callback import Callback
 from tuning.finder_commands import batch_size_find, lr_find
 from tuning.lr_finder import RULES
 from tuning.space import apply_values, parse_space, suggest

@@ -1,16 +1,4 @@
-from abc import abstractmethod
+"""The template's module path of BaseModel, which lives in model/base_model.py."""
+from model.base_model import BaseModel
 
-import torch.nn as nn
-
-
-class BaseModel(nn.Module):
-    """Base class for all models."""
-
-    @abstractmethod
-    def forward(self, *inputs):
-        raise NotImplementedError
-
-    def __str__(self):
-        """Model prints with the number of trainable parameters."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return super().__str__() + f"\nTrainable parameters: {trainable}"
+__all__ = ["BaseModel"]

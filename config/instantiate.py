@@ -2,8 +2,8 @@
 The keyword arguments of the calling code win over the entry's args."""
 import functools
 
-from utils.epoch_metrics import is_stateful_metric
 from utils.errors import ConfigError
+from utils.metric_tracker import is_stateful_metric
 
 from .resolve import TORCH_FALLBACKS, check_call_args, resolve_type
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.dataloader import default_collate
 from torchvision import transforms
 
-from base.base_data_loader import BaseDataLoader
+from data_loader.base_data_loader import BaseDataLoader
 from utils import ConfigError, dist
 
 logger = logging.getLogger("data_loader")

@@ -11,8 +11,8 @@ from torch.utils.data import Subset
 from torch.utils.data.dataloader import default_collate
 from tqdm import tqdm
 
-from base.splits import balanced_class_weights, split_indices
 from data_loader.in_memory import InMemoryData, InMemoryDataLoader
+from data_loader.splits import balanced_class_weights, split_indices
 from utils import ConfigError
 
 from .batch_augment import BatchAugment

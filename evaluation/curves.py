@@ -7,40 +7,36 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from run.folder import CURVES_PNG, METRICS_CSV, RunFolder
 from utils.io import atomic_open
+from utils.monitor import Monitor
 
 from . import plots
 
 SKIPPED_COLUMNS = ("epoch",)
 
 
-def run_folders(run_dir):
-    """(log folder holding metrics.csv, model folder holding config.json) of a run given either
-    saved/log/<name>/<id> or saved/models/<name>/<id>; the model folder may be None."""
-    run_dir = Path(run_dir)
-    parts = run_dir.resolve().parts
-    if len(parts) >= 3 and parts[-3] in ("log", "models"):
-        base = run_dir.resolve().parents[2]
-        log_dir, model_dir = base / "log" / parts[-2] / parts[-1], base / "models" / parts[-2] / parts[-1]
-        return (log_dir if (log_dir / "metrics.csv").exists() else run_dir), (model_dir if model_dir.is_dir() else None)
-    return run_dir, None
+def metrics_folder(run_dir):
+    """The folder holding a run's metrics.csv, given its log folder or its models folder (or any
+    folder holding a metrics.csv), and its config.json, or None."""
+    run = RunFolder.containing(run_dir)
+    if run is not None and run.metrics_csv.is_file():
+        return run.log_dir, run.config_file if run.config_file.is_file() else None
+    config_file = Path(run_dir) / "config.json"
+    return Path(run_dir), config_file if config_file.is_file() else None
 
 
-def monitored_metric(config):
-    """("min"|"max", key) of trainer.monitor, or None when monitoring is off."""
-    monitor = (config or {}).get("trainer", {}).get("monitor", "off")
-    parts = str(monitor).split()
-    return (parts[0], parts[1]) if len(parts) == 2 else None
+def default_curves_path(run_dir):
+    """curves.png beside the run's metrics.csv."""
+    return metrics_folder(run_dir)[0] / CURVES_PNG
 
 
 def best_epoch(history, monitor):
-    if monitor is None or monitor[1] not in history:
+    """(epoch, value) of the best monitored value in `history`, or None."""
+    row = monitor.best_row(history) if monitor is not None else None
+    if row is None:
         return None
-    values = history[monitor[1]]
-    if values.dropna().empty:
-        return None
-    index = values.idxmin() if monitor[0] == "min" else values.idxmax()
-    return int(history.loc[index, "epoch"]), float(values[index])
+    return int(history.loc[row, "epoch"]), float(history.loc[row, monitor.key])
 
 
 def panels_of(histories):
@@ -58,7 +54,7 @@ def panels_of(histories):
 
 
 def curves_figure(runs):
-    """`runs`: list of (label, history DataFrame, monitor or None)."""
+    """`runs`: list of (label, history DataFrame, Monitor or None)."""
     histories = [history for _, history, _ in runs]
     panels = panels_of(histories)
     columns = min(3, len(panels))
@@ -95,20 +91,16 @@ def _draw_panel(ax, panel, label, history, monitor, colour):
     best = best_epoch(history, monitor)
     if best is not None:
         ax.axvline(best[0], color=colour, linestyle=":", alpha=0.8,
-                   label=f"{prefix}best epoch {best[0]} ({monitor[1]} {best[1]:.4g})" if panel == "loss" else None)
+                   label=f"{prefix}best epoch {best[0]} ({monitor.key} {best[1]:.4g})" if panel == "loss" else None)
 
 
 def read_run(run_dir):
-    """(label, history, monitor) of one run folder."""
-    log_dir, model_dir = run_folders(run_dir)
-    metrics_csv = log_dir / "metrics.csv"
-    if not metrics_csv.is_file():
+    """(label, history, Monitor) of one run folder, or None without a metrics.csv."""
+    log_dir, config_file = metrics_folder(run_dir)
+    if not (log_dir / METRICS_CSV).is_file():
         return None
-    config = None
-    config_path = (model_dir or log_dir) / "config.json"
-    if config_path.is_file():
-        config = json.loads(config_path.read_text())
-    return Path(run_dir).name, pd.read_csv(metrics_csv), monitored_metric(config)
+    config = json.loads(config_file.read_text()) if config_file is not None else None
+    return Path(run_dir).name, pd.read_csv(log_dir / METRICS_CSV), Monitor.of_config(config)
 
 
 def write_curves(runs, path):

@@ -1,12 +1,83 @@
-"""One pass of a model over a loader with the validation's own function: loss and config
-metrics (function metrics averaged over samples, torchmetrics classes exact over the pass),
-every output and target, and the most confidently wrong samples."""
+"""The one evaluation pass: a model over a data loader, with the loss and the config metrics
+(function metrics averaged over samples, torchmetrics classes exact over the pass), optionally
+keeping every output and target and the most confidently wrong samples. The trainer's
+validation, test.py, the evaluation report and export.py all use it, so they move batches,
+autocast and accumulate metrics the same way."""
+import torch
+
 import model.model as module_arch
 from model.transfer import build_model
-from trainer.evaluation import CollectedOutputs, evaluate_into
-from trainer.metric_tracker import MetricTracker
 from utils.checkpoint import Key, load_weights
-from utils.epoch_metrics import EpochMetrics, is_stateful_metric
+from utils.device import autocast_context
+from utils.errors import blame, blamed_iter
+
+from .metrics import PassMetrics
+
+
+def to_device(data, device, non_blocking=False, channels_last=False):
+    data = data.to(device, non_blocking=non_blocking)
+    if channels_last and data.dim() == 4:
+        data = data.contiguous(memory_format=torch.channels_last)
+    return data
+
+
+def evaluate(model, data_loader, loss_fn, metric_fns, device, settings=None):
+    """Loss and metrics of `model` over `data_loader`, sample-weighted: {name: value}.
+    `settings`: the trainer settings (amp, channels_last, non_blocking); default: none of them."""
+    device = torch.device(device)
+    metrics = PassMetrics(metric_fns, device)
+    evaluate_into(metrics, model, data_loader, loss_fn, device, settings)
+    return metrics.result()
+
+
+def evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device, settings=None, keep_wrong=16):
+    """Returns (results dict, outputs, targets, wrong samples) with tensors on the CPU."""
+    metrics = PassMetrics(metric_fns, device)
+    collected = CollectedOutputs(keep_wrong)
+    evaluate_into(metrics, model, data_loader, loss_fn, device, settings, collected.update)
+    return (metrics.result(), *collected.result())
+
+
+@torch.no_grad()
+def evaluate_into(metrics, model, data_loader, loss_fn, device, settings=None, on_batch=None):
+    """Add the loss and metrics of every batch of `data_loader` to `metrics` (PassMetrics);
+    `on_batch(data, output, target)` sees every batch (the evaluation report collects outputs)."""
+    amp = settings.amp if settings is not None else None
+    channels_last = settings is not None and settings.channels_last
+    non_blocking = settings is not None and settings.non_blocking and device.type == "cuda"
+    for data, target in blamed_iter(data_loader, "data_loader"):
+        data = to_device(data, device, non_blocking, channels_last)
+        target = target.to(device, non_blocking=non_blocking)
+        with autocast_context(amp, device):
+            with blame("arch"):
+                output = model(data)
+            with blame("loss"):
+                loss = loss_fn(output, target)
+        metrics.update(loss, output, target)
+        if on_batch is not None:
+            on_batch(data, output, target)
+
+
+class CollectedOutputs:
+    """Every output and target of one evaluation pass, and its `keep_wrong` most confidently
+    wrong samples (for the evaluation report)."""
+
+    def __init__(self, keep_wrong=16):
+        self.outputs, self.targets, self.keep_wrong, self.wrong = [], [], keep_wrong, None
+
+    def update(self, data, output, target):
+        if self.keep_wrong:
+            from .outputs import WrongSamples, task_of
+
+            self.wrong = self.wrong or WrongSamples(self.keep_wrong, task_of(output, target))
+            self.wrong.update(data, output.float(), target, sum(len(t) for t in self.targets))
+        self.outputs.append(output.detach().float())
+        self.targets.append(target)
+
+    def result(self):
+        """(outputs, targets, wrong samples or None), on the CPU."""
+        return (torch.cat(self.outputs).cpu(), torch.cat(self.targets).cpu(),
+                self.wrong.result() if self.wrong else None)
 
 
 def model_from_checkpoint(config):
@@ -28,15 +99,3 @@ def evaluation_weights(config, checkpoint):
     if checkpoint.get(Key.EMA) and ema_settings.get("use_for_eval", True):
         return checkpoint[Key.EMA]["weights"]
     return checkpoint[Key.STATE_DICT]
-
-
-def evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device, settings=None, keep_wrong=16):
-    """Returns (results dict, outputs, targets, wrong samples) with tensors on the CPU.
-    `settings`: the trainer settings (amp, channels_last), as validation uses them."""
-    functions = [m for m in metric_fns if not is_stateful_metric(m)]
-    tracker = MetricTracker("loss", *[m.__name__ for m in functions])
-    epoch_metrics = EpochMetrics([m for m in metric_fns if is_stateful_metric(m)], device)
-    collected = CollectedOutputs(keep_wrong)
-    evaluate_into(tracker, model, data_loader, loss_fn, functions, device, settings, epoch_metrics,
-                  collected.update)
-    return ({**tracker.result(), **epoch_metrics.compute()}, *collected.result())

@@ -1,20 +1,20 @@
 """What a run folder tells about its run, read from the files the trainer writes: config.json,
-status.json (see utils/run_status.py), metrics.csv in the log folder, and the *_test.json
-files of test.py."""
+status.json (see run/status.py), metrics.csv in the log folder, and what test.py wrote for
+model_best.pth."""
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from utils.run_status import read_status, run_seconds
-
-TEST_RESULT = "model_best_test.json"
+from run.checkpoints import BEST_CHECKPOINT
+from run.folder import RunFolder, test_result_file
+from run.status import read_status, run_seconds
+from utils.monitor import Monitor
 
 
 @dataclass
 class RunInfo:
-    folder: Path
+    run: RunFolder
     config: dict
     status: str
     history: pd.DataFrame
@@ -24,18 +24,21 @@ class RunInfo:
     stop_signal: str | None = None  # for a stopped run: the signal that stopped it
 
     @property
+    def folder(self):
+        """The run's models folder (<save_dir>/models/<name>/<run_id>)."""
+        return self.run.models_dir
+
+    @property
     def name(self):
-        return self.config.get("name", self.folder.parent.name)
+        return self.config.get("name", self.run.name)
 
     @property
     def run_id(self):
-        return self.folder.name
+        return self.run.run_id
 
     @property
     def monitor(self):
-        """(mode, metric) of trainer.monitor, or (None, None) when off."""
-        monitor = self.config.get("trainer", {}).get("monitor", "off")
-        return tuple(monitor.split()) if monitor != "off" else (None, None)
+        return Monitor.of_config(self.config)
 
     @property
     def epochs_done(self):
@@ -43,11 +46,10 @@ class RunInfo:
 
     def best(self):
         """(best monitored value, its epoch), or (None, None)."""
-        mode, metric = self.monitor
-        if metric is None or metric not in self.history or self.history[metric].isna().all():
+        row = self.monitor.best_row(self.history)
+        if row is None:
             return None, None
-        row = self.history[metric].idxmin() if mode == "min" else self.history[metric].idxmax()
-        return float(self.history.loc[row, metric]), int(self.history.loc[row, "epoch"])
+        return float(self.history.loc[row, self.monitor.key]), int(self.history.loc[row, "epoch"])
 
     def value_at_best(self, key):
         """The logged `key` at the best epoch (the last epoch when nothing is monitored)."""
@@ -58,24 +60,18 @@ class RunInfo:
         return float(rows[key].iloc[-1])
 
 
-def log_dir_of(run_folder):
-    """<save_dir>/models/<name>/<run_id> -> <save_dir>/log/<name>/<run_id>."""
-    run_folder = Path(run_folder)
-    return run_folder.parents[2] / "log" / run_folder.parent.name / run_folder.name
-
-
-def read_run(run_folder):
-    run_folder = Path(run_folder)
-    config = json.loads((run_folder / "config.json").read_text())
-    metrics_csv = log_dir_of(run_folder) / "metrics.csv"
-    history = pd.read_csv(metrics_csv) if metrics_csv.is_file() else pd.DataFrame()
-    record = read_status(run_folder)
-    test_path = run_folder / TEST_RESULT
+def read_run(run):
+    """The RunInfo of `run`, a RunFolder or the path of its models folder."""
+    run = run if isinstance(run, RunFolder) else RunFolder.containing(run)
+    config = json.loads(run.config_file.read_text())
+    history = pd.read_csv(run.metrics_csv) if run.metrics_csv.is_file() else pd.DataFrame()
+    record = read_status(run.models_dir)
+    test_path = test_result_file(run.checkpoint(BEST_CHECKPOINT))
     test = json.loads(test_path.read_text()) if test_path.is_file() else {}
     test = {key: value for key, value in test.items()
             if isinstance(value, (int, float)) and key not in ("epoch", "samples")}
-    status = record["status"] if record else _status_without_record(run_folder, config, history)
-    return RunInfo(folder=run_folder, config=config, status=status, history=history,
+    status = record["status"] if record else _status_without_record(run.models_dir, config, history)
+    return RunInfo(run=run, config=config, status=status, history=history,
                    seconds=run_seconds(record) if record else None,
                    sweep=record.get("sweep") if record else None, test=test,
                    stop_signal=record.get("signal") if record else None)
@@ -89,15 +85,3 @@ def _status_without_record(run_folder, config, history):
         return "finished"
     return "unknown"
 
-
-def find_runs(roots):
-    """Every run folder under `roots`: <...>/models/<name>/<run_id>/config.json."""
-    folders = set()
-    for root in map(Path, roots):
-        if (root / "config.json").is_file() and root.parent.parent.name == "models":
-            folders.add(root.resolve())
-            continue
-        for config in root.rglob("config.json"):
-            if config.parent.parent.parent.name == "models":
-                folders.add(config.parent.resolve())
-    return sorted(folders, key=lambda p: (p / "config.json").stat().st_mtime)

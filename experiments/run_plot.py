@@ -17,7 +17,7 @@ def plot_runs(folders, metric, out_path):
         if metric not in info.history:
             missing.append(folder)
             continue
-        label = info.run_id if not info.sweep else f"{folder.parents[2].name}/{info.run_id}"
+        label = info.run_id if not info.sweep else f"{info.run.save_dir.name}/{info.run_id}"
         ax.plot(info.history["epoch"], info.history[metric], marker="o", markersize=3, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")

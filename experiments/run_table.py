@@ -36,13 +36,13 @@ def run_rows(folders):
     for folder in folders:
         info = read_run(folder)
         best, best_epoch = info.best()
-        _, metric = info.monitor
+        metric = info.monitor.key
         status = f"{info.status} by {info.stop_signal}" if info.stop_signal else info.status
         row = {"name": info.name, "run_id": info.run_id, "status": status, "epochs": info.epochs_done,
                "monitor": metric or "-", "best": best, "best_epoch": best_epoch,
                **{f"test_{k}": v for k, v in info.test.items()},
                "duration_s": round(info.seconds, 1) if info.seconds is not None else None,
-               "sweep_member": _sweep_member(info.sweep, folder), "path": _shown_path(folder),
+               "sweep_member": _sweep_member(info.sweep, info.run), "path": _shown_path(info.folder),
                "_info": info}
         rows.append(row)
     return rows
@@ -65,13 +65,13 @@ def build_table(folders, name=None, sort=None, descending=False):
     return table.drop(columns="_info")
 
 
-def _sweep_member(sweep, run_folder):
-    """'<sweep id>/<member folder>' for a sweep member (its run folder is
-    <sweep>/<member>/models/<name>/<run_id>), else '-'."""
+def _sweep_member(sweep, run):
+    """'<sweep id>/<member folder>' for a sweep member (whose save_dir is its member folder),
+    else '-'."""
     if not sweep:
         return "-"
     sweep_folder = sweep.rpartition("#")[0]
-    return f"{os.path.basename(sweep_folder.rstrip('/'))}/{run_folder.parents[2].name}"
+    return f"{os.path.basename(sweep_folder.rstrip('/'))}/{run.save_dir.name}"
 
 
 def _shown_path(folder):

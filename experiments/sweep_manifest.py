@@ -11,9 +11,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from run.checkpoints import find_newest_run_checkpoint
+from run.folder import RunFolder, newest_run_folder
+from run.status import read_status
 from utils import ConfigError, write_json
-from utils.checkpoint import find_newest_run_checkpoint
-from utils.run_status import read_status
 
 MANIFEST = "sweep.json"
 MEMBER_CONFIG = "member_config.json"
@@ -68,23 +69,18 @@ def member_config_path(sweep_dir, member):
 
 
 def member_runs_dir(sweep_dir, member, name):
-    return Path(sweep_dir) / member["folder"] / "models" / name
-
-
-def newest_member_run(sweep_dir, member, name):
-    """The member's newest run folder (a resume may have added one), or None."""
-    runs = [p for p in member_runs_dir(sweep_dir, member, name).glob("*") if (p / "config.json").is_file()]
-    return max(runs, key=lambda p: (p / "config.json").stat().st_mtime, default=None)
+    """A member's runs: its folder is the save_dir of its config."""
+    return RunFolder.runs_dir(Path(sweep_dir) / member["folder"], name)
 
 
 def member_state(sweep_dir, member, name):
-    """(state, run folder): state is "pending" (never started), or the newest run's status:
-    finished, stopped, crashed, running. A run folder without a status is "crashed" (it
-    failed before training began)."""
-    run = newest_member_run(sweep_dir, member, name)
+    """(state, RunFolder): state is "pending" (never started), or the status of the member's
+    newest run (a resume may have added one): finished, stopped, crashed, running. A run folder
+    without a status is "crashed" (it failed before training began)."""
+    run = newest_run_folder(member_runs_dir(sweep_dir, member, name))
     if run is None:
         return "pending", None
-    record = read_status(run)
+    record = read_status(run.models_dir)
     return (record or {}).get("status", "crashed"), run
 
 

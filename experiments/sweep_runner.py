@@ -13,7 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from utils.run_status import SWEEP_ENV, SWEEP_PID_ENV
+from run.checkpoints import BEST_CHECKPOINT
+from run.status import SWEEP_ENV, SWEEP_PID_ENV
 
 from .sweep_manifest import MEMBER_OUTPUT, member_config_path, member_state, resumable_checkpoint
 
@@ -64,11 +65,12 @@ class SweepRunner:
         started = time.monotonic()
         self._run_process(member, command)
         state, run = member_state(self.sweep_dir, member, self.name)
-        if state == "finished" and self.run_test and run is not None and (run / "model_best.pth").is_file():
+        if state == "finished" and self.run_test and run is not None and run.checkpoint(BEST_CHECKPOINT).is_file():
             self._run_process(member, [sys.executable, str(PROJECT_ROOT / "test.py"), "-r",
-                                       str(run / "model_best.pth")])
+                                       str(run.checkpoint(BEST_CHECKPOINT))])
         self.outcomes[index] = state
-        print(f"{label}: {state} after {time.monotonic() - started:.0f} s ({run})", flush=True)
+        where = run.models_dir if run is not None else "no run folder"
+        print(f"{label}: {state} after {time.monotonic() - started:.0f} s ({where})", flush=True)
 
     def _train_command(self, member, state):
         train = [sys.executable, str(PROJECT_ROOT / "train.py")]

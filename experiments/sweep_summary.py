@@ -6,6 +6,7 @@ import json
 import pandas as pd
 
 from utils import atomic_write_csv
+from utils.monitor import Monitor
 
 from .run_info import read_run
 from .sweep_manifest import member_state
@@ -35,7 +36,7 @@ def summarize(results, manifest):
     if results.empty:
         return pd.DataFrame()
     value_columns = [c for c in results.columns if c == "best" or c.startswith("test_")]
-    metric = manifest.get("monitor", "off").split()[-1]
+    metric = Monitor(manifest.get("monitor", "off")).key or "off"
     grouped = results.groupby(setting_keys, sort=False, dropna=False) if setting_keys \
         else results.groupby(lambda _: "all")
     table = grouped[value_columns].agg(["mean", "std"])

@@ -1,5 +1,5 @@
-from .logger import setup_logging
+from .logger import console_logging, setup_logging
 from .visualization import NullWriter, TensorboardWriter
 from .writers import MultiWriter, make_writer
 
-__all__ = ["MultiWriter", "NullWriter", "TensorboardWriter", "make_writer", "setup_logging"]
+__all__ = ["MultiWriter", "console_logging", "NullWriter", "TensorboardWriter", "make_writer", "setup_logging"]

@@ -3,6 +3,7 @@ import logging.config
 import sys
 from pathlib import Path
 
+from utils import dist
 from utils.io import read_json
 from utils.write_faults import WriteFailed, resource_error
 
@@ -74,3 +75,12 @@ def _stop_on_resource_errors(handler):
         raise WriteFailed(handler.baseFilename, os_error) from None
 
     handler.handleError = handle_error
+
+
+def console_logging():
+    """Log to the console only (no run folder yet, or none at all). Under DDP, ranks > 0 log
+    only warnings, so that each line appears once."""
+    setup_logging(None)
+    if not dist.is_main_process():
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)

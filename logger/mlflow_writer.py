@@ -8,9 +8,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from run.status import SWEEP_ENV
 from utils import ConfigError
-from utils.run_status import SWEEP_ENV
 
+from .hparams import config_hparams
 from .visualization import NullWriter
 
 SETTINGS = ("tracking_uri", "experiment")
@@ -32,8 +33,6 @@ class MlflowWriter(NullWriter):
         except ImportError:
             raise ConfigError("the config has a trainer.mlflow section but the 'mlflow' package is not "
                               "installed: pip install mlflow, or remove the section.") from None
-        from .writers import config_hparams
-
         self.Metric = Metric
         self.client = MlflowClient(tracking_uri=settings.get("tracking_uri"))
         self.run_folder = config.save_dir

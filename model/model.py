@@ -1,7 +1,7 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from base import BaseModel
+from model.base_model import BaseModel
 
 
 class MnistModel(BaseModel):

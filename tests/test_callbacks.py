@@ -11,8 +11,8 @@ from reliability_helpers import assert_same_training, load
 
 import train
 from base import Callback
-from base.callback import CallbackList
-from config.preflight import check_before_run
+from trainer.callback import CallbackList
+from trainer.preflight import check_before_run
 from config.validation import Problems
 from conftest import only_run, tiny_config
 from parse_config import ConfigParser

@@ -202,7 +202,7 @@ SHARD_PROBE = """
 import json, os
 from pathlib import Path
 import numpy as np
-from base.callback import Callback
+from trainer.callback import Callback
 
 class ShardProbe(Callback):
     def __init__(self, out_dir):

@@ -14,9 +14,9 @@ import pytest
 import torch
 from reliability_helpers import assert_same_state, assert_same_training
 
-from base.samplers import EpochSampler
+from data_loader.samplers import EpochSampler
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
-from utils.checkpoint import checkpoint_order
+from run.checkpoints import checkpoint_order
 
 # Two half-batch gradients averaged by DDP round differently from one full-batch gradient, and
 # training amplifies it (one measurement with Adam: 1.7e-6 after 2 epochs, 3.7e-5 after 3). The

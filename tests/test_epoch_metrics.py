@@ -7,7 +7,8 @@ from torchmetrics.classification import MulticlassF1Score
 
 from config.resolve import resolve_type
 from utils import ConfigError
-from utils.epoch_metrics import EpochMetrics, is_stateful_metric
+from evaluation.metrics import EpochMetrics
+from utils.metric_tracker import is_stateful_metric
 
 
 def scored_batches(sizes, num_classes=4):

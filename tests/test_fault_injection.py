@@ -10,7 +10,8 @@ import pytest
 from reliability_helpers import ONE_THREAD, ScriptProcess, load
 
 from conftest import run_dirs, run_script, tiny_config
-from utils.checkpoint import CHECKPOINT_PATTERN, load_checkpoint
+from run.checkpoints import CHECKPOINT_PATTERN
+from utils.checkpoint import load_checkpoint
 
 KILLS = 10
 SAVE_PERIOD = 2

@@ -9,7 +9,7 @@ import torch
 from reliability_helpers import assert_same_training, load
 
 import train
-from config.preflight import check_before_run
+from trainer.preflight import check_before_run
 from config.validation import Problems
 from conftest import only_run, run_dirs, tiny_config
 from parse_config import ConfigParser

@@ -8,7 +8,7 @@ import train
 from conftest import tiny_config
 from parse_config import ConfigParser
 from utils import ConfigError
-from utils.run_status import SWEEP_ENV
+from run.status import SWEEP_ENV
 
 
 def train_in_process(config_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from base import BaseTrainer, Callback
-from base.callback import EarlyStopping
+from trainer.callback import EarlyStopping
 from conftest import PROJECT_ROOT
 from parse_config import ConfigParser
 from utils import ConfigError

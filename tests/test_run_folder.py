@@ -9,8 +9,8 @@ from reliability_helpers import ScriptProcess, load, run_train_in_process
 
 from conftest import only_run, run_dirs, run_script, tiny_config
 from utils import ConfigError
-from utils.checkpoint import checkpoint_order
-from utils.run_lock import RunLock
+from run.checkpoints import checkpoint_order
+from run.lock import RunLock
 
 SETTINGS = {"data_loader.args.limit": 256, "trainer.epochs": 1}
 

@@ -14,7 +14,7 @@ import train
 from conftest import tiny_config
 from parse_config import ConfigParser
 from utils.errors import TrainingStopped
-from utils.run_status import read_status, recorded_status
+from run.status import read_status, recorded_status
 
 
 def train_in_process(config_path, *overrides):

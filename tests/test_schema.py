@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from base.base_data_loader import validation_size
+from data_loader.splits import validation_size
 from config import docs
-from config.preflight import loader_parameters
+from trainer.preflight import loader_parameters
 from config.schema import DATA_LOADER_ARGS, REQUIRED, TRAINER, Setting
 from config.validation import Problems, check_config, fill_defaults
 from conftest import PROJECT_ROOT

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from base.base_trainer import BaseTrainer
+from trainer.base_trainer import BaseTrainer
 from utils import main_guard
 
 

@@ -180,7 +180,7 @@ def test_prepare_only_then_one_member_as_an_array_task(tmp_path, mnist_dir, monk
 
 def test_members_get_the_given_gpus_in_turn(tmp_path):
     from experiments.sweep_runner import SweepRunner
-    from utils.run_status import SWEEP_ENV
+    from run.status import SWEEP_ENV
 
     manifest = {"name": "Tiny", "members": [{"index": i, "folder": f"00{i}"} for i in range(3)]}
     for member in manifest["members"]:

@@ -136,11 +136,11 @@ def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir,
 @pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3, 3])])
 def test_curves_are_redrawn_at_most_every_minute_and_when_training_ends(tmp_path, mnist_dir, train, monkeypatch,
                                                                          redraw_seconds, epochs_drawn):
-    import base.base_trainer
+    import trainer.base_trainer
     import evaluation.curves
 
     drawings = []
-    monkeypatch.setattr(base.base_trainer, "CURVES_REDRAW_SECONDS", redraw_seconds)
+    monkeypatch.setattr(trainer.base_trainer, "CURVES_REDRAW_SECONDS", redraw_seconds)
     monkeypatch.setattr(evaluation.curves, "write_curves", lambda runs, path: drawings.append(len(runs[0][1])))
     train("-c", tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 3, "data_loader.args.limit": 128}))
     assert drawings == epochs_drawn

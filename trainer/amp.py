@@ -1,16 +1,5 @@
-"""Mixed precision settings from the trainer section."""
-import contextlib
-
+"""Loss scaling for mixed precision (trainer.amp); autocast itself is utils.device.autocast_context."""
 import torch
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_context(amp, device):
-    """A context manager for the forward pass: autocast to bf16/fp16 (trainer.amp), or nothing."""
-    if amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
 def make_grad_scaler(amp, device):

@@ -3,10 +3,11 @@ entry's "type" is looked up here first; a callback of your own lives in your mod
 the entry's "module" key (e.g. "model.callbacks")."""
 import torch
 
-from base.callback import Callback
 from config.resolve import check_call_args, resolve_type
 from logger.activations import ActivationStats
 from utils import ConfigError, unwrap_model
+
+from .callback import Callback
 
 
 class ActivationStatistics(Callback):

@@ -15,7 +15,6 @@ from utils import ConfigError, dist
 
 SWA_KEYS = ("start_epoch", "lr", "anneal_epochs", "anneal_strategy")
 ANNEAL_STRATEGIES = ("cos", "linear")
-SWA_FILE = "model_swa.pth"
 
 
 def check_swa_settings(settings, ema=None, epochs=None):

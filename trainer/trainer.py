@@ -5,24 +5,23 @@ import torch
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from base import BaseTrainer
-from base.base_trainer import StopRequested
-from base.checkpoint_policy import StepSchedule
+from evaluation.evaluate import CollectedOutputs, evaluate_into, to_device
+from evaluation.metrics import PassMetrics
+from run.checkpoints import SWA_CHECKPOINT
 from utils import ConfigError, dist, unwrap_model
 from utils.checkpoint import Key
-from utils.epoch_metrics import EpochMetrics, is_stateful_metric
+from utils.device import autocast_context
 from utils.errors import blame, blamed_iter
 from utils.monitor import scheduler_monitor
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
-from .amp import autocast_context, make_grad_scaler
+from .amp import make_grad_scaler
 from .averaging import WeightAverage
-from .evaluation import CollectedOutputs, evaluate_into, to_device, update_metrics
-from .metric_tracker import MetricTracker
+from .base_trainer import BaseTrainer, StopRequested
 from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
-from .step_events import after_optimizer_step
-from .swa import SWA_FILE, StochasticWeightAverage
+from .step_events import StepSchedule, after_optimizer_step
+from .swa import StochasticWeightAverage
 
 
 class Trainer(BaseTrainer):
@@ -63,15 +62,13 @@ class Trainer(BaseTrainer):
         self.model = maybe_compile(self.model, settings.compile, device)
         self.show_progress = settings.verbosity > 0 and sys.stderr.isatty() and dist.is_main_process()
 
-        # function metrics: sample-weighted averages of per-batch values; torchmetrics classes:
-        # stateful epoch metrics, exact over the epoch (F1, AUC)
-        self.function_metrics = [m for m in self.metric_ftns if not is_stateful_metric(m)]
-        stateful = [m for m in self.metric_ftns if is_stateful_metric(m)]
-        metric_names = [m.__name__ for m in self.function_metrics]
-        self.train_metrics = MetricTracker("loss", *metric_names)
-        self.valid_metrics = MetricTracker("loss", *metric_names)
-        self.train_epoch_metrics = EpochMetrics(stateful, device)
-        self.valid_epoch_metrics = EpochMetrics(stateful, device)
+        # function metrics: sample-weighted averages of per-batch values (train_metrics and
+        # valid_metrics, the template's MetricTrackers); torchmetrics classes: stateful epoch
+        # metrics, exact over the epoch (F1, AUC)
+        self.train_pass = PassMetrics(self.metric_ftns, device)
+        self.valid_pass = PassMetrics(self.metric_ftns, device)
+        self.train_metrics, self.train_epoch_metrics = self.train_pass.tracker, self.train_pass.epoch_metrics
+        self.valid_metrics, self.valid_epoch_metrics = self.valid_pass.tracker, self.valid_pass.epoch_metrics
         # trainer.validation_report: the evaluation report of the last validation epoch
         self.validation_report = settings.validation_report and self.do_validation
         self.last_validation = None
@@ -89,8 +86,7 @@ class Trainer(BaseTrainer):
             self.swa.start_epoch_if_active(epoch)
         skip = self.resume_batches_done if epoch == self.start_epoch else 0
         if not skip:
-            self.train_metrics.reset()
-            self.train_epoch_metrics.reset()
+            self.train_pass.reset()
             self.step_validation = None
         first_bad_step = torch.tensor(-1, device=self.device)  # stays on device: no per-step sync
         progress = tqdm(total=self.len_epoch, initial=skip, desc=f"epoch {epoch}", leave=False,
@@ -100,7 +96,7 @@ class Trainer(BaseTrainer):
             loss, output = self._train_step(data, target, batch_idx)
             # a Python scalar, not torch.tensor(batch_idx, device=...): that is a blocking copy
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), batch_idx, first_bad_step)
-            update_metrics(self.train_metrics, self.function_metrics, loss, output, target, self.train_epoch_metrics)
+            self.train_pass.update(loss, output, target)
             if batch_idx % self.log_step == 0 or batch_idx == self.len_epoch - 1:
                 self._check_finite(first_bad_step, epoch)  # the host-device sync of the logging step
                 self.train_epoch_metrics.flush()  # queued metric updates run where the loop waits anyway
@@ -289,8 +285,7 @@ class Trainer(BaseTrainer):
     def _validate(self):
         """One pass over the validation data; returns {metric: value} (without the val_ prefix)."""
         self.model.eval()
-        self.valid_metrics.reset()
-        self.valid_epoch_metrics.reset()
+        self.valid_pass.reset()
         # DDP: evaluate with the wrapped module. Unpadded validation shards can give the ranks
         # different numbers of batches, and DDP's forward may run collectives (buffer broadcast)
         # that would then wait forever for a rank that has already finished.
@@ -302,12 +297,11 @@ class Trainer(BaseTrainer):
             model = self.swa.eval_model(model)
             model.eval()
         collected = CollectedOutputs() if self.validation_report else None
-        evaluate_into(self.valid_metrics, model, self.valid_data_loader, self.criterion, self.function_metrics,
-                      self.device, self.settings, epoch_metrics=self.valid_epoch_metrics,
+        evaluate_into(self.valid_pass, model, self.valid_data_loader, self.criterion, self.device, self.settings,
                       on_batch=collected.update if collected is not None else None)
         self.last_validation = collected
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
-        return {**self.valid_metrics.result(), **self.valid_epoch_metrics.compute()}
+        return self.valid_pass.result()
 
     def train(self):
         super().train()
@@ -321,7 +315,7 @@ class Trainer(BaseTrainer):
         write it, with the rest of the last epoch's state, to model_swa.pth."""
         if not self.swa.updates:
             self.logger.warning(f"trainer.swa: training ended before epoch {self.swa.start_epoch}, so no weights "
-                                f"were averaged and no {SWA_FILE} is written.")
+                                f"were averaged and no {SWA_CHECKPOINT} is written.")
             return
         last_epoch = self.history[-1]["epoch"]
         batches = (self._to_device(data) for _, (data, _) in self._epoch_batches(last_epoch, 0))
@@ -329,10 +323,10 @@ class Trainer(BaseTrainer):
         # random states stay those of the last epoch's end
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.swa.recompute_batch_norm(batches)
-        self._save_checkpoint_file(self._checkpoint_state(last_epoch), SWA_FILE)
+        self._save_checkpoint_file(self._checkpoint_state(last_epoch), SWA_CHECKPOINT)
         self.logger.info(f"The SWA model (the average of {self.swa.updates} epochs, batch-norm statistics "
-                         f"recomputed) is {self.checkpoint_dir / SWA_FILE}; evaluate it with: "
-                         f"python test.py -r {self.checkpoint_dir / SWA_FILE}")
+                         f"recomputed) is {self.checkpoint_dir / SWA_CHECKPOINT}; evaluate it with: "
+                         f"python test.py -r {self.checkpoint_dir / SWA_CHECKPOINT}")
 
     def _write_validation_report(self):
         """The evaluation report of the last validation epoch, in <run>/validation_report/.
@@ -345,7 +339,7 @@ class Trainer(BaseTrainer):
             return
         from evaluation.report import write_report  # matplotlib and torchmetrics: only when asked
 
-        out_dir = self.checkpoint_dir / "validation_report"
+        out_dir = self.run_folder.validation_report_dir
         names = self.config.get("class_names")
         write_report(out_dir, outputs, targets,
                      lambda count: names if names and len(names) == count else [str(i) for i in range(count)],

@@ -3,16 +3,7 @@ from itertools import repeat
 from .device import prepare_device, unwrap_model
 from .errors import ConfigError, main_guard
 from .io import atomic_torch_save, atomic_write_csv, read_json, write_json
-
-
-def __getattr__(name):
-    """MetricTracker lives with the trainer (trainer/metric_tracker.py); template code imports it
-    from utils. Imported on first use, so that importing utils does not import the trainer."""
-    if name == "MetricTracker":
-        from trainer.metric_tracker import MetricTracker
-
-        return MetricTracker
-    raise AttributeError(f"module 'utils' has no attribute '{name}'")
+from .metric_tracker import MetricTracker
 
 
 def inf_loop(data_loader):

@@ -1,6 +1,6 @@
-"""Finding and safely loading checkpoints. Loading always uses weights_only=True, so a file
-that carries pickled code is refused rather than executed."""
-import logging
+"""Loading checkpoints safely, their keys, and putting their weights into a model. Loading always
+uses weights_only=True, so a file that carries pickled code is refused rather than executed.
+Which checkpoint files a run has, and their names, is run/checkpoints.py's business."""
 import pickle
 import re
 from pathlib import Path
@@ -8,13 +8,6 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError
-
-logger = logging.getLogger(__name__)
-CHECKPOINT_PATTERN = re.compile(r"checkpoint-epoch(\d+)(?:-step(\d+))?\.pth$")
-# trainer.save_top_k files carry the monitored value: checkpoint-epoch7[-step40]-val_loss=0.0412.pth
-TOP_K_PATTERN = re.compile(r"checkpoint-epoch(\d+)(?:-step(\d+))?-[^/=]+=[^/=]+\.pth$")
-LAST_CHECKPOINT = "checkpoint-last.pth"  # trainer.save_last: the newest state, replaced at every save
-FINISHED_EPOCH = 10**12  # the step position of a checkpoint taken at an epoch's end
 
 
 class Key:
@@ -79,100 +72,6 @@ def _unreadable_message(path, err=None):
     reason = f" ({(lines[0] if lines else type(err).__name__)[:120]})" if err is not None else ""
     return (f"checkpoint '{path}' is truncated, corrupt or not a PyTorch checkpoint{reason}. Resume "
             "from an earlier checkpoint, or pass the run folder to pick the newest valid one.")
-
-
-def checkpoint_order(path):
-    """Sort key: (epoch, step inside the epoch) from the file name; model_best, checkpoint-last
-    and unknown names sort first."""
-    match = CHECKPOINT_PATTERN.search(Path(path).name) or TOP_K_PATTERN.search(Path(path).name)
-    if not match:
-        return (-1, -1)
-    return (int(match.group(1)), int(match.group(2) or FINISHED_EPOCH))
-
-
-def checkpoint_position(path, checkpoint):
-    """(epoch, batches done in it; a finished epoch counts as all of them) of a loaded checkpoint:
-    from its name where that says it, else from its contents (checkpoint-last, a renamed file)."""
-    order = checkpoint_order(path)
-    if order != (-1, -1):
-        return order
-    return (checkpoint[Key.EPOCH], checkpoint.get(Key.BATCHES_DONE) or FINISHED_EPOCH)
-
-
-def is_top_k_file(path):
-    return TOP_K_PATTERN.search(Path(path).name) is not None
-
-
-def rolling_checkpoints(run_dir):
-    """The checkpoint-epoch<N>[-step<K>].pth files of a run, oldest first: what keep_last prunes
-    (top-k files, checkpoint-last and model_best are kept by their own rules)."""
-    return sorted((path for path in Path(run_dir).glob("checkpoint-epoch*.pth") if not is_top_k_file(path)),
-                  key=checkpoint_order)
-
-
-def has_checkpoint(run_dir):
-    run_dir = Path(run_dir)
-    return any(run_dir.glob("checkpoint-epoch*.pth")) or (run_dir / LAST_CHECKPOINT).is_file()
-
-
-def find_latest_checkpoint(run_dir):
-    """The newest checkpoint in `run_dir` that loads; corrupt ones are skipped with a warning."""
-    return latest_valid_checkpoint(run_dir)[0]
-
-
-def latest_valid_checkpoint(run_dir):
-    """(path, loaded checkpoint) of the newest checkpoint in `run_dir` that loads (memory-mapped).
-    checkpoint-last.pth is placed by the position it holds: a save killed before it was replaced
-    leaves it older than the file written just before it. On a tie the named file is taken."""
-    run_dir = Path(run_dir)
-    last = _load_last(run_dir)
-    candidates = sorted(run_dir.glob("checkpoint-epoch*.pth"), key=checkpoint_order, reverse=True)
-    for candidate in candidates:
-        if last is not None and checkpoint_position(*last) > checkpoint_order(candidate):
-            return last
-        try:
-            return candidate, load_checkpoint(candidate, mmap=True)
-        except ConfigError as err:
-            logger.warning(f"Skipping checkpoint {candidate}: {err}")
-    if last is not None:
-        return last
-    hint = (" It holds run folders: pass one of them, or -c CONFIG -r auto for the newest."
-            if any(has_checkpoint(run) for run in run_dir.glob("*/")) else "")
-    raise ConfigError(
-        f"no valid checkpoint-epoch*.pth found in '{run_dir}'. Pass a checkpoint file, or a run "
-        f"folder under saved/models/<name>/ that holds checkpoints.{hint}"
-    )
-
-
-def _load_last(run_dir):
-    path = run_dir / LAST_CHECKPOINT
-    if not path.is_file():
-        return None
-    try:
-        return path, load_checkpoint(path, mmap=True)
-    except ConfigError as err:
-        logger.warning(f"Skipping checkpoint {path}: {err}")
-        return None
-
-
-def find_newest_run_checkpoint(runs_dir):
-    """The newest valid checkpoint of the most recently written run folder in `runs_dir` that
-    holds one (a run killed before its first save is skipped); None when there is none."""
-    found = newest_run_checkpoint(runs_dir)
-    return found[0] if found else None
-
-
-def newest_run_checkpoint(runs_dir):
-    """Like find_newest_run_checkpoint, as (path, loaded checkpoint) or None."""
-    runs = sorted((p for p in Path(runs_dir).glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime,
-                  reverse=True)
-    for run in runs:
-        if has_checkpoint(run):
-            try:
-                return latest_valid_checkpoint(run)
-            except ConfigError as err:
-                logger.warning(f"Skipping run {run}: {err}")
-    return None
 
 
 def strip_module_prefix(state_dict):

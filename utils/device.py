@@ -1,9 +1,11 @@
-"""Device selection."""
+"""Device selection, and mixed-precision autocast on a device."""
+import contextlib
 import logging
 
 import torch
 
 logger = logging.getLogger(__name__)
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def prepare_device(n_gpu_use, warn=True):
@@ -33,3 +35,10 @@ def unwrap_model(model):
             model = model.module
         else:
             return model
+
+
+def autocast_context(amp, device):
+    """A context manager for the forward pass: autocast to bf16/fp16 (trainer.amp), or nothing."""
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])

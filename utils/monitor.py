@@ -47,6 +47,19 @@ class Monitor:
         reference = self.best if reference is None else reference
         return value < reference if self.mode == "min" else value > reference
 
+    def best_row(self, history):
+        """The index label of the best monitored value in `history` (a pandas DataFrame of logged
+        values, one row per epoch), or None when nothing is monitored or it was never logged."""
+        if not self.enabled or self.key not in history or history[self.key].isna().all():
+            return None
+        values = history[self.key]
+        return values.idxmin() if self.mode == "min" else values.idxmax()
+
+    @classmethod
+    def of_config(cls, config):
+        """The Monitor of a plain config dict's trainer.monitor ("off" when it has none)."""
+        return cls((config or {}).get("trainer", {}).get("monitor", "off"))
+
     def update(self, value):
         """Take this epoch's value; return True (and keep it as the best) when it improved."""
         if not self.enabled or not self.is_better(value):

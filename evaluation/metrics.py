@@ -1,12 +1,41 @@
-"""Stateful epoch metrics: config metrics that are torchmetrics classes (or any object with
-update/compute/reset, such as a torchmetrics.Metric). They accumulate their state on the
-device over the whole epoch and are computed once at its end, synced across DDP ranks, so
+"""The loss and config metrics of one pass over data (a training epoch, a validation, a test):
+function metrics are sample-weighted averages of per-batch values (MetricTracker); metrics
+that are torchmetrics classes (or any object with update/compute/reset) accumulate their state
+on the device over the whole pass and are computed once at its end, synced across DDP ranks, so
 F1 or AUC are exact over the epoch rather than an average of per-batch values."""
 import torch
 
+from utils.errors import blame
+from utils.metric_tracker import MetricTracker, is_stateful_metric
 
-def is_stateful_metric(metric):
-    return all(callable(getattr(metric, name, None)) for name in ("update", "compute", "reset"))
+
+class PassMetrics:
+    """The metrics of one pass, split once into function metrics (`tracker`, a MetricTracker of
+    "loss" and each function) and stateful ones (`epoch_metrics`)."""
+
+    def __init__(self, metric_fns, device):
+        self.functions = [m for m in metric_fns if not is_stateful_metric(m)]
+        self.tracker = MetricTracker("loss", *[m.__name__ for m in self.functions])
+        self.epoch_metrics = EpochMetrics([m for m in metric_fns if is_stateful_metric(m)], device)
+
+    def reset(self):
+        self.tracker.reset()
+        self.epoch_metrics.reset()
+
+    def update(self, loss, output, target):
+        """Add one batch's loss and function metrics, weighted by its size (summed on the device:
+        no sync), and queue it for the stateful metrics."""
+        n = target.size(0)
+        self.tracker.update("loss", loss, n)
+        with blame("metrics"):
+            for metric in self.functions:
+                self.tracker.update(metric.__name__, metric(output, target), n)
+            self.epoch_metrics.update(output, target)
+
+    def result(self):
+        """{name: value} over the whole pass; under DDP the stateful metrics are synced here (a
+        collective), the tracker only after its `all_reduce`."""
+        return {**self.tracker.result(), **self.epoch_metrics.compute()}
 
 
 class EpochMetrics:

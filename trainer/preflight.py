@@ -11,13 +11,19 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from config.instantiate import entry_args, resolve
+from config.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+from data_loader.base_data_loader import BaseDataLoader
 from model.transfer import replace_head
+from run.checkpoints import check_checkpoint_policy
 from utils.checkpoint import Key, check_weights_fit
 from utils.errors import ConfigError
 from utils.monitor import Monitor, scheduler_monitor
 
-from .instantiate import entry_args, resolve
-from .resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+from .averaging import check_ema_settings
+from .callbacks import build_callbacks
+from .schedules import build_lr_scheduler, check_scheduler_entry
+from .swa import check_swa_settings
 
 # the project module each section resolves in first (see ConfigParser.init_obj callers in train.py)
 PROJECT_MODULES = {"arch": "model.model", "data_loader": "data_loader.data_loaders",
@@ -87,8 +93,6 @@ def _arg_value(args, loader_class, name):
 def _check_loader_kwargs(args, loader_class):
     """A BaseDataLoader passes arguments it does not name to torch's DataLoader, which would
     refuse an unknown one only when the loader is built: name it now."""
-    from base import BaseDataLoader
-
     if not (isinstance(loader_class, type) and issubclass(loader_class, BaseDataLoader)):
         return
     own = set(loader_parameters(loader_class))
@@ -138,12 +142,6 @@ def _check_monitor(monitor, metric_names, validation):
 def _check_training_policies(config, problems):
     """The lr_scheduler entry (interval, "auto" lengths, nested schedulers), trainer.ema, trainer.swa and the
     callbacks section."""
-    from base.checkpoint_policy import check_checkpoint_policy
-    from trainer.averaging import check_ema_settings  # trainer/ imports utils: import at call time
-    from trainer.callbacks import build_callbacks
-    from trainer.schedules import check_scheduler_entry
-    from trainer.swa import check_swa_settings
-
     if config.get("lr_scheduler") and not problems.about("lr_scheduler"):
         with problems.collect("lr_scheduler"):
             check_scheduler_entry(config, config.trusted)
@@ -170,8 +168,6 @@ def _check_optimizer_steps(config, problems):
 
 
 def _check_scheduler_steps(config, optimizer):
-    from trainer.schedules import build_lr_scheduler
-
     scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch=100, trusted=config.trusted)
     monitor = scheduler_monitor(config["trainer"]["monitor"])
     if isinstance(scheduler, PLATEAU) and scheduler.mode != monitor.mode:

@@ -12,8 +12,8 @@ import socket
 from datetime import datetime
 from pathlib import Path
 
-from .errors import ConfigError
-from .write_faults import write_site
+from utils.errors import ConfigError
+from utils.write_faults import write_site
 
 LOCK_NAME = "train.lock"
 

@@ -10,9 +10,9 @@ import sys
 import time
 from contextlib import contextmanager
 
-from . import dist
-from .errors import TrainingStopped
-from .io import write_json
+from utils import dist
+from utils.errors import TrainingStopped
+from utils.io import write_json
 
 STATUS_FILE = "status.json"
 SWEEP_ENV = "TEMPLATE_SWEEP"  # set by a sweep for its members: "<sweep folder>#<member index>"

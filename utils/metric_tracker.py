@@ -1,8 +1,14 @@
-"""Sample-weighted running averages. Values may be tensors: they are summed on their own
-device and converted to Python numbers only when read, so updating never forces a sync."""
+"""Sample-weighted running averages (pytorch-template's MetricTracker). Values may be tensors:
+they are summed on their own device and converted to Python numbers only when read, so updating
+never forces a sync."""
 import torch
 
-from utils import dist
+from . import dist
+
+
+def is_stateful_metric(metric):
+    """A metric with update/compute/reset (a torchmetrics.Metric): exact over an epoch, not averaged."""
+    return all(callable(getattr(metric, name, None)) for name in ("update", "compute", "reset"))
 
 
 class MetricTracker:
