@@ -7,9 +7,9 @@ import signal
 import time
 
 import pytest
-from reliability_helpers import ScriptProcess, load, run_train_in_process
 
 from conftest import only_run, tiny_config
+from reliability_helpers import ScriptProcess, load, run_train_in_process
 from utils import write_json
 
 CHUNK, CHUNKS = 64 * 1024, 40  # one version: 40 chunks written 10 ms apart, about 0.4 s

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
-from reliability_helpers import assert_same_training, run_train_in_process
 
 from conftest import only_run
 from data_loader.data_loaders import CsvDataLoader, ImageFolderDataLoader, TorchvisionDataLoader
+from reliability_helpers import assert_same_training, run_train_in_process
 from scripts.make_digits_folder import write_digits_folder
 from scripts.make_wine_csv import write_wine_csv
 from utils import ConfigError

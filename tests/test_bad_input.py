@@ -6,10 +6,10 @@ import re
 
 import pytest
 import torch
-from reliability_helpers import run_train_in_process
 
 from conftest import DELETE, run_script, tiny_config
 from model.model import MnistModel
+from reliability_helpers import run_train_in_process
 
 
 def checkpoint_file(tmp_path, mnist_dir, name="checkpoint-epoch1.pth", num_classes=10, config_updates=None):

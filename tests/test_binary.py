@@ -3,12 +3,12 @@ import json
 
 import pytest
 import torch
-from reliability_helpers import run_in_process
 
 from conftest import PROJECT_ROOT, only_run
 from model.loss import bce_with_logits
 from model.metric import binary_accuracy
 from model.model import MnistModel
+from reliability_helpers import run_in_process
 
 STATED_ACCURACY = 0.95  # the test split is 10% zeros: always answering "not a 0" scores 0.90
 

@@ -1,9 +1,9 @@
 """Mistakes that only show when an object is built (after preflight) still end in one clear
 message and exit code 2, not a traceback."""
 import pytest
-from reliability_helpers import run_train_in_process
 
 from conftest import tiny_config
+from reliability_helpers import run_train_in_process
 
 
 def test_a_value_the_constructor_refuses_names_the_section(tmp_path, mnist_dir, monkeypatch, capsys):

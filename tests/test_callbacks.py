@@ -7,15 +7,15 @@ import math
 import pandas as pd
 import pytest
 import torch
-from reliability_helpers import assert_same_training, load
 
 import train
 from base import Callback
-from trainer.callback import CallbackList
-from trainer.preflight import check_before_run
 from config.validation import Problems
 from conftest import only_run, tiny_config
 from parse_config import ConfigParser
+from reliability_helpers import assert_same_training, load
+from trainer.callback import CallbackList
+from trainer.preflight import check_before_run
 from utils import ConfigError
 
 ENTROPY = {"type": "LogPredictionEntropy", "args": {}}

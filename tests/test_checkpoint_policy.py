@@ -5,13 +5,13 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from reliability_helpers import assert_same_training, load, run_train_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_policies import run_scripted
 from test_schema import problems_of, template_config
 
-from run.checkpoints import LAST_CHECKPOINT, TopK, find_latest_checkpoint, is_top_k_file
 from conftest import only_run, tiny_config
+from reliability_helpers import assert_same_training, load, run_train_in_process
+from run.checkpoints import LAST_CHECKPOINT, TopK, find_latest_checkpoint, is_top_k_file
 from utils.checkpoint import Key
 from utils.monitor import Monitor
 
@@ -59,7 +59,8 @@ def test_save_top_k_keeps_exactly_k_files_named_by_their_values(tmp_path):
         assert saved[Key.EPOCH] == epoch and saved["history"][-1]["val_loss"] == value
     assert load(run / "model_best.pth")[Key.EPOCH] == 4
     assert sorted(p.name for p in run.glob("checkpoint-epoch?.pth")) == ["checkpoint-epoch5.pth"]  # keep_last
-    assert load(run / "checkpoint-epoch5.pth")[Key.TOP_K] == [[name, value] for name, value in trainer.checkpoint_policy.top_k.kept]
+    kept = trainer.checkpoint_policy.top_k.kept
+    assert load(run / "checkpoint-epoch5.pth")[Key.TOP_K] == [[name, value] for name, value in kept]
 
 
 def test_save_top_k_without_a_monitor_is_a_config_error(tmp_path, mnist_dir, monkeypatch, capsys):

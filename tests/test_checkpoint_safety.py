@@ -5,12 +5,12 @@ import os
 
 import pytest
 import torch
-from reliability_helpers import run_train_in_process
 
 from config.resolve import import_config_module, is_trusted_module, resolve_type
 from model.model import MnistModel
-from utils import ConfigError
+from reliability_helpers import run_train_in_process
 from run.checkpoints import find_latest_checkpoint, find_newest_run_checkpoint
+from utils import ConfigError
 from utils.checkpoint import load_checkpoint
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import run_train_in_process
 
 from config.overrides import parse_override
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, script_env, tiny_config
+from reliability_helpers import run_train_in_process
 from utils import ConfigError
 
 NEW_HEAD = {"arch.args": {"logits": True}, "arch.replace_head": {"path": "fc2", "num_classes": 1},

@@ -5,13 +5,13 @@ import json
 
 import pytest
 import torch
-from reliability_helpers import run_train_in_process
 
 import model.loss as module_loss
 import utils.checkpoint
 from config.instantiate import instantiate
 from conftest import PROJECT_ROOT, only_run, run_dirs, tiny_config
 from parse_config import ConfigParser
+from reliability_helpers import run_train_in_process
 from utils.checkpoint import Key, load_checkpoint
 from utils.state import StateParts
 

@@ -4,9 +4,9 @@ import json
 import sys
 
 import pytest
-from reliability_helpers import run_train_in_process
 
 from conftest import only_run
+from reliability_helpers import run_train_in_process
 from scripts.make_digits_folder import write_digits_folder
 from scripts.make_wine_csv import write_wine_csv
 

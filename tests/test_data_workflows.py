@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from reliability_helpers import assert_same_training, load, run_in_process, run_train_in_process
 
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script
 from data_loader import data_loaders
 from data_loader.data_loaders import CsvDataLoader, ImageFolderDataLoader
+from reliability_helpers import assert_same_training, load, run_in_process, run_train_in_process
 from scripts.make_digits_folder import write_digits_folder
 from scripts.make_wine_csv import write_wine_csv
 from trainer import Trainer

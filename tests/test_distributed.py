@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import assert_same_state, assert_same_training
 
-from data_loader.samplers import EpochSampler
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, tiny_config
+from data_loader.samplers import EpochSampler
+from reliability_helpers import assert_same_state, assert_same_training
 from run.checkpoints import checkpoint_order
 
 # Two half-batch gradients averaged by DDP round differently from one full-batch gradient, and

@@ -1,7 +1,6 @@
 """train.py --dry-run builds everything, shows it, trains nothing and writes no run folder."""
-from reliability_helpers import run_in_process
-
 from conftest import tiny_config
+from reliability_helpers import run_in_process
 
 
 def test_dry_run_shows_config_parameters_and_one_batch(tmp_path, mnist_dir, monkeypatch, capsys):

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from reliability_helpers import load
 
 import train
 from conftest import only_run, tiny_config
 from evaluation.evaluate import evaluation_weights
 from parse_config import ConfigParser
+from reliability_helpers import load
 from utils import ConfigError
 
 STEPS_PER_EPOCH = 12  # 384 training digits in batches of 32

@@ -6,8 +6,8 @@ from sklearn.metrics import f1_score
 from torchmetrics.classification import MulticlassF1Score
 
 from config.resolve import resolve_type
-from utils import ConfigError
 from evaluation.metrics import EpochMetrics
+from utils import ConfigError
 from utils.metric_tracker import is_stateful_metric
 
 

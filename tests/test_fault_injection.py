@@ -7,9 +7,9 @@ import signal
 import time
 
 import pytest
-from reliability_helpers import ONE_THREAD, ScriptProcess, load
 
 from conftest import run_dirs, run_script, tiny_config
+from reliability_helpers import ONE_THREAD, ScriptProcess, load
 from run.checkpoints import CHECKPOINT_PATTERN
 from utils.checkpoint import load_checkpoint
 

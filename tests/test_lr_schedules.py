@@ -6,14 +6,14 @@ import signal
 
 import pytest
 import torch
-from reliability_helpers import assert_same_training, load
 
 import train
-from trainer.preflight import check_before_run
 from config.validation import Problems
 from conftest import only_run, run_dirs, tiny_config
 from parse_config import ConfigParser
+from reliability_helpers import assert_same_training, load
 from trainer import Trainer
+from trainer.preflight import check_before_run
 from trainer.schedules import build_lr_scheduler
 from utils import ConfigError
 from utils.errors import TrainingStopped

@@ -7,8 +7,8 @@ import pytest
 import train
 from conftest import tiny_config
 from parse_config import ConfigParser
-from utils import ConfigError
 from run.status import SWEEP_ENV
+from utils import ConfigError
 
 
 def train_in_process(config_path):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from base import BaseTrainer, Callback
-from trainer.callback import EarlyStopping
 from conftest import PROJECT_ROOT
 from parse_config import ConfigParser
+from trainer.callback import EarlyStopping
 from utils import ConfigError
 from utils.checkpoint import Key, load_checkpoint
 from utils.monitor import Monitor

@@ -10,11 +10,11 @@ import subprocess
 import pandas as pd
 import pytest
 import torch
-from reliability_helpers import load, run_train_in_process
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 import utils.io
 from conftest import only_run, run_script, tiny_config
+from reliability_helpers import load, run_train_in_process
 from utils.resource_faults import explain_resource_fault
 
 SETTINGS = {"data_loader.args.limit": 256, "trainer.tensorboard": True}

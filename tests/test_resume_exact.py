@@ -5,9 +5,9 @@ import re
 import signal
 
 import pytest
-from reliability_helpers import ONE_THREAD, ScriptProcess, assert_same_training, load
 
 from conftest import only_run, run_script, tiny_config
+from reliability_helpers import ONE_THREAD, ScriptProcess, assert_same_training, load
 
 EPOCHS = 3
 SETTINGS = {"data_loader.args.batch_size": 8, "data_loader.args.limit": 256, "trainer.epochs": EPOCHS,

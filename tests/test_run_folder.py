@@ -5,12 +5,12 @@ import socket
 
 import pandas as pd
 import pytest
-from reliability_helpers import ScriptProcess, load, run_train_in_process
 
 from conftest import only_run, run_dirs, run_script, tiny_config
-from utils import ConfigError
+from reliability_helpers import ScriptProcess, load, run_train_in_process
 from run.checkpoints import checkpoint_order
 from run.lock import RunLock
+from utils import ConfigError
 
 SETTINGS = {"data_loader.args.limit": 256, "trainer.epochs": 1}
 

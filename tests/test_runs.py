@@ -13,8 +13,8 @@ import runs
 import train
 from conftest import tiny_config
 from parse_config import ConfigParser
-from utils.errors import TrainingStopped
 from run.status import read_status, recorded_status
+from utils.errors import TrainingStopped
 
 
 def train_in_process(config_path, *overrides):

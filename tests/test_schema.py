@@ -6,15 +6,15 @@ import logging
 
 import pytest
 
-from data_loader.splits import validation_size
 from config import docs
-from trainer.preflight import loader_parameters
 from config.schema import DATA_LOADER_ARGS, REQUIRED, TRAINER, Setting
 from config.validation import Problems, check_config, fill_defaults
 from conftest import PROJECT_ROOT
 from data_loader import data_loaders
+from data_loader.splits import validation_size
 from parse_config import ConfigParser
 from trainer import Trainer
+from trainer.preflight import loader_parameters
 from utils import ConfigError
 
 

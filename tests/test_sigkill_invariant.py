@@ -10,10 +10,10 @@ import signal
 
 import pandas as pd
 import pytest
-from reliability_helpers import ONE_THREAD, ScriptProcess, assert_same_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import only_run, run_script, tiny_config
+from reliability_helpers import ONE_THREAD, ScriptProcess, assert_same_training
 
 EPOCHS, BATCHES = 4, 6  # 256 digits, a quarter for validation, batches of 32
 KILLS = 8

@@ -3,9 +3,9 @@ this process)."""
 import json
 
 import torch
-from reliability_helpers import run_in_process
 
 from conftest import only_run, tiny_config
+from reliability_helpers import run_in_process
 
 
 def test_train_then_test_writes_expected_outputs(tmp_path, mnist_dir, monkeypatch, capsys):

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from reliability_helpers import assert_same_training, load
 from test_lr_schedules import ONE_CYCLE, stop_at_batch
 
 import train
@@ -14,6 +13,7 @@ from base import BaseTrainer
 from conftest import only_run, tiny_config
 from evaluation.evaluate import evaluation_weights
 from parse_config import ConfigParser
+from reliability_helpers import assert_same_training, load
 from utils import ConfigError
 from utils.errors import TrainingStopped
 

@@ -4,10 +4,10 @@ in this process (the scripted-sequence rules are in test_policies.py)."""
 import pandas as pd
 import pytest
 import torch
-from reliability_helpers import run_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import PROJECT_ROOT, only_run, run_dirs, tiny_config
+from reliability_helpers import run_in_process
 
 
 @pytest.fixture
@@ -136,8 +136,8 @@ def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir,
 @pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3, 3])])
 def test_curves_are_redrawn_at_most_every_minute_and_when_training_ends(tmp_path, mnist_dir, train, monkeypatch,
                                                                          redraw_seconds, epochs_drawn):
-    import trainer.base_trainer
     import evaluation.curves
+    import trainer.base_trainer
 
     drawings = []
     monkeypatch.setattr(trainer.base_trainer, "CURVES_REDRAW_SECONDS", redraw_seconds)

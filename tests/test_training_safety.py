@@ -4,9 +4,9 @@ import math
 
 import pandas as pd
 import torch
-from reliability_helpers import load, run_train_in_process
 
 from conftest import only_run, tiny_config
+from reliability_helpers import load, run_train_in_process
 
 BATCHES_PER_EPOCH = 12  # 512 digits, a quarter for validation, batches of 32
 NAN_AT_EPOCH_2_STEP_2 = {"type": "NanLossAt", "module": "reliability_helpers",

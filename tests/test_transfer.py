@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from reliability_helpers import run_in_process
 
 import model.model as module_arch
 from conftest import only_run, tiny_config
 from model.transfer import build_model, optimizer_param_groups, parameter_counts
 from parse_config import ConfigParser
+from reliability_helpers import run_in_process
 from utils import ConfigError
 
 
