@@ -350,6 +350,34 @@ DATA_LOADER_ARGS = {
                 nullable=True, check=_image_size_problem),
         *_SAMPLE_LOADER_COMMON,
     ),
+    "ShardDataLoader": (
+        Setting("input_dir", str, REQUIRED, "shards written by python -m data_loader.optimize: a folder, or an "
+                "s3:// or gs:// URL"),
+        Setting("batch_size", int, 64, "samples per batch, per process", minimum=1),
+        Setting("shuffle", bool, True, "shuffle the chunk order and the samples within each chunk every epoch"),
+        Setting("num_workers", int, 0, "DataLoader worker processes that read and decode the shards", minimum=0),
+        Setting("training", bool, True, "the training data (false: the test split)"),
+        Setting("validation_split", (float, int), None, "leave it out: the shards hold their own val/ split",
+                nullable=True, maximum=0),
+        _path("cache_dir", "folder for chunks downloaded from object storage (null: LitData's default)"),
+        Setting("max_cache_gb", float, None, "size limit of the chunk cache (null: LitData's default)",
+                minimum=0, nullable=True),
+        Setting("transforms", dict, None, "{\"train\": [...], \"eval\": [...]}: torchvision.transforms.v2 steps",
+                nullable=True),
+        Setting("normalize", (str, dict), "auto", "\"auto\" (measured when the shards were written), "
+                "{\"mean\", \"std\"} or null", nullable=True),
+        Setting("mode", str, None, "the shards' image mode (recorded by the run; null: as written)",
+                choices=IMAGE_MODES, nullable=True),
+        Setting("image_size", (int, list), None, "the shards' image size (recorded by the run; null: as written)",
+                nullable=True, check=_image_size_problem),
+        Setting("class_names", list, None, "the classes the shards must hold (recorded by the run; null: any)",
+                nullable=True),
+        Setting("on_bad_sample", str, "error", "samples left out when the shards were written: \"error\" or "
+                "\"skip\" (listed in skipped_samples.txt)", choices=("error", "skip")),
+        Setting("limit", int, 0, "use a fixed random subset of N training samples (0: all), for quick runs",
+                minimum=0),
+        Setting("seed", int, None, "seed of the sample order and the subset (null: the run's seed)", nullable=True),
+    ),
 }
 
 # Trainer subclasses' own keys (BaseTrainer.extra_settings), added when the class is defined

@@ -15,6 +15,7 @@ from .image_folder import IMAGE_EXTENSIONS, folder_samples
 from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist
 from .sample_loader import SampleDataLoader, SampleSet
 from .samples import ImageFiles
+from .shard_loader import ShardDataLoader  # noqa: F401 (a loader configs name; litdata is imported when built)
 from .table import MISSING_POLICIES, check_columns, class_names_of, input_size, label_indices, load_table_rows, read_csv
 from .torchvision_source import torchvision_samples
 

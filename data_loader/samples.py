@@ -19,9 +19,10 @@ class BadSample(ConfigError):
     """A sample that cannot be used; the message names the file or row and the problem."""
 
 
-def decode_image(path, mode, image_size):
-    """The image at `path` as a uint8 tensor C x H x W in PIL `mode`, resized to `image_size`
-    (height, width) when given."""
+def decode_image(path, mode, image_size, name=None):
+    """The image at `path` (a file name or a file object, e.g. the bytes of a shard sample,
+    called `name` in messages) as a uint8 tensor C x H x W in PIL `mode`, resized to
+    `image_size` (height, width) when given."""
     try:
         with Image.open(path) as image:
             image = image.convert(mode)
@@ -29,7 +30,7 @@ def decode_image(path, mode, image_size):
                 image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             array = np.array(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise BadSample(f"image file '{path}' cannot be read ({type(err).__name__}: {err})") from None
+        raise BadSample(f"image file '{name or path}' cannot be read ({type(err).__name__}: {err})") from None
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
 
@@ -85,19 +86,24 @@ class Transformed(Dataset):
         if not isinstance(key, tuple):
             return self._transformed(key)
         index, seed = key
-        # the CPU generator alone (torch.manual_seed would seed every device too: 100x slower);
-        # the process's own random stream is put back afterwards
-        generator = torch.default_generator
-        state = generator.get_state()
-        generator.manual_seed(seed)
-        try:
-            return self._transformed(index)
-        finally:
-            generator.set_state(state)
+        return seeded_call(seed, self._transformed, index)
 
     def _transformed(self, index):
         data, target = self.samples[index]
         return (self.transform(data) if self.transform is not None else data), target
+
+
+def seeded_call(seed, function, *args):
+    """function(*args) with torch's CPU random generator seeded by `seed`; the process's own
+    random stream is put back afterwards. (torch.manual_seed would seed every device too: 100x
+    slower.)"""
+    generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        return function(*args)
+    finally:
+        generator.set_state(state)
 
 
 class SeededDraws(Sampler):

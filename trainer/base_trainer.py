@@ -349,7 +349,7 @@ class BaseTrainer(TemplateNames):
             skip.add(Key.OPTIMIZER)
         self.state_parts.load(checkpoint, skip)
         self.history = list(checkpoint.get(Key.HISTORY, []))
-        batches_done = checkpoint.get(Key.BATCHES_DONE, 0)
+        batches_done = self._resumed_batches_done(checkpoint)
         if batches_done:
             self.start_epoch, self.resume_batches_done = checkpoint[Key.EPOCH], batches_done
             where = f"epoch {self.start_epoch} after batch {batches_done}"
@@ -358,6 +358,10 @@ class BaseTrainer(TemplateNames):
             where = f"epoch {self.start_epoch}"
         self.writer.resume_after(self._steps_done(self.start_epoch, self.resume_batches_done))
         self.logger.info(f"Checkpoint loaded. Resume training from {where}")
+
+    def _resumed_batches_done(self, checkpoint):
+        """The batches of the checkpoint's epoch that this process has done (0: it finished)."""
+        return checkpoint.get(Key.BATCHES_DONE, 0)
 
     # ---- stop signals ------------------------------------------------------------------------
     def _install_signal_handlers(self):

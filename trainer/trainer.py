@@ -361,6 +361,9 @@ class Trainer(BaseTrainer):
             parts.register(Key.STEP_VALIDATION, save=lambda: self.step_validation,
                            load=lambda values, _: setattr(self, "step_validation", values))
         parts.register(Key.WORLD_SIZE, save=dist.world_size, load=self._check_world_size)
+        # a loader that keeps its own position (streaming shards); every rank's is the same
+        parts.register(Key.DATA_LOADER, load=self._load_data_loader_state,
+                       save=lambda: self.data_loader.state_dict() if self._loader_keeps_position() else None)
         # every rank holds the same average (its updates follow the all-reduced weights)
         parts.register(Key.EMA, save=lambda: self.weight_average.state_dict() if self.weight_average else None,
                        load=self._load_weight_average)
@@ -374,7 +377,25 @@ class Trainer(BaseTrainer):
         if state and self.scaler.is_enabled():
             self.scaler.load_state_dict(state)
 
+    def _loader_keeps_position(self):
+        """True for a loader that saves where its epoch stands and resumes there (set_epoch
+        tells it which batch the trainer is at)."""
+        return all(hasattr(self.data_loader, name) for name in ("state_dict", "load_state_dict", "set_epoch"))
+
+    def _load_data_loader_state(self, state, checkpoint):
+        if state is not None and self._loader_keeps_position():
+            self.data_loader.load_state_dict(state)
+
+    def _resumed_batches_done(self, checkpoint):
+        """After a change of world size, a loader that keeps its position says which of its
+        batches the rest of the epoch starts at."""
+        batches_done = super()._resumed_batches_done(checkpoint)
+        resume_batches = getattr(self.data_loader, "resume_batches", None)
+        return resume_batches(batches_done) if batches_done and resume_batches is not None else batches_done
+
     def _check_world_size(self, saved_world_size, checkpoint):
+        if self._loader_keeps_position():
+            return  # it shares out the rest of the epoch again: every remaining sample once
         if checkpoint.get(Key.BATCHES_DONE) and saved_world_size != dist.world_size() and dist.is_main_process():
             self.logger.warning(
                 f"This checkpoint was saved inside an epoch by {saved_world_size} "

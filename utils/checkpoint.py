@@ -34,6 +34,7 @@ class Key:
     CLASS_NAMES = "class_names"  # the data loader's class names, for evaluation and prediction
     TOP_K = "top_k"  # trainer.save_top_k: [[file name, monitored value], ...], best first
     STEP_VALIDATION = "step_validation"  # trainer.val_every_n_steps: the epoch's latest val_* values
+    DATA_LOADER = "data_loader"  # the training loader's own position (streaming shards); None for the others
 
 
 def load_checkpoint(path, map_location="cpu", mmap=False):

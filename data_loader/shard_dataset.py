@@ -1,0 +1,42 @@
+"""One split of the shards as a LitData StreamingDataset that yields decoded samples. Imported
+only when shards are read, as litdata is an optional package."""
+import torch
+from litdata import StreamingDataset
+
+from .samples import BadSample, seeded_call
+from .shard_format import decode_sample_image
+
+
+class ShardReadError(Exception):
+    """A shard could not be read while training (damaged, changed, or the network dropped)."""
+
+
+class ShardDataset(StreamingDataset):
+    """(uint8 image C x H x W, or float32 row; class index) of each sample of a split.
+
+    With `sample_transform` (the per-sample path) each sample's random draws are seeded by
+    (seed, epoch, the sample's index in the split): the same in every worker process, on every
+    rank and after a resume, whatever the number of processes."""
+
+    def __init__(self, input_dir, decode, sample_transform=None, draw_seed=0, **kwargs):
+        super().__init__(input_dir, **kwargs)
+        self.decode, self.sample_transform, self.draw_seed = decode, sample_transform, draw_seed
+        self.draw_epoch = 0
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if "row" in item:
+            return torch.as_tensor(item["row"], dtype=torch.float32), int(item["label"])
+        name = bytes(item["name"]).decode() or \
+            f"sample {getattr(index, 'index', index)} of '{self.input_dir.url or self.input_dir.path}'"
+        try:
+            image = decode_sample_image(bytes(item["image"]), self.decode["mode"], self.decode["image_size"], name)
+        except BadSample as err:  # it decoded when written: the shard changed since
+            raise ShardReadError(f"{err}; it was readable when the shards were written, so the shard file is "
+                                 "damaged") from None
+        if self.sample_transform is not None:
+            position = int(getattr(index, "index", index))
+            # int tuples hash the same in every process
+            image = seeded_call(hash((self.draw_seed, self.draw_epoch, position)) % 2**63, self.sample_transform,
+                                image)
+        return image, int(item["label"])
