@@ -15,6 +15,7 @@ index, "name": the source file's path as UTF-8 bytes, or b""}; a sample of a tab
 """
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -110,13 +111,21 @@ def read_manifest(input_dir, storage_options=None):
 
 
 def _remote_text(url, key, storage_options):
-    """The text of a small object in object storage (through LitData's storage clients)."""
-    from litdata.streaming.fs_provider import _get_fs_provider
-
+    """The text of a small object in object storage. S3 goes through boto3 with its default
+    retries (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE), so an unreachable endpoint fails within
+    seconds (LitData's own client retries a thousand times); gs:// through LitData's client."""
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / "object"
         try:
-            _get_fs_provider(url, storage_options or {}).download_file(url, str(local))
+            if url.startswith("s3://"):
+                import boto3
+
+                bucket, _, name = url[len("s3://"):].partition("/")
+                boto3.client("s3", **(storage_options or {})).download_file(bucket, name, str(local))
+            else:
+                from litdata.streaming.fs_provider import _get_fs_provider
+
+                _get_fs_provider(url, storage_options or {}).download_file(url, str(local))
             return local.read_text()
         except Exception as err:  # boto3/google raise many types: all mean the object cannot be had
             raise ConfigError(f"{key}: '{url}' cannot be read ({type(err).__name__}: {_first_line(err)}). Check "
@@ -124,6 +133,19 @@ def _remote_text(url, key, storage_options):
                               "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for S3-compatible servers; "
                               "GOOGLE_APPLICATION_CREDENTIALS for gs://), and that the shards were copied there "
                               "with their manifest.json.") from None
+
+
+def allow_plain_http_endpoint():
+    """LitData downloads chunks with obstore, which refuses a plain-HTTP endpoint unless its
+    client options allow it, and LitData sets those options itself. An S3-compatible server named
+    by AWS_ENDPOINT_URL=http://... (MinIO inside a cluster, a local test server) needs it."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if endpoint.startswith("http://"):
+        from litdata.streaming import downloader
+
+        options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
+        if isinstance(options, dict):
+            options["allow_http"] = True
 
 
 def _first_line(err):

@@ -20,6 +20,7 @@ from utils import ConfigError, dist
 from .batch_augment import BatchAugment
 from .shard_format import (
     OPTIMIZE_COMMAND,
+    allow_plain_http_endpoint,
     check_local_chunks,
     is_remote,
     read_manifest,
@@ -63,6 +64,8 @@ class ShardDataLoader:
             raise ConfigError("data_loader.args.validation_split: ShardDataLoader validates on the val/ split written "
                               "with the shards. Set validation_split in the config the shards are written from.")
         self.input_dir, self.manifest = str(input_dir), read_manifest(input_dir)
+        if is_remote(input_dir):
+            allow_plain_http_endpoint()
         _check_fits(self.manifest, self.input_dir, mode, image_size, class_names, on_bad_sample)
         self.batch_size, self.num_workers, self.training = batch_size, num_workers, training
         self.seed = (torch.initial_seed() if seed is None else seed) % 2**32  # LitData takes 32-bit seeds
