@@ -3,6 +3,7 @@ shards, ShardDataLoader streams them. The shards hold every split with a manifes
 write resumes; a loader resumed inside an epoch gives the remaining batches exactly, also on
 another number of ranks; bad shard folders stop before any run folder exists."""
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -312,7 +313,6 @@ def s3_server(monkeypatch):
         server.wait(30)
 
 
-@pytest.mark.slow
 def test_shards_in_object_storage_stream_the_same_batches_as_local_ones(s3_server, shards, tmp_path):
     import boto3
 
@@ -336,3 +336,89 @@ def test_shards_in_object_storage_stream_the_same_batches_as_local_ones(s3_serve
     for (data, _), (expected, _) in zip(remote_valid, local_valid, strict=True):
         assert torch.equal(data, expected)
     assert list(cache.rglob("chunk-*.bin"))  # the chunks came through the cache
+
+
+# ---- DDP end to end ----------------------------------------------------------------------------
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
+
+
+def kill_with_children(pid):
+    """SIGKILL `pid` and every process below it (torchrun starts its workers in sessions of their own)."""
+    import signal
+    from pathlib import Path
+
+    children = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    family, pending = [], [pid]
+    while pending:
+        family.append(pending.pop())
+        pending += children.get(family[-1], [])
+    for member in reversed(family):  # the workers first, then the launcher
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_for(path, process, timeout=240):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, f"{path.name} did not appear"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow  # about 60 s on 2 cores: three torchrun launches and one single-process run
+def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_can_finish_the_epoch(
+        shards, tmp_path):
+    """Two ranks x batch 8 on 96 training digits: 6 steps per epoch, a step checkpoint every 2."""
+    import subprocess
+    import sys
+
+    from conftest import only_run, run_script, script_env
+    from reliability_helpers import assert_same_state, load
+
+    def config(name):
+        path = shard_config(tmp_path / name, shards)
+        settings = json.loads(path.read_text())
+        settings["trainer"].update(epochs=2, save_every_n_steps=2, save_period=1)
+        settings["lr_scheduler"]["args"]["T_max"] = 2
+        path.write_text(json.dumps(settings))
+        return path
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    run_script(*TORCHRUN, "train.py", "-c", config("a"), check=True)
+    reference = only_run(tmp_path / "a" / "saved", "Digits_Shards")
+    killed = subprocess.Popen([sys.executable, *TORCHRUN, "train.py", "-c", str(config("b"))], cwd=PROJECT_ROOT,
+                              env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(tmp_path / "b" / "saved" / "models" / "Digits_Shards", killed)
+        run = only_run(tmp_path / "b" / "saved", "Digits_Shards")
+        wait_for(run / "checkpoint-epoch1-step4.pth", killed)
+    finally:
+        kill_with_children(killed.pid)  # both ranks and torchrun, at once
+        killed.wait(60)
+    assert not (run / "checkpoint-epoch2.pth").exists(), "the run ended before it was killed"
+    run_script(*TORCHRUN, "train.py", "-r", run, check=True)
+    expected, actual = load(reference / "checkpoint-epoch2.pth"), load(run / "checkpoint-epoch2.pth")
+    # the partial training-loss sums of a step checkpoint go to rank 0 alone, so the epoch's
+    # training averages may round differently; weights, optimizer and random states are exact
+    for key in set(expected) - {"config", "history", "train_metrics"}:
+        assert_same_state(expected[key], actual[key], key)
+    for expected_row, actual_row in zip(expected["history"], actual["history"], strict=True):
+        assert actual_row == pytest.approx(expected_row, rel=1e-6)
+
+    # one process resumes the 2-process step checkpoint: the epoch's remaining 32 samples, once
+    single = tmp_path / "single"
+    run_script("train.py", "-r", reference / "checkpoint-epoch1-step4.pth", "--new-run", "-o",
+               f"trainer.save_dir={single}", check=True)
+    finished = load(only_run(single, "Digits_Shards") / "checkpoint-epoch1.pth")
+    assert finished["world_size"] == 1 and finished["data_loader"]["batches_done"] == 12
+    assert finished["train_metrics"]["loss"][1] == 96  # 64 samples before the stop + 32 after it
