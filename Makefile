@@ -9,7 +9,11 @@ ARGS =
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements-dev.txt
+	$(BIN)/pip install -r requirements.txt
+	# the extras (litdata above all) may ask pip for another torch build: keep the torch and
+	# torchvision that requirements.txt just installed, pinned in the same install command
+	$(BIN)/pip freeze | grep -iE '^(torch|torchvision)==' > $(VENV)/torch-pins.txt
+	$(BIN)/pip install -r requirements-dev.txt -c $(VENV)/torch-pins.txt
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate
