@@ -24,13 +24,12 @@ class ShardDataset(StreamingDataset):
         self.draw_epoch = 0
 
     def __getitem__(self, index):
-        item = super().__getitem__(index)
-        if "row" in item:
-            return torch.as_tensor(item["row"], dtype=torch.float32), int(item["label"])
-        name = bytes(item["name"]).decode() or \
-            f"sample {getattr(index, 'index', index)} of '{self.input_dir.url or self.input_dir.path}'"
+        data, label, name = super().__getitem__(index)
+        if self.decode["kind"] == "table":
+            return torch.as_tensor(data, dtype=torch.float32), int(label)
+        name = bytes(name).decode() or f"sample {getattr(index, 'index', index)} of '{self.location()}'"
         try:
-            image = decode_sample_image(bytes(item["image"]), self.decode["mode"], self.decode["image_size"], name)
+            image = decode_sample_image(bytes(data), self.decode["mode"], self.decode["image_size"], name)
         except BadSample as err:  # it decoded when written: the shard changed since
             raise ShardReadError(f"{err}; it was readable when the shards were written, so the shard file is "
                                  "damaged") from None
@@ -39,4 +38,7 @@ class ShardDataset(StreamingDataset):
             # int tuples hash the same in every process
             image = seeded_call(hash((self.draw_seed, self.draw_epoch, position)) % 2**63, self.sample_transform,
                                 image)
-        return image, int(item["label"])
+        return image, int(label)
+
+    def location(self):
+        return self.input_dir.url or self.input_dir.path

@@ -8,10 +8,10 @@ split and a manifest that says what they hold.
     <folder>/val/...  <folder>/test/...
 
 `python -m data_loader.optimize` writes them from a config's image folder, CSV or torchvision
-data; ShardDataLoader reads them. A sample of an image dataset is {"image": the encoded image
-(the file's own PNG or JPEG bytes; PNG for images that were decoded arrays), "label": class
-index, "name": the source file's path as UTF-8 bytes, or b""}; a sample of a table is
-{"row": float32 model inputs, "label": class index, "name": b""}.
+data; ShardDataLoader reads them. A sample is a tuple (data, class index, name): for images the
+encoded image (the file's own PNG or JPEG bytes; PNG for images that were decoded arrays) and
+the source file's path as UTF-8 bytes (b"" when there is none); for tables the float32 model
+inputs of the row and b"".
 """
 import io
 import json

@@ -132,9 +132,11 @@ class ShardDataLoader:
         # training: every rank gets the same number of full batches (DDP steps in lockstep);
         # evaluation: every sample exactly once over the ranks
         with _quiet_litdata():
-            dataset = ShardDataset(location, {"mode": self.manifest["mode"], "image_size": self.manifest["image_size"]},
+            decode = {key: self.manifest[key] for key in ("kind", "mode", "image_size")}
+            dataset = ShardDataset(location, decode,
                                    transform, self.seed, shuffle=shuffle, drop_last=training, seed=self.seed,
-                                   item_shuffle_window=0, **self.storage)
+                                   # a full shuffle within each chunk, each sample read alone
+                                   item_shuffle_window=0, batch_decode=1, **self.storage)
         if limit and limit < self.manifest["splits"][split]["count"]:
             count = self.manifest["splits"][split]["count"]
             dataset = dataset.subset(np.sort(np.random.default_rng(self.seed).permutation(count)[:limit]).tolist())
@@ -237,7 +239,7 @@ class EvalBatches:
 
     def __iter__(self):
         self.loader.restore = False
-        for number, batch in enumerate(_read(self.loader, self.dataset.input_dir.url or self.dataset.input_dir.path)):
+        for number, batch in enumerate(_read(self.loader, self.dataset.location())):
             yield self.finish(batch, number, 0, augment=False)
 
 
