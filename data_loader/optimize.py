@@ -28,6 +28,7 @@ import torch
 from config.instantiate import instantiate
 from config.sources import read_config_file
 from utils import ConfigError, main_guard
+from utils.errors import EXIT_INTERRUPTED
 from utils.io import write_json
 
 from . import data_loaders
@@ -236,12 +237,19 @@ def write_shards(args):
                                        plan.policy, plan.kind == "image" and name == "train", progress)
                      for name, split in plan.splits.items()}
     _raise_on_problems(summaries, out)
+    plan.decode["image_size"] = plan.decode["image_size"] or _common_size(summaries)
     manifest = build_manifest(plan, summaries, source_fingerprint, identity, layout)
     write_json(manifest, out / MANIFEST)
     for name in plan.splits:
         remove_part_markers(out / name)
     (out / PROGRESS).unlink(missing_ok=True)
     _report(manifest, out, time.monotonic() - started)
+
+
+def _common_size(summaries):
+    """[height, width] when every image written has it (then batches can be built), else None."""
+    sizes = {tuple(size) for parts in summaries.values() for part in parts for size in part.get("sizes", [])}
+    return list(sizes.pop()) if len(sizes) == 1 else None
 
 
 def _raise_on_problems(summaries, out):
@@ -266,7 +274,12 @@ def _report(manifest, out, seconds):
 @main_guard
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    write_shards(args)
+    try:
+        write_shards(args)
+    except KeyboardInterrupt:
+        print(f"stopped: the parts written so far are kept; run the same command again to write the rest "
+              f"into '{args.out}'.", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,15 @@ class ShardDataset(StreamingDataset):
         data, label, name = super().__getitem__(index)
         if self.decode["kind"] == "table":
             return torch.as_tensor(data, dtype=torch.float32), int(label)
-        name = bytes(name).decode() or f"sample {getattr(index, 'index', index)} of '{self.location()}'"
+        position = int(getattr(index, "index", index))
         try:
-            image = decode_sample_image(bytes(data), self.decode["mode"], self.decode["image_size"], name)
-        except BadSample as err:  # it decoded when written: the shard changed since
-            raise ShardReadError(f"{err}; it was readable when the shards were written, so the shard file is "
-                                 "damaged") from None
+            image = decode_sample_image(bytes(data), self.decode["mode"], self.decode["image_size"], "")
+        except BadSample as err:  # it decoded when it was written: the shard changed since
+            source = f" (written from '{bytes(name).decode()}')" if bytes(name) else ""
+            raise ShardReadError(f"sample {position} of the shards in '{self.location()}'{source} cannot be decoded "
+                                 f"({str(err).split('(', 1)[-1].rstrip(')')}); it could when the shards were "
+                                 "written, so a shard file there is damaged") from None
         if self.sample_transform is not None:
-            position = int(getattr(index, "index", index))
             # int tuples hash the same in every process
             image = seeded_call(hash((self.draw_seed, self.draw_epoch, position)) % 2**63, self.sample_transform,
                                 image)

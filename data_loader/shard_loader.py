@@ -1,12 +1,13 @@
 """ShardDataLoader: batches streamed from LitData shards (data_loader/shard_format.py) on a local
 disk or in object storage, so the data never has to fit in memory.
 
-Order: each epoch shuffles the order of the chunks and the samples within each chunk, seeded
-by (seed, epoch); under DDP the ranks take disjoint chunk ranges of the same order, and every
-rank gets the same number of full batches (the last global batch's remainder is left out of
-that epoch). The loader keeps its position: `state_dict()` goes into every checkpoint, and a
-run resumed inside an epoch continues with exactly the batches the stopped run had left,
-also with another number of processes (the rest of the epoch is shared out again).
+Order: each epoch shuffles the order of the chunks, the blocks of 256 samples within each chunk
+and the samples within each block, seeded by (seed, epoch); under DDP the ranks take disjoint
+chunk ranges of the same order, and every rank gets the same number of full batches (the last
+global batch's remainder is left out of that epoch). The loader keeps its position:
+`state_dict()` goes into every checkpoint, and a run resumed inside an epoch continues with
+exactly the batches the stopped run had left, also with another number of processes (the rest
+of the epoch is shared out again).
 """
 import copy
 import logging
@@ -30,6 +31,9 @@ from .shard_format import (
 from .transforms import normalize_values, pipeline, transform_steps
 
 logger = logging.getLogger("data_loader")
+# Within a chunk, blocks of this many consecutive samples are shuffled, then the samples in each
+# block: neighbours are read from the same stretch of the file. (The writer shuffled them once.)
+SHUFFLE_BLOCK = 256
 # what may go on to torch's DataLoader; workers start anew each epoch (persistent_workers no)
 PASSED_ON = ("pin_memory", "pin_memory_device", "timeout", "prefetch_factor", "multiprocessing_context")
 
@@ -135,8 +139,7 @@ class ShardDataLoader:
             decode = {key: self.manifest[key] for key in ("kind", "mode", "image_size")}
             dataset = ShardDataset(location, decode,
                                    transform, self.seed, shuffle=shuffle, drop_last=training, seed=self.seed,
-                                   # a full shuffle within each chunk, each sample read alone
-                                   item_shuffle_window=0, batch_decode=1, **self.storage)
+                                   item_shuffle_window=SHUFFLE_BLOCK, **self.storage)
         if limit and limit < self.manifest["splits"][split]["count"]:
             count = self.manifest["splits"][split]["count"]
             dataset = dataset.subset(np.sort(np.random.default_rng(self.seed).permutation(count)[:limit]).tolist())
@@ -150,7 +153,7 @@ class ShardDataLoader:
         if not self.training or "val" not in self.manifest["splits"]:
             return None
         dataset, loader = self._split_loader("val", False, False, self.eval_transform)
-        return EvalBatches(loader, dataset, self.finish, self.batch_size)
+        return EvalBatches(loader, dataset, self.finish, self.batch_size, self.input_dir)
 
     # ---- one epoch -----------------------------------------------------------------------------
     def set_epoch(self, epoch, skip_batches=0):
@@ -173,7 +176,8 @@ class ShardDataLoader:
             self.epoch_samples = self.length * self.batch_size * dist.world_size()
         self.batches_done = skip
         number = skip
-        for batch in _read(self.loader, self.input_dir, skip_first=0 if state is not None else skip):
+        for batch in _read(self.loader, self.dataset.location(), self.input_dir,
+                           skip_first=0 if state is not None else skip):
             self.batches_done = number + 1  # counted before the trainer sees it: a checkpoint taken then includes it
             yield self.finish(batch, number, epoch)
             number += 1
@@ -230,8 +234,9 @@ class ShardDataLoader:
 class EvalBatches:
     """Validation or test batches of one split, in the same order every pass."""
 
-    def __init__(self, loader, dataset, finish, batch_size):
+    def __init__(self, loader, dataset, finish, batch_size, input_dir):
         self.loader, self.dataset, self.finish, self.batch_size = loader, dataset, finish, batch_size
+        self.input_dir = input_dir
         self.sampler = SampleCount(len(dataset))
 
     def __len__(self):
@@ -239,7 +244,7 @@ class EvalBatches:
 
     def __iter__(self):
         self.loader.restore = False
-        for number, batch in enumerate(_read(self.loader, self.dataset.location())):
+        for number, batch in enumerate(_read(self.loader, self.dataset.location(), self.input_dir)):
             yield self.finish(batch, number, 0, augment=False)
 
 
@@ -266,9 +271,9 @@ class BatchFinish:
         return data, target
 
 
-def _read(loader, where, skip_first=0):
+def _read(loader, location, input_dir, skip_first=0):
     """The loader's batches (after dropping `skip_first`); an error while reading becomes a
-    ShardReadError that names the shards, without the worker's traceback."""
+    ShardReadError that names the split's shards, without the worker's traceback."""
     from .shard_dataset import ShardReadError
 
     iterator = iter(loader)
@@ -280,10 +285,10 @@ def _read(loader, where, skip_first=0):
         except ShardReadError:
             raise
         except Exception as err:  # LitData, the storage clients and torch's workers raise many types
-            raise
-            raise ShardReadError(f"reading the shards at '{where}' failed: {_last_line(err)}. If the network "
-                                 "dropped, resume once it is back; if a shard file is damaged, copy or write the "
-                                 f"shards again ({OPTIMIZE_COMMAND.format(out=where)} --overwrite)") from None
+            network = "if the network dropped, resume once it is back; " if is_remote(location) else ""
+            raise ShardReadError(f"reading the shards in '{location}' failed ({_last_line(err)}): {network}if a "
+                                 "shard file there is damaged or was changed, copy the shards again or write them "
+                                 f"again ({OPTIMIZE_COMMAND.format(out=input_dir)} --overwrite)") from None
         if skip_first:
             skip_first -= 1
             continue

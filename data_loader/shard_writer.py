@@ -81,7 +81,7 @@ def write_part(task):
 
 
 def _fill(writer, kind, payload, labels, policy, measure):
-    stats = None
+    stats, sizes = None, set()
     written, skipped, problems = 0, [], []
     for position, label in enumerate(labels):
         try:
@@ -89,11 +89,15 @@ def _fill(writer, kind, payload, labels, policy, measure):
         except BadSample as err:
             (skipped if policy == "skip" else problems).append([_name(kind, payload, position), str(err)])
             continue
-        if measure and image is not None:
-            stats = _add_stats(stats, image)
+        if image is not None:
+            sizes.add(tuple(int(side) for side in image.shape[1:]))
+            if measure:
+                stats = _add_stats(stats, image)
         writer[written] = sample
         written += 1
-    return {"count": written, "skipped": skipped, "problems": problems, "stats": stats}
+    # the (height, width) of the images: batches need one size; two tell that they differ
+    return {"count": written, "skipped": skipped, "problems": problems, "stats": stats,
+            "sizes": [list(size) for size in sorted(sizes)[:2]]}
 
 
 def _sample(kind, payload, position, label):

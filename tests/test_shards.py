@@ -422,3 +422,15 @@ def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_
     finished = load(only_run(single, "Digits_Shards") / "checkpoint-epoch1.pth")
     assert finished["world_size"] == 1 and finished["data_loader"]["batches_done"] == 12
     assert finished["train_metrics"]["loss"][1] == 96  # 64 samples before the stop + 32 after it
+
+
+def test_a_shard_damaged_inside_stops_training_with_exit_2_naming_the_shards(tmp_path, shards, monkeypatch, capsys):
+    """Same size, other bytes: found when the sample is read; the message names the split's folder."""
+    folder = copy_of(shards, tmp_path)
+    for chunk in (folder / "train").glob("chunk-*.bin"):
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2 - 300:len(data) // 2 + 300] = bytes(600)
+        chunk.write_bytes(bytes(data))
+    code, captured = run_train_in_process(monkeypatch, capsys, "-c", shard_config(tmp_path, folder))
+    assert code == 2, captured
+    assert "Traceback" not in captured.err and f"'{folder / 'train'}'" in captured.err, captured.err
