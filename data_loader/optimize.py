@@ -104,7 +104,7 @@ def build_plan(config):
 
 
 def _source_loader(section, overrides, training):
-    loader = instantiate(section, "data_loader", data_loaders, **overrides, training=training)
+    loader = instantiate(section, key_path="data_loader", module=data_loaders, **overrides, training=training)
     if not isinstance(loader, SampleDataLoader):
         raise ConfigError(f"data_loader.type {section['type']} does not read samples that can be written to shards.")
     return loader
