@@ -372,6 +372,8 @@ DATA_LOADER_ARGS = {
                 nullable=True, check=_image_size_problem),
         Setting("class_names", list, None, "the classes the shards must hold (recorded by the run; null: any)",
                 nullable=True),
+        Setting("preprocessing", dict, None, "a table's fitted preprocessing (recorded by the run; leave it out)",
+                nullable=True),
         Setting("on_bad_sample", str, "error", "samples left out when the shards were written: \"error\" or "
                 "\"skip\" (listed in skipped_samples.txt)", choices=("error", "skip")),
         Setting("limit", int, 0, "use a fixed random subset of N training samples (0: all), for quick runs",

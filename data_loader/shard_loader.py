@@ -28,6 +28,7 @@ from .shard_format import (
     require_litdata,
     split_location,
 )
+from .table import input_size
 from .transforms import normalize_values, pipeline, transform_steps
 
 logger = logging.getLogger("data_loader")
@@ -59,8 +60,8 @@ class ShardDataLoader:
                  training: bool = True, validation_split: float | None = None, cache_dir: str | None = None,
                  max_cache_gb: float | None = None, transforms: dict | None = None,
                  normalize: str | dict | None = "auto", mode: str | None = None, image_size: int | list | None = None,
-                 class_names: list | None = None, on_bad_sample: str = "error", limit: int = 0,
-                 seed: int | None = None, **loader_kwargs):
+                 class_names: list | None = None, preprocessing: dict | None = None, on_bad_sample: str = "error",
+                 limit: int = 0, seed: int | None = None, **loader_kwargs):
         require_litdata()
         logging.getLogger("litdata").setLevel(logging.WARNING)  # its info lines are about its own workings
         self.loader_kwargs = _passed_on(loader_kwargs, num_workers)
@@ -70,7 +71,7 @@ class ShardDataLoader:
         self.input_dir, self.manifest = str(input_dir), read_manifest(input_dir)
         if is_remote(input_dir):
             allow_plain_http_endpoint()
-        _check_fits(self.manifest, self.input_dir, mode, image_size, class_names, on_bad_sample)
+        _check_fits(self.manifest, self.input_dir, mode, image_size, class_names, preprocessing, on_bad_sample)
         self.batch_size, self.num_workers, self.training = batch_size, num_workers, training
         self.seed = (torch.initial_seed() if seed is None else seed) % 2**32  # LitData takes 32-bit seeds
         self.class_names = list(self.manifest["class_names"])
@@ -88,7 +89,8 @@ class ShardDataLoader:
         self.epoch, self.skip_batches, self.batches_done = 1, 0, 0
         self.epoch_samples = self.length * batch_size * dist.world_size()
         self.resume_state = None
-        self.num_inputs = len(self.manifest["preprocessing"]["features"]) if self.manifest["preprocessing"] else None
+        preprocessing = self.manifest["preprocessing"]
+        self.num_inputs = input_size(preprocessing) if preprocessing else None  # a table's model inputs
         logger.info(f"Shards '{self.input_dir}': {self.sampler.count} {split} samples per epoch in this process, "
                     f"{len(self.class_names)} classes.")
 
@@ -323,9 +325,14 @@ def _passed_on(loader_kwargs, num_workers):
     return dict(loader_kwargs)
 
 
-def _check_fits(manifest, input_dir, mode, image_size, class_names, on_bad_sample):
-    """The config's expectations against what the shards hold."""
+def _check_fits(manifest, input_dir, mode, image_size, class_names, preprocessing, on_bad_sample):
+    """The config's expectations (recorded by a run, for test.py and resuming) against what the
+    shards hold."""
     where = f"'{input_dir}'"
+    if preprocessing is not None and preprocessing != manifest["preprocessing"]:
+        raise ConfigError(f"data_loader.args.preprocessing differs from the table preprocessing the shards at {where} "
+                          "were written with (other data, or written again since). Point input_dir at the shards "
+                          "this run was trained on, or leave preprocessing out to use the shards' own.")
     if class_names is not None and list(class_names) != list(manifest["class_names"]):
         raise ConfigError(f"data_loader.args.class_names are {list(class_names)}, but the shards at {where} hold the "
                           f"classes {manifest['class_names']} (written from another dataset or config). Point "

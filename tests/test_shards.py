@@ -15,7 +15,7 @@ pytest.importorskip("litdata")
 from conftest import PROJECT_ROOT  # noqa: E402
 from data_loader import optimize, shard_writer  # noqa: E402
 from data_loader.data_loaders import ImageFolderDataLoader, ShardDataLoader  # noqa: E402
-from reliability_helpers import run_train_in_process  # noqa: E402
+from reliability_helpers import run_in_process, run_train_in_process  # noqa: E402
 from scripts.make_digits_folder import write_digits_folder  # noqa: E402
 from utils import ConfigError, dist  # noqa: E402
 
@@ -434,3 +434,23 @@ def test_a_shard_damaged_inside_stops_training_with_exit_2_naming_the_shards(tmp
     code, captured = run_train_in_process(monkeypatch, capsys, "-c", shard_config(tmp_path, folder))
     assert code == 2, captured
     assert "Traceback" not in captured.err and f"'{folder / 'train'}'" in captured.err, captured.err
+
+
+def test_a_run_records_what_test_py_needs_and_test_py_scores_the_test_split(tmp_path, shards, table_shards,
+                                                                           monkeypatch, capsys):
+    code, captured = run_train_in_process(monkeypatch, capsys, "-c", shard_config(tmp_path, shards))
+    assert code == 0, captured
+    checkpoint = next((tmp_path / "saved" / "models" / "Digits_Shards").glob("*/checkpoint-epoch1.pth"))
+    recorded = torch.load(checkpoint, weights_only=True)["config"]["data_loader"]["args"]
+    assert recorded["class_names"] == [str(d) for d in range(10)] and recorded["image_size"] == [8, 8]
+    assert recorded["normalize"] == json.loads((shards / "manifest.json").read_text())["normalize"]
+    code, captured = run_in_process(monkeypatch, capsys, "test", "-r", checkpoint)
+    assert code == 0, captured
+    assert json.loads(checkpoint.with_name("checkpoint-epoch1_test.json").read_text())["samples"] == 120
+
+    table = ShardDataLoader(str(table_shards), batch_size=8)
+    again = ShardDataLoader(str(table_shards), batch_size=8, **table.fitted_args)  # as a resumed run builds it
+    assert again.num_inputs == 2 and again.fitted_args == table.fitted_args
+    with pytest.raises(ConfigError, match="preprocessing"):
+        ShardDataLoader(str(table_shards), batch_size=8, preprocessing={**table.fitted_args["preprocessing"],
+                                                                         "features": ["x"]})
