@@ -217,7 +217,8 @@ class ShardDataLoader:
         """The batch of this process's epoch to resume after, for a checkpoint saved after
         `batches_done` batches per process: the same number, unless the number of processes,
         the batch size or the workers changed; then the batches this process has left (the rest
-        of the epoch, shared out again) counted back from the end of its epoch."""
+        of the epoch, shared out again) counted back from the end of its epoch. Samples that do
+        not fill a batch for every worker of every process are left out of that rest."""
         state = self.resume_state
         if not batches_done or not state or state.get("litdata") is None:
             return batches_done
@@ -227,9 +228,11 @@ class ShardDataLoader:
         if same:
             return batches_done
         global_batch = self.batch_size * dist.world_size()
-        # LitData resumes a changed grid at the last full global batch seen (rounded down)
+        # LitData restarts a changed grid after the last full global batch seen, and shares out
+        # the rest in whole batches for every worker of every rank
         done = dataset_state["sample_in_epoch"] // global_batch * global_batch
-        left = (state["epoch_samples"] - done) // global_batch
+        every_worker = global_batch * max(1, self.num_workers)
+        left = (state["epoch_samples"] - done) // every_worker * every_worker // global_batch
         return max(1, self.length - left)
 
 

@@ -454,3 +454,22 @@ def test_a_run_records_what_test_py_needs_and_test_py_scores_the_test_split(tmp_
     with pytest.raises(ConfigError, match="preprocessing"):
         ShardDataLoader(str(table_shards), batch_size=8, preprocessing={**table.fitted_args["preprocessing"],
                                                                          "features": ["x"]})
+
+
+def test_with_other_workers_the_resumed_epoch_ends_with_the_trainers_batch_count(table_shards, tmp_path):
+    """One process without workers stops after 5 of its 12 batches; resumed with 2 workers, the
+    rest comes in whole batches for both workers (48 of the 56 samples left) and ends at batch 12."""
+    stopped = ShardDataLoader(str(table_shards), batch_size=8, seed=3)
+    stopped.set_epoch(2)
+    seen = []
+    for data, _ in stopped:
+        seen += data[:, 0].int().tolist()
+        if len(seen) == 40:
+            break
+    resumed = ShardDataLoader(str(table_shards), batch_size=8, seed=3, num_workers=2)
+    resumed.load_state_dict(checkpoint_round_trip(stopped.state_dict(), tmp_path))
+    resume_at = resumed.resume_batches(5)
+    resumed.set_epoch(2, resume_at)
+    rest = ids(resumed)
+    assert resume_at + len(rest) // 8 == len(resumed) == 12 and len(rest) == 48
+    assert not set(rest) & set(seen) and len(set(rest)) == 48
