@@ -89,12 +89,17 @@ def main():
             if run_args[0] == "--kill-at-save":
                 kill_at_publish(int(run_args[1]))
                 run_args = run_args[2:]
-            parser, options = train.make_arg_parser()
-            config = train.ConfigParser.from_args(parser, options, create_dirs=False, argv=run_args)
-            try:
-                train.main(config, callbacks=[Probe(probe_dir)])
-            finally:
-                config.release_run_lock()
+            train_with_probe(run_args, probe_dir)
+
+
+def train_with_probe(run_args, probe_dir):
+    """train.py's main with the Probe, in the process group already set up."""
+    parser, options = train.make_arg_parser()
+    config = train.ConfigParser.from_args(parser, options, create_dirs=False, argv=list(map(str, run_args)))
+    try:
+        train.main(config, callbacks=[Probe(probe_dir)])
+    finally:
+        config.release_run_lock()
 
 
 if __name__ == "__main__":
