@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .dcp import OPTIMIZER_TENSORS, TRAINER_STATE, ShardedWeights, gather_tensors, is_complete
+from .dcp import OPTIMIZER_TENSORS, TRAINER_STATE, ShardedWeights, gather_tensors, is_complete, missing_parts
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,13 @@ def load_sharded_checkpoint(path):
     checkpoint = safe_load(path / TRAINER_STATE)
     try:
         checkpoint[Key.STATE_DICT] = ShardedWeights(path)
+        missing = missing_parts(path)
     except Exception as err:  # a damaged or foreign .metadata
         raise ConfigError(_unreadable_message(path / ".metadata", err)) from None
+    if missing:
+        raise ConfigError(f"'{path}' is not a complete sharded checkpoint: {', '.join(missing)} (named in its "
+                          ".metadata) is missing. Resume from another checkpoint, or pass the run folder to pick "
+                          "the newest valid one.")
     saved_torch = checkpoint.get(Key.TORCH_VERSION)
     if saved_torch != str(torch.__version__) and path not in _WARNED_VERSIONS:
         _WARNED_VERSIONS.add(path)

@@ -81,6 +81,12 @@ def read_metadata(path):
     return SafeReader(path).read_metadata()
 
 
+def missing_parts(path):
+    """The shard files the folder's .metadata names that are not in it."""
+    names = {info.relative_path for info in read_metadata(path).storage_data.values()}
+    return sorted(name for name in names if not (Path(path) / name).is_file())
+
+
 def saved_tensors(path, prefix, device="meta"):
     """The tensors saved under `prefix` (WEIGHTS or OPTIMIZER_TENSORS) in the checkpoint at `path`,
     nested as they were saved ({name: tensor}, {parameter: {state key: tensor}}), empty on `device`:
@@ -172,10 +178,15 @@ def publish(temp, path):
 
 
 def remove_checkpoint(path):
-    """Delete a checkpoint file or folder."""
+    """Delete a checkpoint file or folder. A folder first leaves its name (one rename), so that a
+    kill while its files are deleted leaves a hidden remainder, not a gutted checkpoint."""
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        doomed = path if path.name.startswith(".") else path.parent / f".{path.name}.deleting.tmp"
+        if doomed != path:
+            shutil.rmtree(doomed, ignore_errors=True)
+            os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
 
