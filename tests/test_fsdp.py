@@ -41,6 +41,7 @@ PROOF_DATA = {"data_loader.args.limit": 257, "data_loader.args.validation_split"
     ({"strategy": "fsdp", "ema": {"decay": 0.9}}, "trainer.ema"),
     ({"strategy": "fsdp", "swa": {"start_epoch": 1, "lr": 0.01}}, "trainer.swa"),
     ({"strategy": "fsdp", "amp": "fp16"}, "trainer.amp"),
+    ({"strategy": "fsdp", "channels_last": True}, "trainer.channels_last"),
 ])
 def test_settings_that_cannot_work_sharded_are_refused(trainer, names):
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):

@@ -71,6 +71,9 @@ def check_fsdp_settings(trainer):
             raise ConfigError(f"trainer.{key} keeps {what} on every process, which a sharded run cannot hold: "
                               f"trainer.strategy \"fsdp\" does not support it. Remove trainer.{key}, or train with "
                               "trainer.strategy \"ddp\".")
+    if trainer.get("channels_last"):
+        raise ConfigError("trainer.channels_last converts the weights in place, which FSDP's flat shards do not "
+                          "allow: trainer.strategy \"fsdp\" does not support it. Set trainer.channels_last to false.")
     if trainer.get("amp") == "fp16":
         raise ConfigError("trainer.amp \"fp16\" needs a gradient scaler that knows sharded gradients, which "
                           "trainer.strategy \"fsdp\" does not have. Use trainer.amp \"bf16\", or "
