@@ -133,11 +133,13 @@ def materialize(model, device, full_weights, offload):
     """Give the sharded meta parameters memory on `device` (CPU memory with offload), keep the
     buffers built, and, for a new run, fill the shards from rank 0's `full_weights` ({} on the
     other ranks; None when a checkpoint will fill them)."""
-    buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+    buffers = {(owner, name): buffer.detach().clone() for owner, module in model.named_modules()
+               for name, buffer in module._buffers.items() if buffer is not None}
     model.to_empty(device="cpu" if offload else device)
-    with torch.no_grad():
-        for name, buffer in model.named_buffers():
-            buffer.copy_(buffers[name])
+    for owner, module in model.named_modules():  # buffers stay on the device, also with offload
+        for name in module._buffers:
+            if (owner, name) in buffers:
+                module._buffers[name] = buffers[owner, name].to(device)
     if full_weights is not None:
         set_model_state_dict(model, full_weights, options=StateDictOptions(full_state_dict=True,
                                                                            broadcast_from_rank0=True))
@@ -161,8 +163,18 @@ def _local(tensor):
 
 # ---- checkpoint state ---------------------------------------------------------------------------
 def sharded_weights(model):
-    """The model's state as DTensors of this process's shards (what a .dcp folder stores)."""
+    """The model's state as DTensors of this process's shards (what a .dcp folder stores); its
+    buffers are rank 0's (see `share_buffers`)."""
+    share_buffers(model)
     return get_model_state_dict(unwrap_model(model))
+
+
+def share_buffers(model):
+    """Give every process rank 0's buffers (e.g. batch-norm statistics). FSDP shards parameters
+    only: each process updates its own buffers from its own batches, as under DDP, whose
+    checkpoint holds rank 0's. Done before each validation and each checkpoint, so that all
+    processes evaluate alike and a checkpoint does not depend on which rank wrote a buffer."""
+    dist.broadcast_tensors([buffer for buffer in unwrap_model(model).buffers()])
 
 
 def sharded_optimizer_state(model, optimizer):

@@ -335,6 +335,8 @@ class Trainer(BaseTrainer):
         # sharded: every forward pass is a collective, so each rank runs as many as the rank with
         # the most validation batches (agreed before the pass, not inside it)
         most_batches = dist.max_over_ranks(len(self.valid_data_loader)) if self.sharded else 0
+        if self.sharded:
+            fsdp.share_buffers(model)
         evaluate_into(self.valid_pass, model, self.valid_data_loader, self.criterion, self.device, self.settings,
                       on_batch=collected.update if collected is not None else None)
         if self.sharded:  # unpadded shards: the ranks may have run different numbers of batches

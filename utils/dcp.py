@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
-from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+from torch.distributed.checkpoint.metadata import StorageMeta, TensorStorageMetadata
 
 from . import dist
 from .io import _fsync_dir, atomic_torch_save
@@ -34,9 +34,13 @@ METADATA = ".metadata"
 TRAINER_STATE = "trainer_state.pth"
 WEIGHTS = "state_dict"  # the DCP key prefix of the model's tensors
 OPTIMIZER_TENSORS = "optimizer"  # ... and of the optimizer's
-SAFE_METADATA_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem")
-SAFE_GLOBALS = {("torch", "Size"), ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"),
-                ("pathlib", "WindowsPath"), ("pathlib", "PurePosixPath"), ("collections", "OrderedDict")}
+# what DCP pickles into .metadata: its dataclasses, sizes, paths; torch dtypes are allowed below
+SAFE_GLOBALS = {("torch.distributed.checkpoint.metadata", name) for name in (
+    "Metadata", "MetadataIndex", "StorageMeta", "TensorStorageMetadata", "BytesStorageMetadata",
+    "ChunkStorageMetadata", "TensorProperties", "_MEM_FORMAT_ENCODING")} | {
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
+    ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"),
+    ("collections", "OrderedDict")}
 
 
 def is_complete(path):
@@ -49,7 +53,7 @@ class _MetadataUnpickler(pickle.Unpickler):
     """DCP's .metadata holds dataclasses of torch.distributed.checkpoint, dtypes and sizes only."""
 
     def find_class(self, module, name):
-        if module in SAFE_METADATA_MODULES and not name.startswith("__") or (module, name) in SAFE_GLOBALS:
+        if (module, name) in SAFE_GLOBALS:
             return super().find_class(module, name)
         if module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.layout,
                                                                            torch.memory_format)):
@@ -58,13 +62,13 @@ class _MetadataUnpickler(pickle.Unpickler):
 
 
 class SafeReader(dcp.FileSystemReader):
+    """DCP's reader, with .metadata unpickled through the allow-list."""
+
     def read_metadata(self, *args, **kwargs):
         path = Path(self.path) / METADATA
         with path.open("rb") as handle:
             metadata = _MetadataUnpickler(handle).load()
         if getattr(metadata, "storage_meta", None) is None:
-            from torch.distributed.checkpoint.metadata import StorageMeta
-
             metadata.storage_meta = StorageMeta()
         metadata.storage_meta.load_id = self.load_id
         return metadata
