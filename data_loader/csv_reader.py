@@ -25,10 +25,17 @@ _NOT_TEXT = re.compile("[\x00\udc80-\udcff]")  # a NUL, or a byte that is not UT
 @dataclass
 class CsvTable:
     """`frame`: one row per data record (bad records as empty rows); `lines[i]`: the file line row
-    i starts on; `problems`: {row position: "'path' line N: what is wrong"}."""
+    i starts on; `troubles`: {row position: what is wrong with that record}."""
+    path: Path
     frame: pd.DataFrame
     lines: np.ndarray
-    problems: dict = field(default_factory=dict)
+    troubles: dict = field(default_factory=dict)
+
+    @property
+    def problems(self):
+        """{row position: "'path' line N: what is wrong"}."""
+        return {position: f"'{self.path}' line {self.lines[position]}: {trouble}"
+                for position, trouble in self.troubles.items()}
 
 
 def read_table(path, key, limits=DEFAULT_LIMITS):
@@ -42,15 +49,15 @@ def read_table(path, key, limits=DEFAULT_LIMITS):
         raise ConfigError(f"{key} '{path}' {err}. Point it at a CSV file with a header row.") from None
     text = data.decode("utf-8-sig", errors="surrogateescape")  # a leading byte-order mark is not data
     header, records = _records(text, path, key, limits)
-    lines, width, cells, problems = [], len(header), [], {}
+    lines, width, cells, troubles = [], len(header), [], {}
     for position, (line, record, trouble) in enumerate(records):
         lines.append(line)
         trouble = trouble or _record_problem(record, width)
         if trouble:
-            problems[position] = f"'{path}' line {line}: {trouble}"
+            troubles[position] = trouble
             record = [""] * width
         cells.append(record)
-    return CsvTable(_frame(header, cells), np.asarray(lines, dtype=np.int64), problems)
+    return CsvTable(path, _frame(header, cells), np.asarray(lines, dtype=np.int64), troubles)
 
 
 def _records(text, path, key, limits):
@@ -129,7 +136,7 @@ def _frame(header, cells):
     """The records as pandas would have read them (its column names, missing values and types):
     written out as clean CSV and read back."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")  # a cell holding a lone CR or LF is then quoted
     writer.writerow(header)
     writer.writerows(cells)
     buffer.seek(0)

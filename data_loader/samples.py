@@ -50,12 +50,10 @@ def decode_image(path, mode, image_size, limits=DEFAULT_LIMITS):
     except ReadProblem as err:
         raise BadSample(f"image file '{path}' {err}", timed_out=err.timed_out) from None
     try:
-        with _open_image(path, data, limits.max_image_pixels) as image:
-            _check_pixels(path, image.size, limits.max_image_pixels)
-            image = image.convert(mode)
-            if image_size is not None and image.size != (image_size[1], image_size[0]):
-                image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-            array = np.array(image, dtype=np.uint8)
+        with warnings.catch_warnings():
+            # PIL warns about damaged metadata and large images: the image decodes, or is a bad sample
+            warnings.simplefilter("ignore")
+            array = _decoded(path, data, mode, image_size, limits.max_image_pixels)
     except BadSample:
         raise
     except UnidentifiedImageError:
@@ -67,24 +65,32 @@ def decode_image(path, mode, image_size, limits=DEFAULT_LIMITS):
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
 
 
+def _decoded(path, data, mode, image_size, max_pixels):
+    """uint8 array (H x W or H x W x C) of the image file's bytes `data`, its size checked first."""
+    with _open_image(path, data, max_pixels) as image:
+        _check_pixels(path, image.size, max_pixels)
+        image = image.convert(mode)
+        if image_size is not None and image.size != (image_size[1], image_size[0]):
+            image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+        return np.array(image, dtype=np.uint8)
+
+
 def _open_image(path, data, max_pixels):
     """PIL's image of the file's bytes, header only. Our `max_pixels` replaces PIL's own bomb
-    check: its warning is silenced, and PIL's global limit is lifted only while opening an image
-    when ours is higher (the default is PIL's, so user code sees PIL's settings unchanged)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        if Image.MAX_IMAGE_PIXELS is None or max_pixels < 2 * Image.MAX_IMAGE_PIXELS:
-            try:
-                return Image.open(io.BytesIO(data))
-            except Image.DecompressionBombError as err:  # over twice PIL's limit, so over ours
-                raise BadSample(f"image file '{path}' has more pixels than data_loader.args.max_image_pixels "
-                                f"({max_pixels:,}): {err}") from None
-        with _PIL_LIMIT_LOCK:
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                return Image.open(io.BytesIO(data))
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
+    check; PIL's global limit is lifted only while opening an image when ours is higher (the
+    default is PIL's, so user code sees PIL's settings unchanged)."""
+    if Image.MAX_IMAGE_PIXELS is None or max_pixels < 2 * Image.MAX_IMAGE_PIXELS:
+        try:
+            return Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as err:  # over twice PIL's limit, so over ours
+            raise BadSample(f"image file '{path}' has more pixels than data_loader.args.max_image_pixels "
+                            f"({max_pixels:,}): {err}") from None
+    with _PIL_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_pixels(path, size, max_pixels):

@@ -184,6 +184,8 @@ def load_table_rows(files, target, features, categorical, missing_values, standa
     for path, key, is_valid in files:
         table = read_table(path, key, limits)
         frame, lines = table.frame, table.lines
+        if frame.empty:
+            raise ConfigError(f"{key} '{path}' has a header row but no data rows. Add rows, one per sample.")
         check_columns(frame, path, target, features)
         columns = feature_columns(frame, target, features, exclude)
         chosen_categorical = list(categorical) if categorical is not None else \
