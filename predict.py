@@ -78,6 +78,7 @@ class OnnxModel:
             raise ConfigError(f"ONNX model '{path}' cannot be loaded ({type(err).__name__}: {_first_line(err)}). "
                               "Export it again with export.py.") from None
         self.data_loader_section, self.trusted = self.sidecar["data_loader"], False
+        check_input_pipeline(self.data_loader_section, sidecar_path)
         self.task = self.sidecar.get("task", "multiclass")
         self.fixed_batch = self.sidecar["input_shape"][0] if isinstance(self.sidecar["input_shape"][0], int) else None
 
@@ -120,6 +121,19 @@ def read_sidecar(path):
         raise ConfigError(f"ONNX sidecar '{path}' is not one export.py wrote: {'; '.join(problems)}. Export the "
                           "model again with export.py.")
     return sidecar
+
+
+def check_input_pipeline(data_loader_section, sidecar_path):
+    """A sidecar's data_loader section must rebuild an input pipeline (images) or hold a table's
+    preprocessing; the error names the sidecar."""
+    args = data_loader_section.get("args", {})
+    if isinstance(args, dict) and args.get("preprocessing"):
+        return
+    try:
+        image_pipeline(data_loader_section, trusted=False)
+    except Exception as err:  # a damaged section fails in many ways: all mean this sidecar is unusable
+        raise ConfigError(f"ONNX sidecar '{sidecar_path}': its data_loader section cannot rebuild the input "
+                          f"pipeline ({_first_line(err)}). Export the model again with export.py.") from None
 
 
 def _first_line(err):
@@ -210,8 +224,11 @@ def write_outputs(output, rows, errors):
 def write_csv(path, columns, rows):
     with atomic_open(path, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        # csv leaves a lone CR unquoted when lines end in LF, which would split the row: quote such rows whole
+        quoting = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            (quoting if any("\r" in str(value) for value in row.values()) else writer).writerow(row)
 
 
 def errors_file(output):

@@ -2,6 +2,7 @@
 images held in memory, and the wrapper that applies a split's transform per sample."""
 import io
 import logging
+import re
 import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -83,8 +84,8 @@ def _open_image(path, data, max_pixels):
         try:
             return Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as err:  # over twice PIL's limit, so over ours
-            raise BadSample(f"image file '{path}' has more pixels than data_loader.args.max_image_pixels "
-                            f"({max_pixels:,}): {err}") from None
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            raise _too_many_pixels(path, f"{int(found.group(1)):,}" if found else "too many", max_pixels) from None
     with _PIL_LIMIT_LOCK:
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
@@ -96,11 +97,15 @@ def _open_image(path, data, max_pixels):
 def _check_pixels(path, size, max_pixels):
     width, height = size
     if width * height > max_pixels:
-        raise BadSample(f"image file '{path}' is {width}x{height} = {width * height:,} pixels, over "
-                        f"data_loader.args.max_image_pixels ({max_pixels:,}): a decompression bomb, or an image "
-                        "far larger than training needs. Shrink or remove it, or raise max_image_pixels")
+        raise _too_many_pixels(path, f"{width}x{height} = {width * height:,}", max_pixels)
     if width * height == 0:
         raise BadSample(f"image file '{path}' is {width}x{height} pixels: it holds no image")
+
+
+def _too_many_pixels(path, pixels, max_pixels):
+    return BadSample(f"image file '{path}' has {pixels} pixels, over data_loader.args.max_image_pixels "
+                     f"({max_pixels:,}): a decompression bomb, or an image far larger than training needs. Shrink "
+                     "or remove it, or raise max_image_pixels")
 
 
 def _first_line(err):
