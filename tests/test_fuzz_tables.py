@@ -83,9 +83,10 @@ def _line_at(text, offset):
 @given(case=csv_file(), policy=st.sampled_from(["error", "skip"]), row_limit=st.sampled_from([1000, 1000, 5]))
 def test_every_bad_row_is_named_by_its_line(tmp_path, case, policy, row_limit):
     data, bad_lines, unreadable = case
-    path = tmp_path / f"table{next(_files)}.csv"
+    path = tmp_path / f"case{next(_files)}" / "table.csv"
+    path.parent.mkdir()
     path.write_bytes(data)
-    snapshot = FolderSnapshot(tmp_path)
+    snapshot = FolderSnapshot(path.parent)
     try:
         loader = CsvDataLoader(csv_file=str(path), target="label", categorical=["note"], on_bad_sample=policy,
                                max_csv_field_size=FIELD_LIMIT, max_csv_rows=row_limit, batch_size=4)
@@ -113,9 +114,10 @@ def wine_bytes(tmp_path_factory):
 @fuzz_settings(25)
 @given(damage=st.data(), policy=st.sampled_from(["error", "skip"]))
 def test_a_damaged_real_table_loads_or_is_named(tmp_path, wine_bytes, damage, policy):
-    path = tmp_path / f"wine{next(_files)}.csv"
+    path = tmp_path / f"case{next(_files)}" / "wine.csv"
+    path.parent.mkdir()
     path.write_bytes(damage.draw(mutated(wine_bytes)))
-    snapshot = FolderSnapshot(tmp_path)
+    snapshot = FolderSnapshot(path.parent)
     try:
         loader = CsvDataLoader(csv_file=str(path), target="cultivar", on_bad_sample=policy, batch_size=64)
     except ConfigError as err:

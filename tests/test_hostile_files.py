@@ -52,10 +52,12 @@ def test_a_bomb_in_a_class_folder_stops_train_py_naming_it_and_leaves_no_run(dig
 
 def test_a_bomb_is_skipped_and_listed_with_on_bad_sample_skip(digits_with_a_bomb, tmp_path, monkeypatch, capsys):
     root, bomb = digits_with_a_bomb
+    oddly_named = bomb.rename(bomb.with_name("bo\tmb\n.png"))  # one line per sample all the same
     config = folder_config(tmp_path, root, on_bad_sample="skip")
     assert run_train_in_process(monkeypatch, capsys, "-c", config)[0] == 0
     listed = (only_run(tmp_path / "saved") / "skipped_samples.txt").read_text().splitlines()
-    assert [line.split("\t")[0] for line in listed] == [str(bomb)]
+    assert [line.split("\t")[0] for line in listed] == [str(oddly_named).replace("\t", "\\t").replace("\n", "\\n")]
+    assert "225,000,000 pixels" in listed[0]
 
 
 def test_predict_names_a_bomb_in_its_errors_csv(tmp_path, mnist_dir, monkeypatch, capsys):
