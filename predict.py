@@ -37,8 +37,11 @@ class TorchModel:
         if not path.is_file():
             raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file written by train.py with -r.")
         source = load_source(None, path)  # the checkpoint's own config, read with the file once
-        self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
-                                   checkpoint=source.checkpoint)
+        try:
+            self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
+                                       checkpoint=source.checkpoint)
+        except ConfigError as err:  # the config came out of the checkpoint: say so
+            raise ConfigError(f"the config stored in checkpoint '{path}' cannot be used: {err}") from None
         model, checkpoint = model_from_checkpoint(self.config)
         self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu, warn=False)
         self.model = model.to(self.device)

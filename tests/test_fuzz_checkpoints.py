@@ -97,7 +97,7 @@ def two_digits(tmp_path_factory):
     return folder
 
 
-@fuzz_settings(20)
+@fuzz_settings(8)
 @given(data=st.data())
 def test_predict_with_a_hostile_checkpoint_exits_0_or_2(tmp_path, checkpoint_bytes, two_digits, monkeypatch, capsys,
                                                         data):

@@ -215,3 +215,16 @@ def test_a_damaged_onnx_model_or_sidecar_is_named(tmp_path, onnx_files, monkeypa
                                   tmp_path / "digit.png", "-o", tmp_path / "out.csv")
     assert code == 2 and "Traceback" not in output.err and f"{tmp_path}/{culprit}" in output.err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_names_the_checkpoint_whose_stored_config_is_damaged(tmp_path, mnist_dir, monkeypatch, capsys):
+    config = json.loads(tiny_config(tmp_path, mnist_dir).read_text())
+    config["mr_scheduler"] = config.pop("lr_scheduler")  # one flipped bit in the pickled config
+    checkpoint = tmp_path / "model.pth"
+    torch.save({"arch": "MnistModel", "epoch": 1, "state_dict": MnistModel().state_dict(), "config": config},
+               checkpoint)
+    Image.new("L", (28, 28)).save(tmp_path / "digit.png")
+    code, output = run_in_process(monkeypatch, capsys, "predict", "-r", checkpoint, "-i", tmp_path / "digit.png",
+                                  "-o", tmp_path / "out.csv")
+    assert code == 2 and f"the config stored in checkpoint '{checkpoint}' cannot be used" in output.err
+    assert "mr_scheduler" in output.err and not (tmp_path / "out.csv").exists()
