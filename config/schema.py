@@ -411,6 +411,7 @@ def is_declared(keys, config=None):
     if config is not None and len(keys) == 3 and keys[:2] == ["data_loader", "args"]:
         entry = config.get("data_loader")
         loader = entry.get("type") if isinstance(entry, dict) else None
-        return any(setting.key == keys[2] for setting in DATA_LOADER_ARGS.get(loader, ()))
+        settings = DATA_LOADER_ARGS.get(loader, ()) if isinstance(loader, str) else ()
+        return any(setting.key == keys[2] for setting in settings)
     section, key = ".".join(keys[:-1]), keys[-1]
     return any(setting.key == key for setting in section_settings(section))

@@ -118,7 +118,8 @@ def _check_loader_args(entry, problems):
     their signature before the run, see config/preflight.py)."""
     if not isinstance(entry, dict) or entry.get("module") or not isinstance(entry.get("args", {}), dict):
         return
-    settings = DATA_LOADER_ARGS.get(entry.get("type"))
+    loader_type = entry.get("type")  # any JSON value: a list or a dict must not be looked up
+    settings = DATA_LOADER_ARGS.get(loader_type) if isinstance(loader_type, str) else None
     if settings is None:
         return
     args = entry.get("args", {})
