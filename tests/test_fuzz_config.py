@@ -132,6 +132,7 @@ def test_hostile_overrides_run_or_are_named(tmp_path, valid_config, monkeypatch,
     code, output = run_train_in_process(monkeypatch, capsys, *argv)
     # the override's text, its key path or a section on that path
     keys = [text.partition("=")[0].lstrip("+") for _, text in overrides]  # as -o reads them
-    culprits = [f"override '{text}'" for _, text in overrides] + [
+    # a value starting with "-" is refused by argparse itself, which names the option
+    culprits = ["argument -o/--override"] + [f"override '{text}'" for _, text in overrides] + [
         ".".join(key.split(".")[:depth]) for key in keys for depth in range(1, key.count(".") + 2)]
     check_outcome(code, output, case / "saved", snapshot, [c for c in culprits if c])
