@@ -57,7 +57,8 @@ def check_config(config, problems):
     for section in ("trainer", *ENTRY_SECTIONS):
         if isinstance(config.get(section), dict):
             check_section(config[section], section, problems)
-    for index, entry in enumerate(config.get("metrics") or []):
+    metrics = config.get("metrics")  # its type is checked with the top level; any JSON value may be here
+    for index, entry in enumerate(metrics if isinstance(metrics, list) else []):
         _check_callable_entry(entry, f"metrics.{index}", problems)
     if "loss" in config:
         _check_callable_entry(config["loss"], "loss", problems)

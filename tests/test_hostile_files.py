@@ -230,8 +230,10 @@ def test_predict_names_the_checkpoint_whose_stored_config_is_damaged(tmp_path, m
     assert "mr_scheduler" in output.err and not (tmp_path / "out.csv").exists()
 
 
-@pytest.mark.parametrize("overrides", [["+data_loader.type=[]"], ["data_loader.type={}", "data_loader.args.limit=1"]])
-def test_a_data_loader_type_that_is_not_a_string_is_named(tmp_path, mnist_dir, monkeypatch, capsys, overrides):
+@pytest.mark.parametrize("overrides", [["+data_loader.type=[]"], ["data_loader.type={}", "data_loader.args.limit=1"],
+                                       ["+metrics=true"]])
+def test_a_value_of_an_unexpected_json_type_is_named(tmp_path, mnist_dir, monkeypatch, capsys, overrides):
     argv = ["-c", tiny_config(tmp_path, mnist_dir)] + [part for text in overrides for part in ("-o", text)]
     code, output = run_train_in_process(monkeypatch, capsys, *argv)
-    assert code == 2 and "Traceback" not in output.err and "data_loader.type" in output.err
+    assert code == 2 and "Traceback" not in output.err
+    assert overrides[0].lstrip("+").split("=")[0] in output.err
