@@ -96,13 +96,17 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
 
 
 def record_data_settings(config, data_loader, logger):
-    """Keep what the data loader measured with the run: class names (top-level "class_names",
-    also saved in checkpoints), fitted settings ("auto" normalisation, a table's preprocessing)
-    in data_loader.args, so test.py and prediction rebuild exactly this input pipeline, and the
-    list of skipped bad samples in the run folder."""
+    """Keep what the data loader measured with the run: the task and class or target names
+    (top-level "task", "class_names" / "target_names", also saved in checkpoints), fitted
+    settings ("auto" normalisation, a table's preprocessing, the task "auto" chose, the target
+    scaling) in data_loader.args, so test.py and prediction rebuild exactly this input pipeline,
+    and the list of skipped bad samples in the run folder."""
     class_names = getattr(data_loader, "class_names", None)
     if class_names is not None:
         config.config["class_names"] = list(class_names)
+    task = getattr(data_loader, "task", None)
+    if task is not None:  # the task and the names of the outputs, read by test.py, predict.py, export.py
+        config.config.update(task.record())
     config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
     if config.run_folder is not None and dist.is_main_process():  # a run folder made before (tune.py)
         with write_site(config.run_folder.config_file):
