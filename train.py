@@ -16,6 +16,7 @@ from model.transfer import build_model, optimizer_param_groups, parameter_counts
 from parse_config import ConfigParser
 from run.status import recorded_status, stop_with_the_sweep
 from trainer import Trainer
+from trainer.batch_check import check_one_batch
 from trainer.callbacks import ActivationStatistics, build_callbacks
 from trainer.dry_run import print_dry_run
 from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
@@ -65,8 +66,11 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     len_epoch = settings.trainer.len_epoch or len(data_loader)  # batches of this process
     steps_per_epoch = optimizer_steps_per_epoch(len_epoch, settings.trainer.accum_steps)
     lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
+    # one batch through the model, the loss and the metrics: a model that does not fit the data
+    # stops here, before the run folder exists
+    batch = check_one_batch(config, unwrap_model(model), data_loader, criterion, metrics, device)
     if dry_run:
-        print_dry_run(config, model, data_loader, criterion, device)
+        print_dry_run(config, model, data_loader, batch)
         return None
 
     if config.save_dir is None:  # train.py's own config: its run folder, now that all is built

@@ -177,7 +177,7 @@ def encode_targets(values, kind, names, path, key, positions):
         if bad.any():
             row, column = np.argwhere(bad)[0]
             raise ConfigError(f"{key} '{path}' line {line_of(positions[row])}: the label column "
-                              f"'{values.columns[column]}' is {values.iloc[row, column]!r}; a multi-label target "
+                              f"'{values.columns[column]}' is {str(values.iloc[row, column])!r}; a multi-label target "
                               "holds 0 or 1 in each label column. Fix the value, or use task \"regression\".")
     return numbers.astype(np.float32)
 
