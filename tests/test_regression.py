@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import r2_score
+from test_tasks import diabetes_config
 
 import export
 import predict
@@ -18,7 +19,6 @@ from conftest import only_run
 from parse_config import ConfigParser
 from reliability_helpers import assert_same_training, load, run_in_process, run_train_in_process
 from scripts.make_diabetes_csv import write_diabetes_csv
-from test_tasks import diabetes_config
 from utils.checkpoint import Key
 
 NAME = "Diabetes_Csv"
@@ -58,7 +58,8 @@ def test_run_records_the_task_and_test_py_tests_model_best_in_the_data_units(reg
     assert 100 < best[Key.TARGET_SCALING]["mean"][0] < 200  # the data's units, measured on the training split
     assert abs(best[Key.TARGET_SCALING]["mean"][0] - train.mean()) < 15
     config = json.loads((regression_run / "config.json").read_text())
-    assert config["task"] == "regression" and config["data_loader"]["args"]["target_scaling"] == best[Key.TARGET_SCALING]
+    assert config["task"] == "regression"
+    assert config["data_loader"]["args"]["target_scaling"] == best[Key.TARGET_SCALING]
     result = json.loads((regression_run / "model_best_test.json").read_text())  # -r RUN_FOLDER: model_best
     report = json.loads((regression_run / "model_best_report" / "report.json").read_text())
     assert result["samples"] == report["samples"] == 89
