@@ -105,12 +105,12 @@ def record_data_settings(config, data_loader, logger):
     settings ("auto" normalisation, a table's preprocessing, the task "auto" chose, the target
     scaling) in data_loader.args, so test.py and prediction rebuild exactly this input pipeline,
     and the list of skipped bad samples in the run folder."""
-    class_names = getattr(data_loader, "class_names", None)
-    if class_names is not None:
-        config.config["class_names"] = list(class_names)
     task = getattr(data_loader, "task", None)
+    class_names = getattr(data_loader, "class_names", None)
     if task is not None:  # the task and the names of the outputs, read by test.py, predict.py, export.py
         config.config.update(task.record())
+    elif class_names is not None:
+        config.config["class_names"] = list(class_names)
     config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
     if config.run_folder is not None and dist.is_main_process():  # a run folder made before (tune.py)
         with write_site(config.run_folder.config_file):
