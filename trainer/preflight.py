@@ -22,7 +22,7 @@ from utils.monitor import Monitor, scheduler_monitor
 
 from .averaging import check_ema_settings
 from .callbacks import build_callbacks
-from .schedules import build_lr_scheduler, check_scheduler_entry
+from .schedules import build_lr_scheduler, check_schedule_fits_resume, check_scheduler_entry
 from .swa import check_swa_settings
 
 # the project module each section resolves in first (see ConfigParser.init_obj callers in train.py)
@@ -65,6 +65,9 @@ def check_before_run(config, problems):
             _check_monitor(Monitor(config["trainer"]["monitor"]), metric_names, _validation_on(config, loader_class))
     if "optimizer" in resolved:
         _check_optimizer_steps(config, problems)
+    if config.resume is not None and config.checkpoint is not None and not problems.about("lr_scheduler"):
+        with problems.collect("lr_scheduler"):
+            check_schedule_fits_resume(config, config.checkpoint, config.resume)
     weights = config.resume or config.init_weights
     if weights is not None and "arch" in resolved:
         with problems.collect("arch"):
