@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def save_figure(fig, path):
@@ -118,5 +119,6 @@ def residuals_figure(predicted, true, names):
         histogram.axvline(0, color="grey", linestyle="--")
         histogram.set(xlabel="residual (true - predicted)", ylabel="samples",
                       title=f"{name}: residual histogram (mean {residual.mean():.3g}, std {residual.std():.3g})")
+        histogram.yaxis.set_major_locator(MaxNLocator(integer=True))
         histogram.grid(alpha=0.3)
     return fig
