@@ -233,7 +233,8 @@ class SampleDataLoader(InMemoryDataLoader):
             logger.info(f"In memory, with per-sample transforms: {reason}.")
             return None, False
         mean, std = self.normalize if self.normalize is not None else (None, None)
-        logger.info(f"In memory: {len(cached)} samples, {cached.numel() / 2**20:.1f} MiB; batched augmentation.")
+        how = "batched augmentation" if train_steps else "no augmentation"
+        logger.info(f"In memory: {len(cached)} samples, {cached.numel() / 2**20:.1f} MiB; {how}.")
         return InMemoryData(cached, targets, mean, std, augment if train_steps else None), True
 
 
