@@ -175,3 +175,21 @@ def test_mnist_data_dir_that_does_not_exist_uses_the_offline_source(tmp_path, mn
     code, captured = run_train_in_process(monkeypatch, capsys, "-c", config, "--dry-run")
     assert code == 0, captured.err
     assert (data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_wrong_samples_of_a_table_are_its_rows_as_written_named_like_predict_py(tmp_path):
+    from evaluation.outputs import WrongSamples
+    from evaluation.report import write_report
+
+    path = tmp_path / "test.csv"
+    path.write_text("size,colour,label\n1.5,red,a\n2.5,blue,b\n3.5,red,a\n")
+    loader = CsvDataLoader(csv_file=str(path), batch_size=8, shuffle=False)
+    data, targets = next(iter(loader))
+    output = torch.tensor([[4.0, 0.0], [0.0, 4.0], [0.0, 9.0]])  # the third row is confidently wrong
+    wrong = WrongSamples(4, "classification")
+    wrong.update(data, output, targets, 0)
+    write_report(tmp_path / "report", output, targets, loader.task, wrong.result(), source_rows=loader.describe_samples)
+    rows = pd.read_csv(tmp_path / "report" / "wrong_samples.csv")
+    assert rows["input"].tolist() == ["test.csv line 4"]  # predict.py's name for that row
+    assert rows[["size", "colour", "label"]].values.tolist() == [[3.5, "red", "a"]]  # raw values, not standardised
+    assert rows["predicted"].tolist() == ["b"]
