@@ -56,8 +56,9 @@ def main(config, export_format, output=None, dynamic_batch=False, batch_size=64)
         else:
             torch.jit.trace(model, example).save(str(path))
             difference = torchscript_difference(model, path, batch)
+    unit = " (in target standard deviations)" if isinstance(model, InDataUnits) else ""
     print(f"Exported {path} ({export_format}); largest absolute difference from PyTorch on "
-          f"{len(batch)} test samples: {difference:.3g} (tolerance {TOLERANCE:g})")
+          f"{len(batch)} test samples: {difference:.3g}{unit} (tolerance {TOLERANCE:g})")
     if not difference <= TOLERANCE:
         path.unlink(missing_ok=True)
         raise ExportCheckFailed(f"the exported model differs from PyTorch by {difference:.3g}, more than "
@@ -101,13 +102,22 @@ def onnx_difference(model, path, batch):
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     exported = torch.from_numpy(session.run(None, {"input": batch.numpy()})[0])
-    return float((exported - model(batch)).abs().max())
+    return largest_difference(exported, model(batch), model)
 
 
 @torch.no_grad()
 def torchscript_difference(model, path, batch):
     loaded = torch.jit.load(str(path), map_location="cpu")
-    return float((loaded(batch) - model(batch)).abs().max())
+    return largest_difference(loaded(batch), model(batch), model)
+
+
+def largest_difference(exported, expected, model):
+    """The largest absolute difference of two outputs; for a model in the data's units measured
+    in units of each target's scale, so the tolerance does not depend on how large the values are."""
+    difference = (exported - expected).abs()
+    if isinstance(model, InDataUnits):
+        difference = difference / model.scale
+    return float(difference.max())
 
 
 def sidecar_path(model_path):

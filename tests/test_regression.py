@@ -173,3 +173,12 @@ def test_diabetes_examples_reach_their_stated_r2(tmp_path, diabetes_dir, monkeyp
     print(f"two targets: test R2 {two}", file=sys.stderr)
     assert two["progression"] >= 0.35 and two["s5"] >= 0.6
     assert torch.isfinite(torch.tensor(list(two.values()))).all()
+
+
+def test_the_export_check_of_large_values_is_measured_in_target_scales():
+    from data_loader.task import TargetScaling
+
+    model = export.InDataUnits(torch.nn.Linear(3, 1), TargetScaling((5e5,), (1e5,)))
+    exported, expected = torch.tensor([[600_000.02]]), torch.tensor([[600_000.0]])  # float32 rounding at this size
+    assert export.largest_difference(exported, expected, model) <= export.TOLERANCE
+    assert export.largest_difference(exported, expected, torch.nn.Linear(3, 1)) > export.TOLERANCE
