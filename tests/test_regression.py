@@ -179,6 +179,6 @@ def test_the_export_check_of_large_values_is_measured_in_target_scales():
     from data_loader.task import TargetScaling
 
     model = export.InDataUnits(torch.nn.Linear(3, 1), TargetScaling((5e5,), (1e5,)))
-    exported, expected = torch.tensor([[600_000.02]]), torch.tensor([[600_000.0]])  # float32 rounding at this size
+    exported, expected = torch.tensor([[600_000.0625]]), torch.tensor([[600_000.0]])  # one float32 step apart
     assert export.largest_difference(exported, expected, model) <= export.TOLERANCE
     assert export.largest_difference(exported, expected, torch.nn.Linear(3, 1)) > export.TOLERANCE
