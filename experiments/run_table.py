@@ -51,7 +51,8 @@ def run_rows(folders):
         best, best_epoch = info.best()
         metric = info.monitor.key
         status = f"{info.status} by {info.stop_signal}" if info.stop_signal else info.status
-        row = {"name": info.name, "run_id": info.run_id, "status": status, "epochs": info.epochs_done,
+        row = {"name": info.name, "run_id": info.run_id, "task": info.config.get("task", "-"), "status": status,
+               "epochs": info.epochs_done,
                "monitor": metric or "-", "best": best, "best_epoch": best_epoch,
                **{f"test_{k}": v for k, v in info.test.items()},
                "duration_s": round(info.seconds, 1) if info.seconds is not None else None,

@@ -73,6 +73,7 @@ def test_table_lists_sorts_and_diffs_real_runs_and_plots(tmp_path, mnist_dir, mo
 
     table = pd.read_csv(io.StringIO(run_cli(monkeypatch, capsys, tmp_path / "saved", "--csv")))
     assert table["run_id"].tolist() == [first.name, second.name]
+    assert table["task"].tolist() == ["classification", "classification"]
     assert table["status"].tolist() == ["finished", "finished"]
     assert table["epochs"].tolist() == [2, 3]
     assert table["differs_from_first"].tolist() == ["-", "optimizer.args.lr=0.01, trainer.epochs=3"]

@@ -193,3 +193,19 @@ def test_wrong_samples_of_a_table_are_its_rows_as_written_named_like_predict_py(
     assert rows["input"].tolist() == ["test.csv line 4"]  # predict.py's name for that row
     assert rows[["size", "colour", "label"]].values.tolist() == [[3.5, "red", "a"]]  # raw values, not standardised
     assert rows["predicted"].tolist() == ["b"]
+
+
+def test_a_csv_of_image_paths_can_have_numeric_targets(tmp_path):
+    from PIL import Image
+
+    rows = []
+    for index, brightness in enumerate((10, 80, 160, 240)):
+        Image.new("L", (6, 6), color=brightness).save(tmp_path / f"{index}.png")
+        rows.append((f"{index}.png", brightness / 255))
+    pd.DataFrame(rows, columns=["file", "brightness"]).to_csv(tmp_path / "images.csv", index=False)
+    loader = CsvDataLoader(csv_file=str(tmp_path / "images.csv"), image_column="file", target="brightness",
+                           task="regression", mode="L", batch_size=4, shuffle=False, normalize=None)
+    data, targets = next(iter(loader))
+    assert data.shape == (4, 1, 6, 6) and targets.shape == (4, 1)
+    torch.testing.assert_close(loader.task.original_units(targets).squeeze(1), data.mean(dim=(1, 2, 3)),
+                               atol=1e-3, rtol=0)
