@@ -62,11 +62,13 @@ def guess_categorical(frame, columns):
     return categorical
 
 
-def missing_value_problem(column, raw_text):
-    """What to say about an empty cell, or one that pandas reads as missing ('n/a', 'NA', ...)."""
+def missing_value_problem(column, raw_text, hint=True):
+    """What to say about an empty cell, or one that pandas reads as missing ('n/a', 'NA', ...);
+    `hint`: how to train with such cells."""
     shown = "empty" if not raw_text.strip() else f"{raw_text!r}, a missing-value marker"
-    return (f"column '{column}' is {shown} (set data_loader.args.missing_values to \"fill\" to fill it with "
-            "the training median or most frequent value)")
+    fix = (" (set data_loader.args.missing_values to \"fill\" to fill it with the training median or most "
+           "frequent value)") if hint else ""
+    return f"column '{column}' is {shown}{fix}"
 
 
 def raw_cells(path):

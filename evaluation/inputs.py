@@ -141,7 +141,7 @@ def table_inputs(csv_path, data_loader_section):
     except (OSError, ValueError) as err:
         raise ConfigError(f"CSV file '{csv_path}' cannot be read ({err}).") from None
     labels = [f"{Path(csv_path).name} line {position + 2}" for position in range(len(frame))]  # header: line 1
-    problems = row_problems(frame, preprocessing, args.get("missing_values", "error"))
+    problems = row_problems(frame, preprocessing, args.get("missing_values", "error"), csv_path)
     good = [position for position in range(len(frame)) if position not in problems]
     rows = None
     if good:
@@ -150,18 +150,28 @@ def table_inputs(csv_path, data_loader_section):
     return [labels[position] for position in good], rows, errors
 
 
-def row_problems(frame, preprocessing, missing_values):
+def row_problems(frame, preprocessing, missing_values, csv_path=None):
     """{row position: reason} for the rows the model cannot take."""
     import pandas as pd
 
-    problems = {}
+    from data_loader.table import missing_value_problem, raw_cells
+
+    problems, raw = {}, []
+
+    def raw_text(column, position):  # what a missing cell holds: empty, or a marker such as n/a
+        if not raw:
+            raw.append(raw_cells(csv_path) if csv_path is not None else None)
+        cells = raw[0]
+        return "" if cells is None or column not in cells else str(cells[column].iloc[position])
+
     for column in preprocessing["features"]:
         if column not in frame.columns:
             return {position: f"the file has no column '{column}'" for position in range(len(frame))}
         values = frame[column]
         if missing_values == "error":
             for position in np.flatnonzero(values.isna().to_numpy()):
-                problems.setdefault(int(position), f"column '{column}' is empty (missing value)")
+                problems.setdefault(int(position), missing_value_problem(column, raw_text(column, position),
+                                                                         hint=False))
         if column in preprocessing["numeric"]:
             not_number = pd.to_numeric(values, errors="coerce").isna() & values.notna()
             for position in np.flatnonzero(not_number.to_numpy()):

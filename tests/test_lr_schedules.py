@@ -140,7 +140,8 @@ def check_config_objects(config):
 
 def test_training_a_finished_one_cycle_run_further_stops_before_training_and_says_how(tmp_path, mnist_dir,
                                                                                        monkeypatch, capsys):
-    config = tiny_config(tmp_path, mnist_dir, {"lr_scheduler": ONE_CYCLE, "trainer.epochs": 1})
+    config = tiny_config(tmp_path, mnist_dir, {"lr_scheduler": ONE_CYCLE, "trainer.epochs": 1,
+                                               "data_loader.args.limit": 128})
     assert run_train_in_process(monkeypatch, capsys, "-c", config)[0] == 0
     run = only_run(tmp_path / "saved")
     files = sorted(p.name for p in run.iterdir())

@@ -113,6 +113,7 @@ def test_bad_rows_go_to_the_errors_file(regression_run, tmp_path):
     rows, errors = predict.main(predict.TorchModel(regression_run / "model_best.pth"), path, tmp_path / "p.csv")
     assert [row["input"] for row in rows] == ["new.csv line 2"]
     assert [key for key, _ in errors] == ["new.csv line 3", "new.csv line 4"]
+    assert "'n/a', a missing-value marker" in errors[0][1] and "'fat', not a number" in errors[1][1]
     assert 0 < rows[0]["predicted_progression"] < 400
 
 

@@ -10,6 +10,7 @@ import torch
 
 from utils.errors import ConfigError
 from utils.metric_tracker import is_stateful_metric
+from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
 
 logger = logging.getLogger("train")
@@ -88,6 +89,9 @@ def run_part(step, section, what, config, data):
     except ConfigError:
         raise
     except Exception as err:  # a model or loss that does not fit the data: report, don't dump
+        explained = explain_resource_fault(err, config)  # out of memory is not a config mistake
+        if explained is not None:
+            raise explained from err
         built_from = config[section]["type"] if isinstance(config[section], dict) else config[section]
         raise ConfigError(
             f"{what} ({section}: {built_from}) failed on one batch of data_loader ({config['data_loader']['type']}, "
