@@ -36,6 +36,7 @@ from .sample_loader import SampleDataLoader
 from .samples import ImageFiles, TensorSamples
 from .shard_format import MANIFEST, SHARD_FORMAT, require_litdata
 from .shard_writer import DEFAULT_CHUNK_MB, SplitSource, remove_part_markers, write_split
+from .task import Task
 
 PROGRESS = "progress.json"  # written first, removed once manifest.json is written
 DEFAULT_CHUNK_SAMPLES = 4096
@@ -45,15 +46,18 @@ TEST_KEYS = {"ImageFolderDataLoader": "test_dir", "CsvDataLoader": "test_csv"}  
 
 @dataclass
 class Plan:
-    """What is written: the splits' samples, the classes and how images decode."""
+    """What is written: the splits' samples, the task and its class or target names, and how
+    images decode."""
     splits: dict  # split name -> SplitSource
-    class_names: list
+    class_names: list  # the task's names: classes, labels (multilabel) or target columns (regression)
     kind: str  # "image" or "table"
     policy: str  # on_bad_sample
     source: dict  # the config's data_loader section
     decode: dict = field(default_factory=dict)  # mode, image_size
     preprocessing: dict | None = None
     skipped: list = field(default_factory=list)  # bad table rows left out when read: (row, problem)
+    task: str = "classification"
+    target_scaling: dict | None = None  # regression: the training targets' standardisation
 
 
 def parse_args(argv):
@@ -92,12 +96,15 @@ def build_plan(config):
     skipped = list(train.skipped_samples)
     if len(train.valid_indices):
         splits["val"] = _split_source(train, np.asarray(train.valid_indices))
+    scaling = train.fitted_args.get("target_scaling")
     if section["type"] not in TEST_KEYS or args.get(TEST_KEYS[section["type"]]):
-        test = _source_loader(section, {**overrides, "validation_split": 0.0}, training=False)
-        splits["test"] = _split_source(test, np.arange(len(test.labels)))
+        test_args = {**overrides, "validation_split": 0.0, **({"target_scaling": scaling} if scaling else {})}
+        test = _source_loader(section, test_args, training=False)
+        splits["test"] = _split_source(test, np.arange(len(test.dataset)))
         skipped += test.skipped_samples
-    plan = Plan(splits, list(train.class_names), "table" if table else "image", policy, section,
-                skipped=[[str(sample), problem] for sample, problem in skipped])
+    plan = Plan(splits, list(train.task.names), "table" if table else "image", policy, section,
+                skipped=[[str(sample), problem] for sample, problem in skipped], task=train.task.kind,
+                target_scaling=scaling)
     plan.decode = _decoding(splits["train"])
     plan.preprocessing = train.fitted_args.get("preprocessing")
     return plan
@@ -112,11 +119,12 @@ def _source_loader(section, overrides, training):
 
 def _split_source(loader, order):
     samples = loader.dataset.samples  # before any transform: files, decoded images or table rows
+    targets = np.asarray(loader.dataset.targets)  # encoded for the task, regression ones standardised
     if isinstance(samples, ImageFiles):
-        return SplitSource("files", samples, order, loader.labels, samples.mode, samples.image_size)
+        return SplitSource("files", samples, order, targets, loader.labels, samples.mode, samples.image_size)
     if isinstance(samples, TensorSamples) and samples.data.dtype != torch.uint8:
-        return SplitSource("rows", samples, order, loader.labels)
-    return SplitSource("arrays", samples, order, loader.labels)
+        return SplitSource("rows", samples, order, targets, loader.labels)
+    return SplitSource("arrays", samples, order, targets, loader.labels)
 
 
 def _decoding(train):
@@ -133,11 +141,12 @@ def _decoding(train):
 def fingerprint(plan):
     """A hash of what the shards hold: classes, decoding, and each split's samples in order
     (files by path, size and modification time; arrays and rows by their bytes)."""
-    digest = hashlib.sha256(json.dumps([SHARD_FORMAT, plan.class_names, plan.decode, plan.kind]).encode())
+    digest = hashlib.sha256(json.dumps([SHARD_FORMAT, plan.class_names, plan.decode, plan.kind, plan.task,
+                                        plan.target_scaling]).encode())
     for name, split in plan.splits.items():
         digest.update(f"\n{name}:{split.kind}\n".encode())
         digest.update(np.ascontiguousarray(split.order, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray(split.labels[split.order], dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(split.targets[split.order], dtype=np.float64).tobytes())
         if split.kind == "files":
             for index in split.order:
                 digest.update(_file_identity(split.samples.paths[index]))
@@ -183,23 +192,30 @@ def prepare_output(out, identity, overwrite):
 def build_manifest(plan, summaries, source_fingerprint, identity, layout):
     splits, skipped, stats = {}, list(plan.skipped), None
     for name, parts in summaries.items():
-        labels = plan.splits[name].labels
-        counts = np.zeros(len(plan.class_names), dtype=np.int64)
         bad = {sample for part in parts for sample, _ in part["skipped"]}
-        split = plan.splits[name]
-        names = [split.samples.paths[i] for i in split.order] if split.kind == "files" else None
-        kept = [label for position, label in enumerate(labels[split.order])
-                if names is None or names[position] not in bad]
-        np.add.at(counts, np.asarray(kept, dtype=np.int64), 1)
-        splits[name] = {"count": sum(part["count"] for part in parts), "class_counts": counts.tolist()}
+        splits[name] = {"count": sum(part["count"] for part in parts),
+                        "class_counts": _class_counts(plan.splits[name], bad, len(plan.class_names))}
         skipped += [[sample, problem] for part in parts for sample, problem in part["skipped"]]
         if name == "train":
             stats = _total_stats([part["stats"] for part in parts if part["stats"]])
     return {"format": SHARD_FORMAT, "shards_id": identity, "source_fingerprint": source_fingerprint,
             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "litdata": require_litdata().__version__, "kind": plan.kind, "class_names": plan.class_names,
-            **plan.decode, "normalize": stats, "preprocessing": plan.preprocessing, "splits": splits,
-            "skipped": skipped, "layout": layout, "source": plan.source}
+            "litdata": require_litdata().__version__, "kind": plan.kind, "task": plan.task,
+            "class_names": plan.class_names, "target_scaling": plan.target_scaling, **plan.decode,
+            "normalize": stats, "preprocessing": plan.preprocessing, "splits": splits, "skipped": skipped,
+            "layout": layout, "source": plan.source}
+
+
+def _class_counts(split, bad, n_classes):
+    """Samples written per class (None when the targets are not one class per sample)."""
+    if split.labels is None:
+        return None
+    names = [split.samples.paths[i] for i in split.order] if split.kind == "files" else None
+    kept = [label for position, label in enumerate(split.labels[split.order])
+            if names is None or names[position] not in bad]
+    counts = np.zeros(n_classes, dtype=np.int64)
+    np.add.at(counts, np.asarray(kept, dtype=np.int64), 1)
+    return counts.tolist()
 
 
 def _total_stats(parts):
@@ -264,7 +280,8 @@ def _raise_on_problems(summaries, out):
 def _report(manifest, out, seconds):
     counts = ", ".join(f"{split['count']} {name}" for name, split in manifest["splits"].items())
     size = sum(path.stat().st_size for path in out.rglob("*.bin"))
-    print(f"Wrote {counts} samples of {len(manifest['class_names'])} classes to '{out}' "
+    what = Task(manifest["task"], tuple(manifest["class_names"])).what
+    print(f"Wrote {counts} samples of {what} to '{out}' "
           f"({size / 2**20:.1f} MiB) in {seconds:.1f} s.")
     if manifest["skipped"]:
         print(f"Left out {len(manifest['skipped'])} bad sample(s); {out / MANIFEST} lists them.")

@@ -3,12 +3,15 @@ only when shards are read, as litdata is an optional package."""
 import torch
 from litdata import StreamingDataset
 
+from utils import ConfigError
+
 from .samples import BadSample, seeded_call
 from .shard_format import decode_sample_image
 
 
-class ShardReadError(Exception):
-    """A shard could not be read while training (damaged, changed, or the network dropped)."""
+class ShardReadError(ConfigError):
+    """A shard could not be read (damaged, changed, or the network dropped): exit 2 with the
+    message, before the run folder is made when the check of the first batch meets it."""
 
 
 class ShardDataset(StreamingDataset):
@@ -24,9 +27,10 @@ class ShardDataset(StreamingDataset):
         self.draw_epoch = 0
 
     def __getitem__(self, index):
-        data, label, name = super().__getitem__(index)
+        data, target, name = super().__getitem__(index)
+        target = torch.as_tensor(target)  # a class index, 0/1, or a row of labels or regression targets
         if self.decode["kind"] == "table":
-            return torch.as_tensor(data, dtype=torch.float32), int(label)
+            return torch.as_tensor(data, dtype=torch.float32), target
         position = int(getattr(index, "index", index))
         try:
             image = decode_sample_image(bytes(data), self.decode["mode"], self.decode["image_size"], "")
@@ -39,7 +43,7 @@ class ShardDataset(StreamingDataset):
             # int tuples hash the same in every process
             image = seeded_call(hash((self.draw_seed, self.draw_epoch, position)) % 2**63, self.sample_transform,
                                 image)
-        return image, int(label)
+        return image, target
 
     def location(self):
         return self.input_dir.url or self.input_dir.path

@@ -8,7 +8,9 @@ split and a manifest that says what they hold.
     <folder>/val/...  <folder>/test/...
 
 `python -m data_loader.optimize` writes them from a config's image folder, CSV or torchvision
-data; ShardDataLoader reads them. A sample is a tuple (data, class index, name): for images the
+data; ShardDataLoader reads them. A sample is a tuple (data, target, name), the target a numpy
+array as training uses it (a class index, 0/1, a row of labels or of standardised regression
+targets: data_loader/task.py): for images the
 encoded image (the file's own PNG or JPEG bytes; PNG for images that were decoded arrays) and
 the source file's path as UTF-8 bytes (b"" when there is none); for tables the float32 model
 inputs of the row and b"".
@@ -23,7 +25,7 @@ import numpy as np
 
 from utils import ConfigError
 
-from .samples import decode_image
+from .samples import decode_image_bytes
 
 SHARD_FORMAT = 1  # raise when the layout of a sample or of the manifest changes
 MANIFEST = "manifest.json"
@@ -77,7 +79,7 @@ def encode_png(image):
 
 def decode_sample_image(data, mode, image_size, name):
     """uint8 tensor C x H x W of a sample's encoded image bytes."""
-    return decode_image(io.BytesIO(data), mode, tuple(image_size) if image_size else None, name)
+    return decode_image_bytes(data, mode, tuple(image_size) if image_size else None, name)
 
 
 def read_manifest(input_dir, storage_options=None):

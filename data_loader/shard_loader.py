@@ -29,6 +29,7 @@ from .shard_format import (
     split_location,
 )
 from .table import input_size
+from .task import TargetScaling, Task
 from .transforms import normalize_values, pipeline, transform_steps
 
 logger = logging.getLogger("data_loader")
@@ -60,8 +61,9 @@ class ShardDataLoader:
                  training: bool = True, validation_split: float | None = None, cache_dir: str | None = None,
                  max_cache_gb: float | None = None, transforms: dict | None = None,
                  normalize: str | dict | None = "auto", mode: str | None = None, image_size: int | list | None = None,
-                 class_names: list | None = None, preprocessing: dict | None = None, on_bad_sample: str = "error",
-                 limit: int = 0, seed: int | None = None, **loader_kwargs):
+                 class_names: list | None = None, preprocessing: dict | None = None, task: str | None = None,
+                 target_scaling: dict | None = None, on_bad_sample: str = "error", limit: int = 0,
+                 seed: int | None = None, **loader_kwargs):
         require_litdata()
         logging.getLogger("litdata").setLevel(logging.WARNING)  # its info lines are about its own workings
         self.loader_kwargs = _passed_on(loader_kwargs, num_workers)
@@ -71,14 +73,21 @@ class ShardDataLoader:
         self.input_dir, self.manifest = str(input_dir), read_manifest(input_dir)
         if is_remote(input_dir):
             allow_plain_http_endpoint()
-        _check_fits(self.manifest, self.input_dir, mode, image_size, class_names, preprocessing, on_bad_sample)
+        _check_fits(self.manifest, self.input_dir, {"mode": mode, "image_size": image_size, "class_names": class_names,
+                                                    "preprocessing": preprocessing, "task": task,
+                                                    "target_scaling": target_scaling}, on_bad_sample)
         self.batch_size, self.num_workers, self.training = batch_size, num_workers, training
         self.seed = (torch.initial_seed() if seed is None else seed) % 2**32  # LitData takes 32-bit seeds
         self.class_names = list(self.manifest["class_names"])
+        scaling = TargetScaling.from_record(self.manifest["target_scaling"])
+        self.task = Task(self.manifest["task"], tuple(self.class_names), scaling)
+        self.target_scaling = scaling
         self.skipped_samples = [tuple(sample) for sample in self.manifest["skipped"]]
         self.storage = {"cache_dir": cache_dir, "max_cache_size": f"{max_cache_gb}GB" if max_cache_gb else None}
-        self.fitted_args = {"class_names": self.class_names, "mode": self.manifest["mode"],
+        self.fitted_args = {"task": self.task.kind, "class_names": self.class_names, "mode": self.manifest["mode"],
                             "image_size": self.manifest["image_size"]}
+        if scaling is not None:
+            self.fitted_args["target_scaling"] = scaling.record()
         self.normalize = self._resolve_normalize(normalize)
         self.finish, train_tf, eval_tf = self._pipelines(transforms, training)
         self.eval_transform = eval_tf
@@ -290,10 +299,12 @@ def _read(loader, location, input_dir, skip_first=0):
         except ShardReadError:
             raise
         except Exception as err:  # LitData, the storage clients and torch's workers raise many types
-            network = "if the network dropped, resume once it is back; " if is_remote(location) else ""
+            network = "if the network dropped, wait for it; " if is_remote(location) else ""
             raise ShardReadError(f"reading the shards in '{location}' failed ({_last_line(err)}): {network}if a "
                                  "shard file there is damaged or was changed, copy the shards again or write them "
-                                 f"again ({OPTIMIZE_COMMAND.format(out=input_dir)} --overwrite)") from None
+                                 f"again ({OPTIMIZE_COMMAND.format(out=input_dir)} --overwrite). A run's "
+                                 "checkpoints stay usable: resume it with python train.py -r <its run folder>") \
+                from None
         if skip_first:
             skip_first -= 1
             continue
@@ -328,32 +339,26 @@ def _passed_on(loader_kwargs, num_workers):
     return dict(loader_kwargs)
 
 
-def _check_fits(manifest, input_dir, mode, image_size, class_names, preprocessing, on_bad_sample):
-    """The config's expectations (recorded by a run, for test.py and resuming) against what the
-    shards hold."""
-    where = f"'{input_dir}'"
-    if preprocessing is not None and preprocessing != manifest["preprocessing"]:
-        raise ConfigError(f"data_loader.args.preprocessing differs from the table preprocessing the shards at {where} "
-                          "were written with (other data, or written again since). Point input_dir at the shards "
-                          "this run was trained on, or leave preprocessing out to use the shards' own.")
-    if class_names is not None and list(class_names) != list(manifest["class_names"]):
-        raise ConfigError(f"data_loader.args.class_names are {list(class_names)}, but the shards at {where} hold the "
-                          f"classes {manifest['class_names']} (written from another dataset or config). Point "
-                          f"input_dir at the shards of this run's data, or write them: "
-                          f"{OPTIMIZE_COMMAND.format(out=input_dir)}")
-    size = [image_size, image_size] if isinstance(image_size, int) else image_size
-    for key, given, held in (("mode", mode, manifest["mode"]), ("image_size", size, manifest["image_size"])):
-        if given is not None and (list(given) if isinstance(given, list | tuple) else given) != held:
-            raise ConfigError(f"data_loader.args.{key} is {given!r}, but the shards at {where} were written with "
-                              f"{key} {held!r}. Leave {key} out (the shards' own is used), or write the shards "
-                              f"again with it: {OPTIMIZE_COMMAND.format(out=input_dir)} --overwrite")
+def _check_fits(manifest, input_dir, recorded, on_bad_sample):
+    """What a run recorded in its config (for test.py and resuming), or a config sets, against
+    what the shards at `input_dir` hold; `recorded` maps argument names to values or None."""
+    size = recorded["image_size"]
+    recorded = {**recorded, "image_size": [size, size] if isinstance(size, int) else size}
+    for key, given in recorded.items():
+        held = manifest[key]
+        if given is not None and (list(given) if isinstance(given, tuple) else given) != held:
+            raise ConfigError(f"data_loader.args.{key} is {given!r}, but the shards at '{input_dir}' hold {held!r} "
+                              "(written from other data, or written again since). Point input_dir at the shards of "
+                              f"this run's data, or leave {key} out to use the shards' own; to write them: "
+                              f"{OPTIMIZE_COMMAND.format(out=input_dir)}")
     if on_bad_sample not in ("error", "skip"):
         raise ConfigError(f'data_loader.args.on_bad_sample is {on_bad_sample!r}; use "error" or "skip".')
     if manifest["skipped"] and on_bad_sample == "error":
         first = "; ".join(f"{sample}: {problem}" for sample, problem in manifest["skipped"][:3])
-        raise ConfigError(f"the shards at {where} were written without {len(manifest['skipped'])} bad sample(s) "
-                          f"({first}). Set data_loader.args.on_bad_sample to \"skip\" to train without them, or fix "
-                          f"them and write the shards again: {OPTIMIZE_COMMAND.format(out=input_dir)} --overwrite")
+        raise ConfigError(f"the shards at '{input_dir}' were written without {len(manifest['skipped'])} bad "
+                          f"sample(s) ({first}). Set data_loader.args.on_bad_sample to \"skip\" to train without "
+                          "them, or fix them and write the shards again: "
+                          f"{OPTIMIZE_COMMAND.format(out=input_dir)} --overwrite")
 
 
 def _missing_split_message(split, input_dir):

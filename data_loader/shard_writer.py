@@ -33,7 +33,8 @@ class SplitSource:
     kind: str
     samples: object
     order: np.ndarray  # indices into `samples`
-    labels: np.ndarray  # class index of every sample of `samples`
+    targets: np.ndarray  # every sample's target as training uses it (data_loader/task.py)
+    labels: np.ndarray | None = None  # class index of every sample (None: not one class per sample)
     mode: str | None = None  # files: how they decode
     image_size: tuple | None = None
 
@@ -50,26 +51,26 @@ def part_tasks(split_dir, source, chunk_samples, chunk_bytes, policy, measure):
     so that a worker process needs nothing else."""
     for part, start in enumerate(range(0, len(source.order), chunk_samples)):
         chosen = source.order[start:start + chunk_samples]
-        labels = source.labels[chosen].tolist()
+        targets = list(source.targets[chosen])
         if source.kind == "files":
             payload = ([source.samples.paths[i] for i in chosen], source.mode, source.image_size)
         elif source.kind == "rows":
             payload = (source.samples.data[chosen].numpy().astype(np.float32),)
         else:
             payload = ([np.asarray(source.samples[int(i)][0], dtype=np.uint8) for i in chosen],)
-        yield part, (str(split_dir), part, source.kind, payload, labels, chunk_bytes, policy, measure)
+        yield part, (str(split_dir), part, source.kind, payload, targets, chunk_bytes, policy, measure)
 
 
 def write_part(task):
     """Write one part (in a worker process); returns its summary, which is also its marker."""
     from litdata.streaming.writer import BinaryWriter
 
-    split_dir, part, kind, payload, labels, chunk_bytes, policy, measure = task
+    split_dir, part, kind, payload, targets, chunk_bytes, policy, measure = task
     _remove_part(split_dir, part)  # a part cut short by a stopped run starts again
     os.environ["DATA_OPTIMIZER_GLOBAL_RANK"] = str(part)  # LitData names the chunk files by it
     try:
         writer = BinaryWriter(split_dir, chunk_bytes=chunk_bytes, msg_queue=_Discard())
-        summary = _fill(writer, kind, payload, labels, policy, measure)
+        summary = _fill(writer, kind, payload, targets, policy, measure)
         if summary["problems"]:  # on_bad_sample "error": the part is not complete
             _remove_part(split_dir, part)
             return summary
@@ -80,12 +81,12 @@ def write_part(task):
     return summary
 
 
-def _fill(writer, kind, payload, labels, policy, measure):
+def _fill(writer, kind, payload, targets, policy, measure):
     stats, sizes = None, set()
     written, skipped, problems = 0, [], []
-    for position, label in enumerate(labels):
+    for position, target in enumerate(targets):
         try:
-            sample, image = _sample(kind, payload, position, label)
+            sample, image = _sample(kind, payload, position, np.asarray(target))
         except BadSample as err:
             (skipped if policy == "skip" else problems).append([_name(kind, payload, position), str(err)])
             continue
@@ -100,14 +101,14 @@ def _fill(writer, kind, payload, labels, policy, measure):
             "sizes": [list(size) for size in sorted(sizes)[:2]]}
 
 
-def _sample(kind, payload, position, label):
-    """((data, label, name), decoded uint8 image or None). A tuple, not a dict: LitData stores
+def _sample(kind, payload, position, target):
+    """((data, target, name), decoded uint8 image or None). A tuple, not a dict: LitData stores
     dicts as Arrow tables, which read one sample ~100x slower when the samples are shuffled."""
     if kind == "rows":
-        return (payload[0][position], label, b""), None
+        return (payload[0][position], target, b""), None
     if kind == "arrays":
         image = payload[0][position]
-        return (encode_png(image), label, b""), image
+        return (encode_png(image), target, b""), image
     paths, mode, image_size = payload
     path = paths[position]
     try:
@@ -116,7 +117,7 @@ def _sample(kind, payload, position, label):
         raise BadSample(f"image file '{path}' cannot be read ({type(err).__name__}: {err})") from None
     image = decode_sample_image(data, mode, image_size, path).numpy()
     # the name as bytes: LitData would store a string that names an image file as that image
-    return (data, label, path.encode()), image
+    return (data, target, path.encode()), image
 
 
 def _name(kind, payload, position):

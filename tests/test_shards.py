@@ -473,3 +473,35 @@ def test_with_other_workers_the_resumed_epoch_ends_with_the_trainers_batch_count
     rest = ids(resumed)
     assert resume_at + len(rest) // 8 == len(resumed) == 12 and len(rest) == 48
     assert not set(rest) & set(seen) and len(set(rest)) == 48
+
+
+def test_a_regression_table_trains_from_shards_and_test_py_reads_its_targets_in_the_original_units(
+        tmp_path, monkeypatch, capsys):
+    """The diabetes example (10 columns, one numeric target): the shards keep the standardised
+    targets and their scaling; a run trains on them and test.py scores the test split."""
+    from scripts.make_diabetes_csv import write_diabetes_csv
+
+    write_diabetes_csv(tmp_path / "diabetes")
+    source = json.loads((PROJECT_ROOT / "configs" / "diabetes_csv.json").read_text())
+    source["data_loader"]["args"].update(train_csv=str(tmp_path / "diabetes" / "train.csv"),
+                                         test_csv=str(tmp_path / "diabetes" / "test.csv"))
+    (tmp_path / "source.json").write_text(json.dumps(source))
+    manifest = write(tmp_path / "source.json", tmp_path / "shards")
+    assert manifest["task"] == "regression" and manifest["class_names"] == ["progression"]
+    assert set(manifest["target_scaling"]) == {"mean", "scale"}
+    loader = ShardDataLoader(str(tmp_path / "shards"), batch_size=283, shuffle=False)  # the training split
+    _, targets = next(iter(loader))
+    assert targets.dtype == torch.float32 and targets.shape[1] == 1 and abs(float(targets.mean())) < 0.2
+
+    config = {**source, "data_loader": {"type": "ShardDataLoader", "args": {"input_dir": str(tmp_path / "shards"),
+                                                                            "batch_size": 32}}}
+    config["trainer"].update(epochs=1, save_dir=str(tmp_path / "saved"), verbosity=1)
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    code, captured = run_train_in_process(monkeypatch, capsys, "-c", tmp_path / "run.json")
+    assert code == 0, captured
+    checkpoint = next((tmp_path / "saved").rglob("checkpoint-epoch1.pth"))
+    assert torch.load(checkpoint, weights_only=True)["target_scaling"] == manifest["target_scaling"]
+    code, captured = run_in_process(monkeypatch, capsys, "test", "-r", checkpoint)
+    assert code == 0, captured
+    assert json.loads(checkpoint.with_name("checkpoint-epoch1_test.json").read_text())["samples"] == \
+        manifest["splits"]["test"]["count"]
