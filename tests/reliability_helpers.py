@@ -104,14 +104,14 @@ def run_in_process(monkeypatch, capsys, script, *argv, check=False):
         code = exit_info.code
     finally:
         torch.set_num_threads(threads)
-        _remove_root_handlers()  # they write to this test's captured streams, closed after it
+        remove_root_handlers()  # they write to this test's captured streams, closed after it
     captured = capsys.readouterr()
     if check and code != 0:
         raise AssertionError(f"{script}.py {argv} exited {code}\n{captured.out}\n{captured.err}")
     return code, captured
 
 
-def _remove_root_handlers():
+def remove_root_handlers():
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -24,12 +24,9 @@ def metrics_epochs(run):
 
 
 @pytest.fixture
-def one_epoch_run(tmp_path, mnist_dir, monkeypatch, capsys):
-    """A finished 1-epoch run (TensorBoard on): its run folder."""
-    config = tiny_config(tmp_path, mnist_dir, {**SETTINGS, "trainer.tensorboard": True})
-    code, _ = run_train_in_process(monkeypatch, capsys, "-c", config)
-    assert code == 0
-    return only_run(tmp_path / "saved")
+def one_epoch_run(finished_run):
+    """A finished 1-epoch run (256 digits, TensorBoard on; a copy of the session's): its run folder."""
+    return finished_run
 
 
 @pytest.mark.parametrize("target", ["run folder", "checkpoint file", "auto"])

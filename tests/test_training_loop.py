@@ -109,9 +109,8 @@ def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir, 
     assert history["lr"].tolist() == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
 
 
-def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir, train):
-    train("-c", tiny_config(tmp_path, mnist_dir))
-    source = only_run(tmp_path / "saved") / "model_best.pth"
+def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir, train, finished_run):
+    source = finished_run / "model_best.pth"
     new_config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "optimizer.args.lr": 1e-9}, name="Tuned")
     train("-c", new_config, "-r", source)
     tuned = torch.load(only_run(tmp_path / "saved", name="Tuned") / "checkpoint-epoch1.pth", weights_only=True)
@@ -122,10 +121,8 @@ def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir, t
         assert torch.allclose(tuned["state_dict"][name], weight, atol=1e-5), name
 
 
-def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir, train):
-    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1})
-    train("-c", config)
-    train("-c", config, "-r", "auto", "-o", "trainer.epochs=2")
+def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, train, finished_run):
+    train("-c", tmp_path / "Tiny.json", "-r", "auto", "-o", "trainer.epochs=2")  # the config finished_run ran
     (run,) = run_dirs(tmp_path / "saved")  # -r auto went on in the same run folder
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth"]
     assert metrics_csv(tmp_path / "saved", run)["epoch"].tolist() == [1, 2]
