@@ -95,8 +95,7 @@ def test_second_process_on_a_running_run_exits_2_and_sigkill_frees_the_lock(tmp_
     config = tiny_config(tmp_path, mnist_dir, {**SETTINGS, "trainer.epochs": 1000})
     first = ScriptProcess("train.py", "-c", config)
     try:
-        first.wait_for(r"Saving checkpoint: .*checkpoint-epoch1\.pth", timeout=600)
-        run = only_run(tmp_path / "saved")
+        run = first.wait_for_file(tmp_path / "saved", "models/Tiny/*/checkpoint-epoch1.pth", timeout=600).parent
         checkpoints_before = set(run.glob("checkpoint-epoch*.pth"))
         code, captured = run_train_in_process(monkeypatch, capsys, "-r", run)
         print(captured.err)  # what a second process prints
