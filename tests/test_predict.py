@@ -22,6 +22,7 @@ from parse_config import ConfigParser
 from utils import ConfigError
 from utils.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.xdist_group("predict")  # one trained run and one set of PNGs for the module
 TORCHMETRICS_F1 = {"type": "MulticlassF1Score", "module": "torchmetrics.classification",
                    "args": {"num_classes": 10}, "name": "f1"}
 
