@@ -19,6 +19,8 @@ def train(monkeypatch, capsys):
 def metrics_csv(save_dir, run, name="Tiny"):
     return pd.read_csv(save_dir / "log" / name / run.name / "metrics.csv")
 
+SMALL = {"data_loader.args.limit": 256}  # 6 batches per epoch, where the count does not matter
+
 # The lr used in each epoch is logged and can be monitored: with MultiStepLR(milestones [2, 3],
 # gamma 0.5) it is 1, 1, 0.5, 0.25, 0.25, ... so "min lr" improves exactly at epochs 1, 3, 4.
 LR_SCHEDULE = {"optimizer.type": "SGD", "optimizer.args": {"lr": 1.0e-2},
@@ -26,7 +28,7 @@ LR_SCHEDULE = {"optimizer.type": "SGD", "optimizer.args": {"lr": 1.0e-2},
 
 
 def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir, train):
-    config = tiny_config(tmp_path, mnist_dir, {**LR_SCHEDULE, "trainer.epochs": 10, "trainer.save_period": 4,
+    config = tiny_config(tmp_path, mnist_dir, {**LR_SCHEDULE, **SMALL, "trainer.epochs": 10, "trainer.save_period": 4,
                                                "trainer.monitor": "min lr", "trainer.early_stop": 2})
     train("-c", config)
     # epochs 5 and 6 do not improve: early stop after exactly 2 epochs, at epoch 6
@@ -43,7 +45,7 @@ def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir, tra
 def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, mnist_dir, train):
     updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.04, "momentum": 0.9},
                "lr_scheduler": {"type": "StepLR", "args": {"step_size": 1, "gamma": 0.5}}}
-    config = tiny_config(tmp_path, mnist_dir, updates)
+    config = tiny_config(tmp_path, mnist_dir, {**updates, **SMALL})
     train("-c", config)
     first_run = only_run(tmp_path / "saved")
     checkpoint = torch.load(first_run / "checkpoint-epoch2.pth", weights_only=True)
@@ -61,7 +63,7 @@ def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, 
 
 
 def test_len_epoch_runs_exactly_that_many_steps(tmp_path, mnist_dir, train):
-    config = tiny_config(tmp_path, mnist_dir, {"trainer.len_epoch": 5, "trainer.epochs": 3})
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.len_epoch": 5, "trainer.epochs": 3, **SMALL})
     train("-c", config)
     checkpoint = torch.load(only_run(tmp_path / "saved") / "checkpoint-epoch3.pth", weights_only=True)
     adam_steps = {int(state["step"]) for state in checkpoint["optimizer"]["state"].values()}
@@ -101,7 +103,7 @@ def test_original_pytorch_template_config_runs_unchanged(tmp_path, mnist_dir, tr
 def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir, train):
     # Monitoring the lr itself makes the plateau deterministic: every second epoch repeats the
     # previous lr, which (patience 0) halves it. Fed val_loss instead, the sequence would differ.
-    updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.01}, "trainer.epochs": 6,
+    updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.01}, "trainer.epochs": 6, **SMALL,
                "trainer.monitor": "min lr",
                "lr_scheduler": {"type": "ReduceLROnPlateau", "args": {"patience": 0, "factor": 0.5}}}
     train("-c", tiny_config(tmp_path, mnist_dir, updates))

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, script_env, tiny_config
+from conftest import PROJECT_ROOT, only_run, run_dirs, script_env, tiny_config
 from reliability_helpers import load, run_in_process
 from tune import tune
 from tuning.space import parse_space
@@ -37,12 +37,13 @@ def test_bad_space_names_the_key(space, message):
     assert str(err.value).startswith(message), str(err.value)
 
 
-def test_bad_space_exits_2_from_the_script(tmp_path, mnist_dir):
+def test_bad_space_exits_2_from_the_script(tmp_path, mnist_dir, monkeypatch, capsys):
     config = tiny_config(tmp_path, mnist_dir, {"tune.space": {"optimizer.args.lr": {"type": "float", "low": 1,
                                                                                    "high": 1}}})
-    result = run_script("tune.py", "-c", config)
-    assert result.returncode == 2
-    assert "error: tune.space.optimizer.args.lr: 'low' must be < 'high'" in result.stderr
+    code, captured = run_in_process(monkeypatch, capsys, "tune", "-c", config)
+    assert code == 2 and "Traceback" not in captured.err
+    assert "error: tune.space.optimizer.args.lr: 'low' must be < 'high'" in captured.err
+    assert not (tmp_path / "saved").exists()
 
 
 @pytest.mark.parametrize("settings, message", [
