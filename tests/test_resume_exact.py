@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass, field
 
 import pytest
-from test_data_workflows import csv_config, digits, folder_config, wine  # noqa: F401 (fixtures)
+from test_data_workflows import csv_config, digits, folder_config, loader_of, wine  # noqa: F401 (fixtures)
 from test_lr_schedules import ONE_CYCLE, WARMUP_COSINE
 
 from conftest import only_run, run_dirs, tiny_config
@@ -61,6 +61,15 @@ def swa_stops_the_schedule_when_it_starts(reference, stop):
     assert stop["swa"]["updates"] == 1  # the average of epoch 2's end, carried into epoch 3
 
 
+def data_path(in_memory, augmented=False):
+    """The case runs on the data path it is about."""
+    def check(reference, stop):
+        loader = loader_of(reference / "config.json")
+        assert loader.in_memory == in_memory
+        assert not augmented or loader.batches.augment is not None
+    return check
+
+
 # 256 digits, a quarter held out: 6 batches of 32 per epoch, 3 optimizer steps with accumulation
 ACCUMULATED = {"data_loader.args.limit": 256, "trainer.accum_steps": 2}
 CASES = {
@@ -90,10 +99,12 @@ CASES = {
                                 starts=("checkpoint-epoch1-step5.pth",)),
     # the data paths: decoded into memory with batched augmentation, per sample from a CSV, and
     # per sample with random transforms in worker processes
-    "folder_in_memory_augmented": Case(lambda tmp_path, data: folder_config(tmp_path, data["digits"])),
-    "csv_per_sample": Case(lambda tmp_path, data: csv_config(tmp_path, data["wine"])),
+    "folder_in_memory_augmented": Case(lambda tmp_path, data: folder_config(tmp_path, data["digits"]),
+                                       check=data_path(in_memory=True, augmented=True)),
+    "csv_per_sample": Case(lambda tmp_path, data: csv_config(tmp_path, data["wine"]), check=data_path(in_memory=False)),
     "folder_per_sample_workers": Case(lambda tmp_path, data: folder_config(tmp_path, data["digits"], in_memory=False,
-                                                                           num_workers=2)),
+                                                                           num_workers=2),
+                                      check=data_path(in_memory=False)),
 }
 
 
