@@ -34,8 +34,9 @@ class TorchModel:
         from evaluation.evaluate import model_from_checkpoint
 
         path = Path(checkpoint_path)
-        if not path.is_file():
-            raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file written by train.py with -r.")
+        if not path.exists():
+            raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file or .dcp folder written by "
+                              "train.py with -r.")
         source = load_source(None, path)  # the checkpoint's own config, read with the file once
         self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
                                    checkpoint=source.checkpoint)
@@ -189,7 +190,7 @@ def errors_file(output):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Predict classes for new inputs with a trained model.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("-r", "--resume", help="checkpoint (.pth) written by train.py")
+    source.add_argument("-r", "--resume", help="checkpoint (.pth file or .dcp folder) written by train.py")
     source.add_argument("-m", "--model", help="ONNX model written by export.py (with its .json sidecar)")
     parser.add_argument("-i", "--input", required=True, help="folder of images, one image, or a CSV file")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: predictions.csv)")

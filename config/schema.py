@@ -199,6 +199,10 @@ TRAINER = (
             nullable=True),
     Setting("activation_stats", int, None, "write per-layer activation mean/std every N training passes",
             minimum=1, nullable=True),
+    Setting("strategy", str, "auto", "under torchrun: \"ddp\" (a full copy per process), \"fsdp\" (weights, "
+            "gradients and optimizer state sharded), \"auto\" (ddp)", choices=("auto", "ddp", "fsdp")),
+    Setting("fsdp", dict, None, "FSDP settings: {\"shard_modules\", \"reshard_after_forward\", \"param_dtype\", "
+            "\"reduce_dtype\", \"cpu_offload\", \"activation_checkpointing\"} (docs/distributed.md)", nullable=True),
 )
 
 # keys of a {"type", "args"} entry; the sections below add their own
