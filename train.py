@@ -107,8 +107,16 @@ def write_skipped_samples(config, data_loader, logger):
     if skipped and dist.is_main_process():
         path = config.run_folder.skipped_samples
         with write_site(path), atomic_open(path, "wt") as handle:
-            handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
+            handle.writelines(f"{one_line(sample)}\t{one_line(problem)}\n" for sample, problem in skipped)
         logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")
+
+
+ESCAPED = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def one_line(text):
+    """`text` on one line of skipped_samples.txt: a tab, line break or backslash in a file name escaped."""
+    return str(text).translate(ESCAPED)
 
 
 def with_class_weights(criterion, class_weights, device, logger):
