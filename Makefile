@@ -21,7 +21,7 @@ venv: $(BIN)/activate
 train: venv
 	$(BIN)/python train.py -c config.json $(ARGS)
 
-# the suite in two tiers: `test` (about 2 minutes on 2 cores) and `test-slow`, the long
+# the suite in two tiers: `test` (about 2 minutes on 2 cores) and `test-slow` (about 10), the long
 # end-to-end runs (every documented command, torchrun launches, signals and kills to processes)
 test: venv
 	$(BIN)/python -m pytest -q -m "not slow" $(PARALLEL) $(ARGS)
