@@ -105,7 +105,31 @@ CASES = {
     "folder_per_sample_workers": Case(lambda tmp_path, data: folder_config(tmp_path, data["digits"], in_memory=False,
                                                                            num_workers=2),
                                       check=data_path(in_memory=False)),
+    # streamed from shards in 2 worker processes: the loader's own position is in the checkpoint
+    "shards_workers": Case(lambda tmp_path, data: shard_config(tmp_path, data["digits"]),
+                           check=lambda reference, stop: shard_position_saved(stop)),
 }
+
+
+def shard_config(tmp_path, digits_dir):
+    """The digits folder written as shards once (beside the runs' folders), read by 2 workers."""
+    shards = tmp_path.parent / "shards"
+    if not (shards / "manifest.json").exists():
+        from data_loader import optimize
+
+        source = folder_config(tmp_path.parent / "source", digits_dir)
+        optimize.write_shards(optimize.parse_args(["-c", str(source), "--out", str(shards), "--workers", "1",
+                                                   "--chunk-samples", "16"]))
+    config = json.loads(folder_config(tmp_path, digits_dir).read_text())
+    config["data_loader"] = {"type": "ShardDataLoader", "args": {
+        "input_dir": str(shards), "batch_size": 16, "num_workers": 2,
+        "transforms": config["data_loader"]["args"]["transforms"]}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path / "config.json"
+
+
+def shard_position_saved(stop):
+    assert stop["data_loader"]["batches_done"] == 3 and stop["data_loader"]["litdata"] is not None
 
 
 def sigterm_at(monkeypatch, epoch, batch_idx):

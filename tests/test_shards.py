@@ -20,6 +20,7 @@ from scripts.make_digits_folder import write_digits_folder  # noqa: E402
 from utils import ConfigError, dist  # noqa: E402
 
 CHUNK = 16  # samples per chunk: several chunks even for these small splits
+pytestmark = pytest.mark.xdist_group("shards")  # the module's shards are written once, in one worker
 
 
 def source_config(tmp_path, digits, name="source.json", **args):
@@ -254,9 +255,15 @@ def other_classes(tmp_path, shards, monkeypatch):
 
 
 def unreachable_url(tmp_path, shards, monkeypatch):
-    """An S3-compatible endpoint where nothing listens (the discard port), one attempt."""
-    for key, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_MAX_ATTEMPTS": "1",
-                       "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    """An S3-compatible endpoint where nothing listens (a port just given up), one attempt."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "x", "AWS_MAX_ATTEMPTS": "1",
+                   "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in environment.items():
         monkeypatch.setenv(key, value)
     return "s3://no-bucket/shards", "s3://no-bucket/shards/manifest.json"
 
