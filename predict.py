@@ -7,22 +7,15 @@
 INPUT is a folder of images (searched recursively), one image file, or a CSV file in the training
 table's format. Inputs are prepared with the checkpoint's own eval transforms or table
 preprocessing. Each row of the output holds the input, the predicted class, its probability and
-the top-k classes; inputs that cannot be used go to <output>_errors.csv with the reason."""
+the top-k classes; inputs that cannot be used go to <output>_errors.csv with the reason.
+The command line is read first, so --help answers before torch is imported."""
 import argparse
 import csv
 import json
 import os
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
-
-from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline, list_inputs, table_inputs
-from evaluation.outputs import DEFAULT_THRESHOLD, class_names_for, predict_labels, probabilities
-from parse_config import ConfigParser
-from run.resume import load_source
-from utils import ConfigError, main_guard, prepare_device
+from utils import ConfigError, main_guard
 from utils.io import atomic_open
 
 
@@ -32,6 +25,10 @@ class TorchModel:
 
     def __init__(self, checkpoint_path, trusted=False, n_gpu=None):
         from evaluation.evaluate import model_from_checkpoint
+        from evaluation.outputs import class_names_for
+        from parse_config import ConfigParser
+        from run.resume import load_source
+        from utils import prepare_device
 
         path = Path(checkpoint_path)
         if not path.is_file():
@@ -49,9 +46,11 @@ class TorchModel:
     def class_names(self, count):
         return self._names(count)
 
-    @torch.inference_mode()
     def __call__(self, batch):
-        return self.model(batch.to(self.device, non_blocking=True)).float()
+        import torch
+
+        with torch.inference_mode():
+            return self.model(batch.to(self.device, non_blocking=True)).float()
 
 
 class OnnxModel:
@@ -81,6 +80,8 @@ class OnnxModel:
         return names if len(names) == count else [str(i) for i in range(count)]
 
     def __call__(self, batch):
+        import torch
+
         if self.fixed_batch is None:
             return self._run(batch)
         # a model exported without --dynamic-batch takes exactly its batch size: pad the last one
@@ -92,6 +93,8 @@ class OnnxModel:
         return torch.cat(parts)
 
     def _run(self, batch):
+        import torch
+
         return torch.from_numpy(self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})[0])
 
 
@@ -105,8 +108,15 @@ def task_of_config(config):
     return "binary" if arch_args.get("num_classes") == 1 else "multilabel"
 
 
-def main(model, input_path, output, top_k=3, batch_size=256, threshold=DEFAULT_THRESHOLD, num_workers=None):
-    """Predict every input; write the predictions and errors CSVs. Returns (rows, errors)."""
+def main(model, input_path, output, top_k=3, batch_size=256, threshold=None, num_workers=None):
+    """Predict every input; write the predictions and errors CSVs. Returns (rows, errors).
+    `threshold`: binary and multi-label models (default evaluation.outputs.DEFAULT_THRESHOLD)."""
+    from tqdm import tqdm
+
+    from evaluation.inputs import list_inputs
+    from evaluation.outputs import DEFAULT_THRESHOLD
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     kind, source = list_inputs(input_path)
     rows, errors = [], []
     if kind == "images":
@@ -126,6 +136,11 @@ def main(model, input_path, output, top_k=3, batch_size=256, threshold=DEFAULT_T
 
 
 def image_batches(files, data_loader_section, batch_size, num_workers, trusted=False):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline
+
     pipeline = image_pipeline(data_loader_section, trusted)
     workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
     loader = DataLoader(ImageInputs(files, pipeline), batch_size=batch_size, num_workers=workers,
@@ -134,6 +149,8 @@ def image_batches(files, data_loader_section, batch_size, num_workers, trusted=F
 
 
 def table_batches(csv_path, data_loader_section, batch_size):
+    from evaluation.inputs import table_inputs
+
     labels, rows, errors = table_inputs(csv_path, data_loader_section)
     yield [], None, errors
     for start in range(0, len(labels), batch_size):
@@ -142,6 +159,8 @@ def table_batches(csv_path, data_loader_section, batch_size):
 
 def prediction_rows(keys, output, model, top_k, threshold):
     """One dict per input: input, predicted, probability, then top-k or per-label columns."""
+    from evaluation.outputs import predict_labels, probabilities
+
     task = model.task
     probs = probabilities(output, task)
     names = model.class_names(probs.shape[1] if task != "binary" else 2)
@@ -195,7 +214,7 @@ def parse_args(argv=None):
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: predictions.csv)")
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per input (default: 3)")
     parser.add_argument("--batch-size", type=int, default=256, help="inputs per forward pass (default: 256)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=float, default=None,
                         help="binary and multi-label models: probability above which a label is predicted")
     parser.add_argument("--num-workers", type=int, default=None, help="image decoding processes (default: up to 4)")
     parser.add_argument("-d", "--device", default=None, help="indices of GPUs to use (default: all; none: CPU)")

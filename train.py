@@ -1,3 +1,5 @@
+"""Train a model from a config: python train.py -c config.json (see README.md). The command line
+is read first, so --help and a mistyped flag answer before torch and the project are imported."""
 import argparse
 import collections
 import functools
@@ -5,23 +7,10 @@ import inspect
 import json
 import sys
 
-import torch
-
-import data_loader.data_loaders as module_data
-import model.loss as module_loss
-import model.metric as module_metric
-import model.model as module_arch
-from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
-from model.transfer import build_model, optimizer_param_groups, parameter_counts
-from parse_config import ConfigParser
-from run.status import recorded_status, stop_with_the_sweep
-from trainer import Trainer
-from trainer.callbacks import ActivationStatistics, build_callbacks
-from trainer.dry_run import print_dry_run
-from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
-from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
-from utils.io import atomic_open
-from utils.seed import seed_everything
+from config.cli import parse_command_line
+from experiments.sweep_args import add_sweep_arguments, is_sweep_command
+from utils.errors import ConfigError, main_guard
+from utils.io import atomic_open, write_json
 from utils.write_faults import write_site
 
 
@@ -30,6 +19,21 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     `epoch_callbacks` (functions of (epoch, log)) after each epoch's checkpoint.
     Everything is built before the run folder is made, so a mistake that shows only while
     building leaves nothing behind. Returns the trainer (None for a dry run)."""
+    import torch
+
+    import data_loader.data_loaders as module_data
+    import model.loss as module_loss
+    import model.metric as module_metric
+    import model.model as module_arch
+    from model.transfer import build_model, optimizer_param_groups, parameter_counts
+    from run.status import recorded_status
+    from trainer import Trainer
+    from trainer.callbacks import ActivationStatistics, build_callbacks
+    from trainer.dry_run import print_dry_run
+    from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
+    from utils import dist, prepare_device, unwrap_model
+    from utils.seed import seed_everything
+
     logger = config.get_logger("train")
     settings = config.settings
     seed_everything(settings.seed)
@@ -100,6 +104,8 @@ def record_data_settings(config, data_loader, logger):
     also saved in checkpoints), fitted settings ("auto" normalisation, a table's preprocessing)
     in data_loader.args, so test.py and prediction rebuild exactly this input pipeline, and the
     list of skipped bad samples in the run folder."""
+    from utils import dist
+
     class_names = getattr(data_loader, "class_names", None)
     if class_names is not None:
         config.config["class_names"] = list(class_names)
@@ -111,6 +117,8 @@ def record_data_settings(config, data_loader, logger):
 
 def write_skipped_samples(config, data_loader, logger):
     """The list of bad samples the data loader skipped (on_bad_sample "skip"), in the run folder."""
+    from utils import dist
+
     skipped = getattr(data_loader, "skipped_samples", None)
     if skipped and dist.is_main_process():
         path = config.run_folder.skipped_samples
@@ -123,6 +131,8 @@ def with_class_weights(criterion, class_weights, device, logger):
     """The loss with `weight=` per class ("balanced" class_weights of the data loader)."""
     if class_weights is None:
         return criterion
+    import torch
+
     logger.info(f"Class weights for the loss: {[round(w, 4) for w in class_weights.tolist()]}")
     weights = class_weights.to(device)
     if isinstance(criterion, torch.nn.Module):
@@ -141,6 +151,9 @@ def with_class_weights(criterion, class_weights, device, logger):
 
 def place_model_ddp(model, data_loader, config, logger):
     """Move the model to this rank's device and wrap it in DistributedDataParallel."""
+    from utils import dist
+    from utils.seed import seed_everything
+
     device = dist.device()
     model = dist.wrap_model(model.to(device))
     world = dist.world_size()
@@ -183,10 +196,20 @@ def make_arg_parser():
     return args, options
 
 
-def parse_args():
-    args, options = make_arg_parser()
-    # checked, but no run folder yet: main() makes it once everything is built
-    config = ConfigParser.from_args(args, options, create_dirs=False)
+def read_command_line(argv=None):
+    """(parsed arguments, custom options) of train.py's command line (default sys.argv). Only
+    argparse: --help and a mistyped flag answer here, before torch is imported."""
+    parser, options = make_arg_parser()
+    return parse_command_line(parser, options, argv), options
+
+
+def parse_args(command_line=None):
+    """The config of the command line (read_command_line's result; default: sys.argv's), checked,
+    but no run folder yet: main() makes it once everything is built."""
+    from parse_config import ConfigParser
+
+    cli_args, options = command_line or read_command_line()
+    config = ConfigParser.from_args(cli_args, options, create_dirs=False)
     if config.cli_args.print_config:
         print(json.dumps(config.config, indent=4))
         sys.exit(0)
@@ -196,10 +219,16 @@ def parse_args():
 @main_guard
 def run():
     if is_sweep_command(sys.argv[1:]):  # -m KEY=A,B ... or -r SWEEP_FOLDER
+        from experiments.sweep_cli import run_sweep
+
         return run_sweep(sys.argv[1:], make_arg_parser)
+    command_line = read_command_line()
+    from run.status import stop_with_the_sweep
+    from utils import dist
+
     stop_with_the_sweep()
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
-        config = parse_args()
+        config = parse_args(command_line)
         try:
             main(config, dry_run=config.cli_args.dry_run)
         finally:

