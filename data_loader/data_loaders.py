@@ -2,10 +2,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Subset
-from torchvision import datasets, transforms
 
 from config.schema import IMAGE_MODES
 from data_loader.in_memory import InMemoryDataLoader
@@ -15,8 +13,6 @@ from .image_folder import IMAGE_EXTENSIONS, folder_samples
 from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist
 from .sample_loader import SampleDataLoader, SampleSet
 from .samples import ImageFiles
-from .table import MISSING_POLICIES, check_columns, class_names_of, input_size, label_indices, load_table_rows, read_csv
-from .torchvision_source import torchvision_samples
 
 logger = logging.getLogger("data_loader")
 
@@ -34,6 +30,8 @@ class MnistDataLoader(InMemoryDataLoader):
         for per-sample transforms and workers. data_device: "cuda" keeps that tensor on the GPU.
         Other keyword arguments (pin_memory, persistent_workers, prefetch_factor) go to torch's
         DataLoader and matter on the per-sample path only."""
+        from torchvision import datasets, transforms  # torchvision: for the loaders that use it
+
         trsfm = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)])
         self.data_dir = data_dir
         with dist.local_main_process_first():  # DDP: one rank per machine fetches the files
@@ -119,6 +117,8 @@ class CsvDataLoader(SampleDataLoader):
                  stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
                  weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
                  seed: int | None = None, **loader_kwargs):
+        from .table import MISSING_POLICIES, input_size, load_table_rows  # pandas: for tables only
+
         if missing_values not in MISSING_POLICIES:
             raise ConfigError(f"data_loader.args.missing_values is {missing_values!r}; use \"error\" (a row "
                               "with an empty cell is a bad sample) or \"fill\" (median / most frequent value).")
@@ -160,6 +160,8 @@ def _training_class_names(files, target, training, train_file):
     """Test data is labelled with the training file's classes (when it is still there)."""
     if training or not train_file or not Path(train_file).is_file():
         return None
+    from .table import check_columns, class_names_of, read_csv
+
     frame = read_csv(train_file, "data_loader.args.train_csv")
     check_columns(frame, train_file, target, None)
     return class_names_of(frame[target])
@@ -167,6 +169,10 @@ def _training_class_names(files, target, training, train_file):
 
 def _image_table(files, target, image_column, mode, image_size, class_names):
     """ImageFiles from CSVs of (image path relative to the CSV, label) rows."""
+    import pandas as pd
+
+    from .table import check_columns, class_names_of, label_indices, read_csv
+
     paths, targets, fixed_valid = [], [], []
     for path, key, is_valid in files:
         frame = read_csv(path, key)
@@ -199,6 +205,8 @@ class TorchvisionDataLoader(SampleDataLoader):
                  stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
                  weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
                  seed: int | None = None, **loader_kwargs):
+        from .torchvision_source import torchvision_samples
+
         if mode is not None:
             _check_mode(mode)
         with dist.local_main_process_first():  # DDP: one rank per machine downloads

@@ -3,6 +3,7 @@ bad samples, the split, "auto" normalisation, the transforms of each split, clas
 the choice between the in-memory fast path and the per-sample path."""
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,10 +16,8 @@ from data_loader.in_memory import InMemoryData, InMemoryDataLoader
 from data_loader.splits import balanced_class_weights, split_indices
 from utils import ConfigError
 
-from .batch_augment import BatchAugment
 from .decode_cache import decoded_images
 from .samples import ImageFiles, SeededDraws, TensorSamples, Transformed, decode_all
-from .table import TableRows
 from .transforms import measure_normalize, normalize_values, pipeline, transform_steps
 
 logger = logging.getLogger("data_loader")
@@ -76,7 +75,7 @@ class SampleDataLoader(InMemoryDataLoader):
             self._split = (np.arange(len(labels)), np.arange(0))
         train_idx = self._split[0]
         self.fitted_args = {}
-        if isinstance(sample_set.samples, TableRows):
+        if _is_table(sample_set.samples):
             cached = sample_set.samples.tensor(train_idx)
             self.fitted_args["preprocessing"] = sample_set.samples.preprocessing
         self.normalize = self._resolve_normalize(normalize, sample_set, cached, train_idx, training)
@@ -103,7 +102,7 @@ class SampleDataLoader(InMemoryDataLoader):
         samples = sample_set.samples
         if isinstance(samples, TensorSamples):  # torchvision tensors: already in memory
             return in_memory is not False, samples.data, {}
-        if isinstance(samples, TableRows):  # turned into a tensor once the training rows are known
+        if _is_table(samples):  # turned into a tensor once the training rows are known
             return in_memory is not False, None, samples.problems
         fits, reason = _fits(samples, in_memory, budget_gb)
         if fits and not isinstance(samples, ImageFiles):  # a torchvision dataset's own images
@@ -183,6 +182,8 @@ class SampleDataLoader(InMemoryDataLoader):
         targets = torch.tensor(labels, dtype=torch.long)
         if cached.dtype != torch.uint8:
             return InMemoryData(cached, targets), True
+        from .batch_augment import BatchAugment  # torchvision: image data only
+
         augment, reason = BatchAugment.from_steps(train_steps, tuple(cached.shape[2:]))
         if augment is not None and eval_steps:
             augment, reason = None, "the eval transforms are not empty"
@@ -230,3 +231,10 @@ def _check_choice(key, value, allowed):
     if not any(matches(option) for option in allowed):
         raise ConfigError(f"data_loader.args.{key} is {value!r}; use one of "
                           f"{', '.join(repr(a) for a in allowed)}.")
+
+
+def _is_table(samples):
+    """True for TableRows. Only the table loaders import data_loader.table (and pandas): without
+    it, no sample set can be one."""
+    table = sys.modules.get("data_loader.table")
+    return table is not None and isinstance(samples, table.TableRows)

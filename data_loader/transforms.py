@@ -14,7 +14,6 @@ test and prediction code exactly the pipeline the model was trained with.
 import sys
 
 import torch
-from torchvision.transforms import v2
 
 from config.resolve import check_call_args, resolve_type
 from utils import ConfigError
@@ -32,6 +31,8 @@ def build_transform(data_loader_section, split="eval", trusted=True):
 
 def pipeline(steps, normalize):
     """Compose `steps`, the uint8 -> [0, 1] float scaling and (mean, std) normalisation."""
+    from torchvision.transforms import v2  # torchvision: image data only (tables never get here)
+
     tail = [v2.ToDtype(torch.float32, scale=True)]
     if normalize is not None:
         tail.append(v2.Normalize(*normalize))

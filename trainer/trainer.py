@@ -2,7 +2,6 @@ import sys
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from evaluation.evaluate import CollectedOutputs, evaluate_into, to_device
@@ -232,6 +231,8 @@ class Trainer(BaseTrainer):
         if not self.show_progress:
             self.logger.debug(f"Train Epoch: {epoch} {self._progress(batch_idx)} Loss: {loss:.6f}")
         if batch_idx == 0 and self.writer.enabled and epoch % self.image_period == 0 and data.dim() == 4:
+            from torchvision.utils import make_grid  # torchvision: only for image data
+
             self.writer.add_image("input", make_grid(data[:64].float().cpu(), nrow=8, normalize=True), step)
 
     def _progress(self, batch_idx):
