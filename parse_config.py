@@ -134,16 +134,16 @@ class ConfigParser:
     def init_obj(self, name, module, *args, **kwargs):
         """Instantiate config[name] = {"type": T, "args": {...}} as module.T(*args, **args_from_config,
         **kwargs); the caller's kwargs win. T is looked up in `module`, then in torch."""
-        return instantiate(self[name], name, module, *args, trusted=self.trusted, **kwargs)
+        return instantiate(self[name], *args, key_path=name, module=module, trusted=self.trusted, **kwargs)
 
     def init_ftn(self, name, module, *args, **kwargs):
         """Like init_obj, but return a function with the arguments bound (functools.partial)."""
-        return bind(self[name], name, module, *args, trusted=self.trusted, **kwargs)
+        return bind(self[name], *args, key_path=name, module=module, trusted=self.trusted, **kwargs)
 
-    def init_loss(self, module):
+    def init_loss(self, module=None):
         return named_callable(self["loss"], "loss", module, self.trusted)
 
-    def init_metrics(self, module):
+    def init_metrics(self, module=None):
         metrics = [named_callable(entry, f"metrics.{i}", module, self.trusted)
                    for i, entry in enumerate(self["metrics"])]
         names = [m.__name__ for m in metrics]

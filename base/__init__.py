@@ -12,9 +12,12 @@ importable from the template's module paths (base.base_model, base.base_data_loa
 base.base_trainer), and base.callback keeps its Callback and EarlyStopping.
 
 Other names kept for code written against the template or earlier versions of this project:
-`from utils import MetricTracker, inf_loop, prepare_device, read_json, write_json` (utils/), and
-the trainer attributes `mnt_mode`, `mnt_best`, `mnt_metric`, `monitor_best`, `monitor_metric`,
-`epochs_since_improvement` and `early_stop` (trainer/template_names.py).
+`from utils import MetricTracker, inf_loop, prepare_device, read_json, write_json` (utils/);
+`from test import evaluate, evaluation_weights, model_from_checkpoint` (evaluation/evaluate.py);
+`config.init_obj(name, module, ...)` and `config.init_ftn(...)` (config/instantiate.py); the
+trainer attributes `mnt_mode`, `mnt_best`, `mnt_metric`, `monitor_best`, `monitor_metric`,
+`epochs_since_improvement` and `early_stop` (trainer/template_names.py); and checkpoints whose
+callback states are a list (trainer/callback.py).
 """
 from data_loader.base_data_loader import BaseDataLoader
 from model.base_model import BaseModel

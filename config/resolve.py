@@ -1,19 +1,52 @@
 """Turn a config entry's `"type"` into a Python object: first the project module of its
-section, then the torch namespace that fits, or the module an explicit `"module"` key names."""
+section, then the torch namespace that fits, or the module an explicit `"module"` key names.
+The project modules are looked up by name when an entry is resolved; config/ itself imports
+only utils/."""
 import difflib
 import importlib
 import inspect
 
 from utils.errors import ConfigError
 
-# torch namespaces searched after the project module, by config section
+# where a section's "type" is looked up first, by the key path's leading parts (the longest
+# prefix that matches wins): "data_loader.args.transforms.train.0" is a transform
+PROJECT_MODULES = {
+    "arch": "model.model",
+    "data_loader": "data_loader.data_loaders",
+    "loss": "model.loss",
+    "metrics": "model.metric",
+    "callbacks": "trainer.callbacks",
+    "data_loader.args.transforms": "data_loader.transforms",
+}
+# torch namespaces searched after the project module, by the same key-path prefixes
 TORCH_FALLBACKS = {
     "optimizer": ["torch.optim"],
     "lr_scheduler": ["torch.optim.lr_scheduler"],
     "loss": ["torch.nn", "torch.nn.functional"],
     "metrics": ["torch.nn.functional"],
     "arch": ["torch.nn"],
+    "data_loader.args.transforms": ["torchvision.transforms.v2"],
 }
+
+
+def section_of(key_path, table):
+    """The longest leading part of `key_path` that is a key of `table`, or None."""
+    parts = key_path.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in table:
+            return ".".join(parts[:end])
+    return None
+
+
+def project_module(key_path):
+    """The project module a key path's "type" is looked up in first (imported now), or None."""
+    section = section_of(key_path, PROJECT_MODULES)
+    return importlib.import_module(PROJECT_MODULES[section]) if section else None
+
+
+def torch_fallbacks(key_path):
+    section = section_of(key_path, TORCH_FALLBACKS)
+    return TORCH_FALLBACKS[section] if section else ()
 # What a config loaded from a checkpoint may name in "module" without --trust: the project's
 # packages (any module in them) and these torch/torchvision namespaces. Not all of torch:
 # torch.hub.load, torch.load or torch.utils.cpp_extension would run code from elsewhere.
@@ -51,7 +84,8 @@ def import_config_module(name, key_path, trusted=True):
 
 
 def resolve_type(entry, key_path, project_module=None, fallbacks=(), trusted=True):
-    """Find `entry["type"]` (or a bare string entry) in the candidate modules."""
+    """Find `entry["type"]` (or a bare string entry) in the candidate modules: the entry's
+    "module", else `project_module` and then the `fallbacks` namespaces."""
     type_name = entry if isinstance(entry, str) else entry.get("type")
     if not isinstance(type_name, str) or not type_name:
         raise ConfigError(

@@ -18,7 +18,7 @@ def split_indices(n_samples, validation_split, seed, labels=None, stratify=False
     if len_valid == 0:
         return np.arange(n_samples), np.arange(0)
     if stratify:
-        from sklearn.model_selection import StratifiedShuffleSplit  # scikit-learn: about 1 s to import
+        from sklearn.model_selection import StratifiedShuffleSplit  # scikit-learn only for stratified splits
 
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=len_valid, random_state=state)
         try:
@@ -56,7 +56,7 @@ def _fold_indices(n_samples, n_folds, fold, state, labels):
                           f"number of training samples ({n_samples}), or 0 for no k-fold split.")
     if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < n_folds:
         raise ConfigError(f"data_loader.args.fold is {fold!r}; with n_folds {n_folds} use 0 to {n_folds - 1}.")
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedKFold  # only for k-fold splits
 
     if labels is None:
         folds = KFold(n_splits=n_folds, shuffle=True, random_state=state).split(np.zeros(n_samples))

@@ -6,16 +6,15 @@ scales to floats in [0, 1] and normalises:
                    "eval": []},
     "normalize": "auto"            (or {"mean": [...], "std": [...]}, or null for none)
 
-Each step is a class of `torchvision.transforms.v2` (or of this module) with its args. Validation
+Each step is a class of `torchvision.transforms.v2` (or of this module) with its args; an argument
+that is itself an entry, or a list of them, is built too (RandomApply's transforms). Validation
 and test always use the "eval" list. "auto" is measured on the training split when the run starts
 and the run's saved config holds the numbers, so `build_transform(config["data_loader"])` gives
 test and prediction code exactly the pipeline the model was trained with.
 """
-import sys
-
 import torch
 
-from config.resolve import check_call_args, resolve_type
+from config.instantiate import instantiate
 from utils import ConfigError
 
 SPLITS = ("train", "eval")
@@ -53,18 +52,10 @@ def step_entries(transforms, split):
 
 
 def transform_steps(transforms, split, trusted=True):
-    """One split's steps as transform objects, resolved in torchvision.transforms.v2."""
-    steps = []
-    for i, entry in enumerate(step_entries(transforms, split)):
-        key_path = f"data_loader.args.transforms.{split}.{i}"
-        step_class = resolve_type(entry, key_path, sys.modules[__name__], ["torchvision.transforms.v2"], trusted)
-        step_args = dict(entry.get("args", {})) if isinstance(entry, dict) else {}
-        check_call_args(step_class, (), step_args, key_path)
-        try:
-            steps.append(step_class(**step_args))
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{key_path}: {entry['type']} rejected its arguments ({err}). Fix its args.") from None
-    return steps
+    """One split's steps as transform objects, looked up in this module, then in
+    torchvision.transforms.v2 (nested steps, e.g. RandomApply's transforms, are entries too)."""
+    return instantiate(step_entries(transforms, split), key_path=f"data_loader.args.transforms.{split}",
+                       trusted=trusted)
 
 
 def normalize_values(normalize):

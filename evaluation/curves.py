@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from logger.figures import figure_pixels
-from run.folder import CURVES_PNG, METRICS_CSV, RunFolder
+from run.folder import CONFIG_FILE, CURVES_PNG, METRICS_CSV, RunFolder
 from utils.io import atomic_open
 from utils.monitor import Monitor
 
@@ -24,7 +24,7 @@ def metrics_folder(run_dir):
     run = RunFolder.containing(run_dir)
     if run is not None and run.metrics_csv.is_file():
         return run.log_dir, run.config_file if run.config_file.is_file() else None
-    config_file = Path(run_dir) / "config.json"
+    config_file = Path(run_dir) / CONFIG_FILE
     return Path(run_dir), config_file if config_file.is_file() else None
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from run.checkpoints import BEST_CHECKPOINT
+from run.checkpoints import BEST_CHECKPOINT, has_step_checkpoint
 from run.folder import RunFolder, test_result_file
 from run.status import read_status, run_seconds
 from utils.monitor import Monitor
@@ -79,7 +79,7 @@ def read_run(run):
 
 def _status_without_record(run_folder, config, history):
     """Runs from before status.json existed: judged by their checkpoints and metrics."""
-    if any(run_folder.glob("checkpoint-epoch*-step*.pth")):
+    if has_step_checkpoint(run_folder):
         return "stopped"
     if not history.empty and int(history["epoch"].max()) >= config.get("trainer", {}).get("epochs", 0):
         return "finished"

@@ -69,6 +69,11 @@ def rolling_checkpoints(run_dir):
                   key=checkpoint_order)
 
 
+def has_step_checkpoint(run_dir):
+    """True when the run holds a checkpoint taken inside an epoch (a stopped run)."""
+    return any(checkpoint_order(path)[1] != FINISHED_EPOCH for path in rolling_checkpoints(run_dir))
+
+
 def has_checkpoint(run_dir):
     run_dir = Path(run_dir)
     return any(run_dir.glob("checkpoint-epoch*.pth")) or (run_dir / LAST_CHECKPOINT).is_file()

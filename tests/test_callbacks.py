@@ -75,12 +75,51 @@ def test_callback_state_is_checkpointed_and_resumed_exactly(tmp_path, mnist_dir)
     train.main(make_config(tmp_path, mnist_dir, updates, run_id="reference"))
     reference = only_run(tmp_path / "saved").parent / "reference"
     saved = load(reference / "checkpoint-epoch2.pth")["callbacks"]
-    assert saved == [{"type": "LogPredictionEntropy", "state": {}},
-                     {"type": "ActivationStatistics", "state": {"forward_count": 24}},
-                     {"type": "EarlyStopping", "state": {}}]  # built in; its count has a key of its own
+    assert saved == {"ActivationStatistics": {"forward_count": 24}, "EarlyStopping": {"epochs_since_improvement": 0}}
     train.main(make_config(tmp_path, mnist_dir, updates, run_id="resumed",
                            resume=reference / "checkpoint-epoch1.pth"))
     assert_same_training(reference / "checkpoint-epoch2.pth", reference.parent / "resumed" / "checkpoint-epoch2.pth")
+
+
+def test_a_checkpoint_with_callback_states_in_a_list_still_resumes(tmp_path, mnist_dir):
+    """Checkpoints written before state keys held [{"type", "state"}] in the callbacks' order."""
+    updates = {"trainer.activation_stats": 5, "callbacks": [ENTROPY], "trainer.epochs": 3}
+    torch.set_num_threads(1)
+    train.main(make_config(tmp_path, mnist_dir, updates, run_id="reference"))
+    reference = only_run(tmp_path / "saved").parent / "reference"
+    old_style = load(reference / "checkpoint-epoch2.pth")
+    old_style["callbacks"] = [{"type": "LogPredictionEntropy", "state": {}},
+                              {"type": "ActivationStatistics", "state": old_style["callbacks"]["ActivationStatistics"]},
+                              {"type": "EarlyStopping", "state": {}}]
+    torch.save(old_style, tmp_path / "old_style.pth")
+    train.main(make_config(tmp_path, mnist_dir, updates, run_id="resumed", resume=tmp_path / "old_style.pth"))
+    assert_same_training(reference / "checkpoint-epoch3.pth", reference.parent / "resumed" / "checkpoint-epoch3.pth")
+
+
+def test_two_callbacks_of_one_class_need_names(tmp_path, mnist_dir):
+    counting = {"type": "Counting", "module": "test_callbacks"}
+    with pytest.raises(ConfigError, match="Counting appears twice"):
+        train.main(make_config(tmp_path, mnist_dir, {"callbacks": [counting, counting], "trainer.epochs": 1}))
+    named = [counting, {**counting, "name": "second"}]
+    trainer = train.main(make_config(tmp_path, mnist_dir, {"callbacks": named, "trainer.epochs": 1}))
+    assert set(load(trainer.checkpoint_dir / "checkpoint-epoch1.pth")["callbacks"]) == {
+        "Counting", "Counting:second", "EarlyStopping"}
+
+
+class Counting(Callback):
+    """Keeps a count of epochs: a callback with state."""
+
+    def __init__(self):
+        self.epochs = 0
+
+    def on_epoch_end(self, trainer, epoch, log):
+        self.epochs += 1
+
+    def state_dict(self):
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state):
+        self.epochs = state["epochs"]
 
 
 def test_only_overridden_events_are_dispatched():

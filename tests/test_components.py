@@ -12,6 +12,7 @@ from config.instantiate import instantiate
 from conftest import PROJECT_ROOT, only_run, run_dirs, tiny_config
 from parse_config import ConfigParser
 from reliability_helpers import run_train_in_process
+from utils import ConfigError
 from utils.checkpoint import Key, load_checkpoint
 from utils.state import StateParts
 
@@ -104,7 +105,7 @@ def test_checkpoint_keys_keep_the_template_names():
 
 def test_the_callers_keyword_arguments_win_over_the_config():
     entry = {"type": "SGD", "args": {"lr": 0.5, "momentum": 0.9}}
-    optimizer = instantiate(entry, "optimizer", None, [torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    optimizer = instantiate(entry, [torch.nn.Parameter(torch.zeros(1))], key_path="optimizer", lr=0.01)
     assert optimizer.param_groups[0]["lr"] == 0.01 and optimizer.param_groups[0]["momentum"] == 0.9
 
 
@@ -114,3 +115,19 @@ def test_template_config_init_obj_lets_caller_kwargs_win(tmp_path):
     config = ConfigParser(config_dict, create_dirs=False)
     params = [torch.nn.Parameter(torch.zeros(1))]
     assert config.init_obj("optimizer", torch.optim, params, lr=0.5).param_groups[0]["lr"] == 0.5
+
+
+def test_instantiate_builds_nested_entries_with_their_key_paths():
+    from torchvision.transforms import v2
+
+    steps = instantiate([{"type": "RandomApply", "args": {"p": 0.5, "transforms": [
+        {"type": "RandomRotation", "args": {"degrees": 10}}]}}], key_path="data_loader.args.transforms.train")
+    assert isinstance(steps[0], v2.RandomApply) and isinstance(steps[0].transforms[0], v2.RandomRotation)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    children = [{"type": "LinearLR", "args": {"start_factor": 0.1, "total_iters": 2}}, {"type": "ConstantLR"}]
+    entry = {"type": "SequentialLR", "args": {"schedulers": children, "milestones": [2]}}
+    scheduler = instantiate(entry, optimizer, key_path="lr_scheduler", nested_args={"schedulers": (optimizer,)})
+    assert [type(child).__name__ for child in scheduler._schedulers] == ["LinearLR", "ConstantLR"]
+    children[1] = {"type": "ConstantRL"}
+    with pytest.raises(ConfigError, match=r"lr_scheduler\.args\.schedulers\.1\.type 'ConstantRL' was not found"):
+        instantiate(entry, optimizer, key_path="lr_scheduler", nested_args={"schedulers": (optimizer,)})

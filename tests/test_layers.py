@@ -2,6 +2,8 @@
 one below it, and no files or packages import each other in a cycle. Imports inside functions
 count too."""
 import ast
+import subprocess
+import sys
 from collections import defaultdict
 
 import pytest
@@ -134,3 +136,14 @@ def test_the_checks_see_an_upward_import_inside_a_function_and_a_cycle():
     assert upward_imports(graph) == ["logger.b -> trainer.a", "utils.probe -> trainer"]
     assert strongly_connected(graph) == [["logger.b", "trainer.a"]]
     assert strongly_connected(package_graph(graph)) == [["logger", "trainer"]]
+
+
+def test_importing_a_base_class_for_a_model_does_not_import_the_training_loop():
+    code = ("import sys; from base import BaseModel, BaseDataLoader; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'trainer', 'pandas', 'logger', 'matplotlib', 'sklearn', 'torchmetrics', 'tensorboard'}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    code = "import base; print(base.BaseTrainer.__module__, base.Callback.__module__)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["trainer.base_trainer", "trainer.callback"]

@@ -154,7 +154,8 @@ class BaseTrainer(TemplateNames):
     def _train_epochs(self):
         for function in self.epoch_callbacks:
             self.callbacks.append(EpochFunction(function))
-        self.callbacks.append(self.early_stopping)  # last: the others' saved states keep their positions
+        self.callbacks.append(self.early_stopping)  # last: it acts after the others saw the epoch
+        self.callbacks.check_state_keys()
         self._load_start_weights()
         self.callbacks.fire("on_fit_start", self)
         previous_handlers = self._install_signal_handlers()

@@ -5,11 +5,24 @@
 and built like every other {"type", "args"} entry (first from trainer/callbacks.py, or from the
 module an entry's "module" key names). Override only the events you need; the others cost
 nothing. A callback that keeps state across epochs returns it from `state_dict` (plain
-containers and tensors): it is saved in every checkpoint and handed back on resume."""
+containers and tensors): it is saved in every checkpoint under its `state_key` (the class name,
+or "ClassName:name" for an entry with a "name") and handed back on resume."""
+from utils.errors import ConfigError
 
 
 class Callback:
     """Base class. `trainer` is the running Trainer (its model, optimizer, writer, device...)."""
+
+    name = None  # set from a config entry's "name": tells two callbacks of one class apart
+
+    @property
+    def state_key(self):
+        """Where the checkpoint keeps this callback's state (Lightning's `state_key`)."""
+        return type(self).__qualname__ + (f":{self.name}" if self.name else "")
+
+    @property
+    def keeps_state(self):
+        return type(self).state_dict is not Callback.state_dict
 
     def on_fit_start(self, trainer):
         """Before the first epoch, after a resumed checkpoint was loaded."""
@@ -58,9 +71,9 @@ class EpochFunction(Callback):
 
 
 class EarlyStopping(Callback):
-    """`trainer.early_stop`: stop after `patience` epochs without improvement of the monitored
-    value (0 or None: never). The trainer adds it after the other callbacks; its count is saved
-    under the checkpoint's `epochs_since_improvement` key."""
+    """`trainer.early_stop`: stop after `patience` validations without improvement of the
+    monitored value (0 or None: never). Its count is saved with the callbacks (and, for earlier
+    readers, under the checkpoint's `epochs_since_improvement` key)."""
 
     def __init__(self, patience):
         self.patience = patience or 0
@@ -74,13 +87,20 @@ class EarlyStopping(Callback):
                                 "Training stops.")
 
     def update(self, improved):
-        """Count this epoch; return True when training should stop now."""
+        """Count this validation; return True when training should stop now."""
         self.epochs_since_improvement = 0 if improved else self.epochs_since_improvement + 1
         return self.should_stop
 
     @property
     def should_stop(self):
         return bool(self.patience) and self.epochs_since_improvement >= self.patience
+
+    def state_dict(self):
+        return {"epochs_since_improvement": self.epochs_since_improvement}
+
+    def load_state_dict(self, state):
+        # checkpoints from before state keys kept the count under epochs_since_improvement only
+        self.epochs_since_improvement = state.get("epochs_since_improvement", self.epochs_since_improvement)
 
 
 EVENTS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_validation_end", "on_monitor_update",
@@ -109,20 +129,41 @@ class CallbackList:
             handler(*args)
 
     def state_dict(self):
-        return [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in self.callbacks]
+        """{state_key: state} of every callback that keeps state."""
+        return {callback.state_key: callback.state_dict() for callback in self.callbacks if callback.keeps_state}
 
     def load_state_dict(self, saved, logger):
-        """Give each callback its saved state, matched by position and type name."""
-        saved = saved or []
-        for index, callback in enumerate(self.callbacks):
-            entry = saved[index] if index < len(saved) else None
-            if type(callback).state_dict is Callback.state_dict:
-                continue  # keeps no state
-            if entry is None or entry["type"] != type(callback).__name__:
-                logger.warning(f"The checkpoint has no state for callback {index} ({type(callback).__name__}); "
-                               "it starts fresh.")
+        """Give each callback that keeps state its saved state, found by its state_key. A list
+        (checkpoints written before state keys) is matched by position and class name."""
+        by_key = _keyed(saved, self.callbacks)
+        for callback in self.callbacks:
+            if not callback.keeps_state:
                 continue
-            callback.load_state_dict(entry["state"])
+            if callback.state_key not in by_key:
+                logger.warning(f"The checkpoint has no state for callback {callback.state_key}; it starts fresh.")
+                continue
+            callback.load_state_dict(by_key[callback.state_key])
+
+    def check_state_keys(self):
+        """A ConfigError when two callbacks that keep state would save under one key."""
+        keys = [callback.state_key for callback in self.callbacks if callback.keeps_state]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ConfigError(f"callbacks: {', '.join(repeated)} appears twice, and a checkpoint keeps each "
+                              "callback's state under its class name. Give each entry a distinct \"name\", "
+                              'e.g. {"type": "MyCallback", "name": "second", "args": {...}}.')
 
     def __len__(self):
         return len(self.callbacks)
+
+
+def _keyed(saved, callbacks):
+    """Saved callback states as {state_key: state}; the list of earlier checkpoints
+    ([{"type", "state"}] in list order) is matched to `callbacks` by position and class name."""
+    if isinstance(saved, dict):
+        return saved
+    keyed = {}
+    for callback, entry in zip(callbacks, saved or []):
+        if entry.get("type") == type(callback).__name__:
+            keyed[callback.state_key] = entry["state"]
+    return keyed

@@ -3,7 +3,7 @@ entry's "type" is looked up here first; a callback of your own lives in your mod
 the entry's "module" key (e.g. "model.callbacks")."""
 import torch
 
-from config.resolve import check_call_args, resolve_type
+from config.instantiate import check_entry, instantiate, resolve
 from logger.activations import ActivationStats
 from utils import ConfigError, unwrap_model
 
@@ -56,23 +56,22 @@ class LogPredictionEntropy(Callback):
 def build_callbacks(config, check_only=False):
     """The Callback objects of config["callbacks"] (a list of {"type", "args", "module"?});
     `check_only`: resolve the types and check the arguments, build nothing."""
-    import trainer.callbacks as this_module
-
     entries = config.config.get("callbacks") or []
     if not isinstance(entries, list):
         raise ConfigError(f"callbacks is {entries!r}; write a list of {{\"type\", \"args\"}} entries, e.g. "
                           '[{"type": "LogPredictionEntropy", "args": {}}].')
-    callbacks = []
     for index, entry in enumerate(entries):
         key_path = f"callbacks.{index}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{key_path} is {entry!r}; write it as {{\"type\": \"Name\", \"args\": {{...}}}}.")
-        callback_type = resolve_type(entry, key_path, this_module, (), config.trusted)
+        callback_type = resolve(entry, key_path, trusted=config.trusted)
         if not (isinstance(callback_type, type) and issubclass(callback_type, Callback)):
             raise ConfigError(f"{key_path}.type '{entry['type']}' is not a Callback subclass; a callback "
-                              "class derives from base.Callback.")
-        args = dict(entry.get("args", {}))
-        check_call_args(callback_type, (), args, key_path)
-        if not check_only:
-            callbacks.append(callback_type(**args))
+                              "class derives from trainer.callback.Callback (base.Callback).")
+        check_entry(entry, key_path=key_path, trusted=config.trusted)
+    if check_only:
+        return []
+    callbacks = instantiate(entries, key_path="callbacks", trusted=config.trusted)
+    for callback, entry in zip(callbacks, entries):
+        callback.name = entry.get("name")
     return callbacks

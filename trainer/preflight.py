@@ -3,7 +3,6 @@ exists: every entry resolves and accepts its args, the optimizer and scheduler c
 monitored metric will be logged, the data folder can be used and a checkpoint's weights fit the
 model. Each check adds its problems to the same collection, so all are reported at once."""
 import difflib
-import importlib
 import inspect
 import os
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from config.instantiate import entry_args, resolve
-from config.resolve import TORCH_FALLBACKS, check_call_args, resolve_type
+from config.instantiate import check_entry, entry_args, resolve
 from data_loader.base_data_loader import BaseDataLoader
 from model.transfer import replace_head
 from run.checkpoints import check_checkpoint_policy
@@ -25,9 +23,6 @@ from .callbacks import build_callbacks
 from .schedules import build_lr_scheduler, check_scheduler_entry
 from .swa import check_swa_settings
 
-# the project module each section resolves in first (see ConfigParser.init_obj callers in train.py)
-PROJECT_MODULES = {"arch": "model.model", "data_loader": "data_loader.data_loaders",
-                   "loss": "model.loss", "metrics": "model.metric"}
 # how many positional arguments the scripts pass: the optimizer gets the parameters, the
 # scheduler the optimizer
 POSITIONAL_ARGS = {"data_loader": 0, "arch": 0, "optimizer": 1}  # lr_scheduler: trainer.schedules
@@ -39,20 +34,20 @@ PLATEAU = torch.optim.lr_scheduler.ReduceLROnPlateau
 
 def check_before_run(config, problems):
     """Add every mistake that would otherwise stop the run after it started to `problems`."""
-    modules = {section: importlib.import_module(name) for section, name in PROJECT_MODULES.items()}
     resolved = {}
     for section, n_positional in POSITIONAL_ARGS.items():
         if config.get(section) and not problems.about(section):
             with problems.collect(section):
-                resolved[section] = _check_entry(config, section, modules.get(section), n_positional)
+                resolved[section] = check_entry(config[section], *(None,) * n_positional, key_path=section,
+                                                trusted=config.trusted)
     _check_training_policies(config, problems)
     if not problems.about("loss"):
         with problems.collect("loss"):
-            config.init_loss(modules["loss"])
+            config.init_loss()
     metric_names = None
     if not problems.about("metrics"):
         with problems.collect("metrics"):
-            metric_names = [metric.__name__ for metric in config.init_metrics(modules["metrics"])]
+            metric_names = [metric.__name__ for metric in config.init_metrics()]
     loader_class = resolved.get("data_loader")
     if loader_class is not None:
         args = config["data_loader"].get("args", {})
@@ -68,15 +63,7 @@ def check_before_run(config, problems):
     weights = config.resume or config.init_weights
     if weights is not None and "arch" in resolved:
         with problems.collect("arch"):
-            _check_checkpoint_fits(config, modules["arch"], weights, config.checkpoint)
-
-
-def _check_entry(config, section, project_module, n_positional):
-    entry = config[section]
-    fallbacks = TORCH_FALLBACKS.get(section, ())
-    obj = resolve_type(entry, section, project_module, fallbacks, config.trusted)
-    check_call_args(obj, (None,) * n_positional, dict(entry.get("args", {})), section)
-    return obj
+            _check_checkpoint_fits(config, weights, config.checkpoint)
 
 
 def _arg_value(args, loader_class, name):
@@ -203,8 +190,8 @@ def _check_data_dir(args, loader_class):
                           "Fix the path, or set download to true to fetch the data there.")
 
 
-def _check_checkpoint_fits(config, arch_module, checkpoint_path, checkpoint):
-    model_class = resolve(config["arch"], "arch", arch_module, config.trusted)
+def _check_checkpoint_fits(config, checkpoint_path, checkpoint):
+    model_class = resolve(config["arch"], "arch", trusted=config.trusted)
     try:  # the meta device gives every shape without allocating or initialising weights
         with torch.device("meta"):
             model = model_class(**entry_args(config["arch"], {}))

@@ -12,17 +12,18 @@ import math
 
 import torch
 
-from config.resolve import check_call_args, resolve_type
+from config.instantiate import check_entry, instantiate, resolve
 from utils import ConfigError
 
 INTERVALS = ("epoch", "step")
 AUTO = "auto"
 CONTAINERS = ("SequentialLR",)
+KEY = "lr_scheduler"
 
 
 def scheduler_interval(config):
     """'epoch' or 'step' for config["lr_scheduler"] (a ConfigParser or dict)."""
-    entry = config.get("lr_scheduler") or {}
+    entry = config.get(KEY) or {}
     interval = entry.get("interval", "epoch")
     if interval not in INTERVALS:
         raise ConfigError(f"lr_scheduler.interval is {interval!r}; use \"epoch\" (step the scheduler after "
@@ -45,50 +46,40 @@ def schedule_length(config, steps_per_epoch):
 
 def build_lr_scheduler(config, optimizer, steps_per_epoch, trusted=True):
     """The configured scheduler for `optimizer`, or None when the config has none."""
-    entry = config.get("lr_scheduler")
+    entry = config.get(KEY)
     if not entry:
         return None
     scheduler_interval(config)
-    return _build(entry, "lr_scheduler", optimizer, schedule_length(config, steps_per_epoch), trusted)
+    resolved = with_lengths(entry, KEY, schedule_length(config, steps_per_epoch), trusted)
+    plateau = resolve(entry, KEY, trusted=trusted) is torch.optim.lr_scheduler.ReduceLROnPlateau
+    if plateau and entry.get("interval") == "step":
+        raise ConfigError("lr_scheduler is ReduceLROnPlateau with interval \"step\"; it steps on a validation "
+                          "metric, so it needs \"interval\": \"epoch\".")
+    return instantiate(resolved, optimizer, key_path=KEY, trusted=trusted, nested_args={"schedulers": (optimizer,)})
 
 
 def check_scheduler_entry(config, trusted=True):
     """Preflight: resolve every type and check every argument name, "auto" included, without an
     optimizer (a stand-in length of 100 steps fills the "auto" values)."""
-    entry = config.get("lr_scheduler")
+    entry = config.get(KEY)
     if entry:
         scheduler_interval(config)
-        _resolved_args(entry, "lr_scheduler", 100, trusted, check_only=True)
+        check_entry(with_lengths(entry, KEY, 100, trusted), None, key_path=KEY, trusted=trusted,
+                    nested_args={"schedulers": (None,)})
 
 
-def _build(entry, key_path, optimizer, length, trusted):
-    scheduler_type, args = _resolved_args(entry, key_path, length, trusted)
-    if scheduler_type.__name__ in CONTAINERS:
-        args["schedulers"] = [_build(child, f"{key_path}.args.schedulers.{i}", optimizer, child_length, trusted)
+def with_lengths(entry, key_path, length, trusted=True):
+    """A copy of `entry` with each "auto" argument replaced by the number of scheduler steps it
+    covers: `length`, or inside SequentialLR the stretch from a child's milestone to the next."""
+    entry = copy.deepcopy(entry)
+    args = entry.setdefault("args", {})
+    for key, value in args.items():
+        if value == AUTO:
+            args[key] = length
+    if resolve(entry, key_path, trusted=trusted).__name__ in CONTAINERS:
+        args["schedulers"] = [with_lengths(child, f"{key_path}.args.schedulers.{i}", child_length, trusted)
                               for i, (child, child_length) in enumerate(_children(entry, key_path, length))]
-    if scheduler_type is torch.optim.lr_scheduler.ReduceLROnPlateau and entry.get("interval") == "step":
-        raise ConfigError("lr_scheduler is ReduceLROnPlateau with interval \"step\"; it steps on a validation "
-                          "metric, so it needs \"interval\": \"epoch\".")
-    check_call_args(scheduler_type, (optimizer,), args, key_path)
-    try:
-        return scheduler_type(optimizer, **args)
-    except ValueError as err:
-        raise ConfigError(f"{key_path}: {entry['type']} rejected its arguments ({err}). Fix {key_path}.args "
-                          "in the config.") from err
-
-
-def _resolved_args(entry, key_path, length, trusted, check_only=False):
-    scheduler_type = resolve_type(entry, key_path, None, ["torch.optim.lr_scheduler"], trusted)
-    args = {key: (length if value == AUTO else value) for key, value in dict(entry.get("args", {})).items()}
-    if scheduler_type.__name__ in CONTAINERS:
-        children = _children(entry, key_path, length)
-        for i, (child, child_length) in enumerate(children):
-            _resolved_args(child, f"{key_path}.args.schedulers.{i}", child_length, trusted, check_only)
-        if check_only:
-            args["schedulers"] = []
-    if check_only:
-        check_call_args(scheduler_type, (None,), args, key_path)
-    return scheduler_type, args
+    return entry
 
 
 def _children(entry, key_path, length):
@@ -104,4 +95,4 @@ def _children(entry, key_path, length):
         raise ConfigError(f"{key_path}.args.milestones is {milestones}; SequentialLR needs one increasing "
                           f"milestone between each pair of its {len(children)} schedulers, all below the "
                           f"schedule's length of {length} steps.")
-    return [(copy.deepcopy(c), bounds[i + 1] - bounds[i]) for i, c in enumerate(children)]
+    return [(c, bounds[i + 1] - bounds[i]) for i, c in enumerate(children)]

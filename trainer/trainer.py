@@ -19,7 +19,7 @@ from .averaging import WeightAverage
 from .base_trainer import BaseTrainer, StopRequested
 from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
-from .step_events import StepSchedule, after_optimizer_step
+from .step_events import StepSchedule, summed_over_ranks
 from .swa import StochasticWeightAverage
 
 
@@ -101,7 +101,7 @@ class Trainer(BaseTrainer):
                 self.train_epoch_metrics.flush()  # queued metric updates run where the loop waits anyway
                 self._log_step(epoch, batch_idx, data, progress)
             progress.update(1)
-            if self._at_step_boundary(batch_idx) and after_optimizer_step(self, epoch, batch_idx + 1, first_bad_step):
+            if self._at_step_boundary(batch_idx) and self._after_optimizer_step(epoch, batch_idx + 1, first_bad_step):
                 break  # early stopping ended training at this validation: the epoch ends here
             if self._stop_check_due(batch_idx) and self._agree_on_stop():
                 progress.close()
@@ -155,6 +155,36 @@ class Trainer(BaseTrainer):
                 self.lr_scheduler.step()
             self.callbacks.fire("on_step_end", self, batch_idx, loss.detach(), output.detach(), target)
         return loss.detach(), output.detach()
+
+    def _after_optimizer_step(self, epoch, batches_done, first_bad_step):
+        """The validation and the save that the step schedule puts after `batches_done` batches of
+        `epoch`. A validation inside an epoch does what the epoch's end does without it: it is
+        logged at its training step, updates the monitor (model_best, top-k, early stopping) and
+        steps ReduceLROnPlateau; the epoch's row then carries its last validation. Returns True
+        when early stopping ends training here."""
+        validate = self.validates_in_epoch and self.step_schedule.validation_due(epoch, batches_done)
+        save = self.step_schedule.save_due(epoch, batches_done)
+        if not (validate or save):
+            return False
+        self._check_finite(first_bad_step, epoch)  # a sync; never validate or save a broken model
+        with summed_over_ranks(self.train_metrics):
+            monitored = self._validate_inside_epoch(epoch, batches_done) if validate else None
+            improved = monitored is not None and self._update_monitor(monitored)
+            if monitored is not None:
+                self._step_scheduler(monitored, at_validation=True)
+            self._save_point(epoch, batches_done, periodic=save, best=improved, monitored=monitored)
+        return validate and self.should_stop
+
+    def _validate_inside_epoch(self, epoch, batches_done):
+        """Validate, write the values at this training step; return them with the training
+        averages so far (the monitor may watch either)."""
+        values = {f"val_{key}": value for key, value in self._validate().items()}
+        self.model.train()
+        self.step_validation = values
+        self._write_scalars(values, self._steps_done(epoch, batches_done))
+        self.logger.info(f"Validation at epoch {epoch}, batch {batches_done}: "
+                         + ", ".join(f"{key} {value:.6g}" for key, value in values.items()))
+        return {"epoch": epoch, **self.train_metrics.result(), **values}
 
     def _at_step_boundary(self, batch_idx):
         return (batch_idx + 1) % self.accum_steps == 0 or batch_idx == self.len_epoch - 1

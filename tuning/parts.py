@@ -8,7 +8,7 @@ import torch
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.model as module_arch
-from config.resolve import resolve_type
+from config.instantiate import resolve
 from model.transfer import build_model, optimizer_param_groups
 from utils import prepare_device
 from utils.seed import seed_everything
@@ -49,7 +49,7 @@ def build_parts(config):
 def _loader_with_batch_size(config, batch_size):
     entry = config["data_loader"]
     args = {**entry.get("args", {}), "batch_size": batch_size}
-    loader_class = resolve_type(entry, "data_loader", module_data, (), config.trusted)
+    loader_class = resolve(entry, "data_loader", module_data, config.trusted)
     return loader_class(**args)
 
 
