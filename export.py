@@ -129,7 +129,7 @@ def sidecar(config, checkpoint, loader, batch, export_format, dynamic_batch, dif
 @main_guard
 def run():
     parser = argparse.ArgumentParser(description="Export a checkpoint's model to ONNX or TorchScript.")
-    parser.add_argument("-r", "--resume", required=True, help="checkpoint (.pth) to export")
+    parser.add_argument("-r", "--resume", required=True, help="checkpoint (.pth file or .dcp folder) to export")
     parser.add_argument("-c", "--config", default=None, help=argparse.SUPPRESS)
     parser.add_argument("-d", "--device", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--format", required=True, choices=sorted(SUFFIX), help="onnx or torchscript")

@@ -11,10 +11,10 @@ the top-k classes; inputs that cannot be used go to <output>_errors.csv with the
 The command line is read first, so --help answers before torch is imported."""
 import argparse
 import csv
-import json
 import os
 from pathlib import Path
 
+from config.sources import read_json_object
 from utils import ConfigError, main_guard
 from utils.io import atomic_open
 
@@ -31,11 +31,15 @@ class TorchModel:
         from utils import prepare_device
 
         path = Path(checkpoint_path)
-        if not path.is_file():
-            raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file written by train.py with -r.")
+        if not path.exists():
+            raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file or .dcp folder written by "
+                              "train.py with -r.")
         source = load_source(None, path)  # the checkpoint's own config, read with the file once
-        self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
-                                   checkpoint=source.checkpoint)
+        try:
+            self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
+                                       checkpoint=source.checkpoint)
+        except ConfigError as err:  # the config came out of the checkpoint: say so
+            raise ConfigError(f"the config stored in checkpoint '{path}' cannot be used: {err}") from None
         model, checkpoint = model_from_checkpoint(self.config)
         self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu, warn=False)
         self.model = model.to(self.device)
@@ -54,7 +58,8 @@ class TorchModel:
 
 
 class OnnxModel:
-    """An exported ONNX model and its JSON sidecar (export.py writes both)."""
+    """An exported ONNX model and its JSON sidecar (export.py writes both). A damaged, truncated
+    or foreign file of either is a ConfigError naming it."""
 
     def __init__(self, model_path):
         path = Path(model_path)
@@ -67,17 +72,22 @@ class OnnxModel:
         except ImportError:
             raise ConfigError("-m needs the onnxruntime package: pip install onnxruntime "
                               "(listed in requirements-dev.txt).") from None
-        self.sidecar = json.loads(sidecar_path.read_text())
+        self.path, self.sidecar = path, read_sidecar(sidecar_path)
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                      if p in onnxruntime.get_available_providers()]
-        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        except Exception as err:  # onnxruntime raises its own types for a damaged model: all mean unusable
+            raise ConfigError(f"ONNX model '{path}' cannot be loaded ({type(err).__name__}: {_first_line(err)}). "
+                              "Export it again with export.py.") from None
         self.data_loader_section, self.trusted = self.sidecar["data_loader"], False
+        check_input_pipeline(self.data_loader_section, sidecar_path)
         self.task = self.sidecar.get("task", "multiclass")
         self.fixed_batch = self.sidecar["input_shape"][0] if isinstance(self.sidecar["input_shape"][0], int) else None
 
     def class_names(self, count):
         names = self.sidecar.get("class_names") or []
-        return names if len(names) == count else [str(i) for i in range(count)]
+        return [str(n) for n in names] if len(names) == count else [str(i) for i in range(count)]
 
     def __call__(self, batch):
         import torch
@@ -95,7 +105,49 @@ class OnnxModel:
     def _run(self, batch):
         import torch
 
-        return torch.from_numpy(self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})[0])
+        try:
+            outputs = self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})
+        except Exception as err:  # a model that loads but does not fit its sidecar's input
+            raise ConfigError(f"ONNX model '{self.path}' failed on inputs of shape {tuple(batch.shape)} "
+                              f"({type(err).__name__}: {_first_line(err)}). Export it again with export.py.") from None
+        return torch.from_numpy(outputs[0])
+
+
+def read_sidecar(path):
+    """The sidecar's JSON object, with the keys predict.py needs checked."""
+    sidecar = read_json_object(path, "ONNX sidecar", "Export the model again with export.py.")
+    shape = sidecar.get("input_shape")
+    problems = [problem for problem, bad in (
+        ("data_loader must be an object", not isinstance(sidecar.get("data_loader"), dict)),
+        ("input_name must be a string", not isinstance(sidecar.get("input_name"), str)),
+        ("input_shape must be a non-empty list", not isinstance(shape, list) or not shape),
+        ("task must be a string", not isinstance(sidecar.get("task", ""), str)),
+        ("class_names must be a list", not isinstance(sidecar.get("class_names") or [], list)),
+    ) if bad]
+    if problems:
+        raise ConfigError(f"ONNX sidecar '{path}' is not one export.py wrote: {'; '.join(problems)}. Export the "
+                          "model again with export.py.")
+    return sidecar
+
+
+def check_input_pipeline(data_loader_section, sidecar_path):
+    """A sidecar's data_loader section must rebuild an input pipeline (images) or hold a table's
+    preprocessing; the error names the sidecar."""
+    from evaluation.inputs import image_pipeline
+
+    args = data_loader_section.get("args", {})
+    if isinstance(args, dict) and args.get("preprocessing"):
+        return
+    try:
+        image_pipeline(data_loader_section, trusted=False)
+    except Exception as err:  # a damaged section fails in many ways: all mean this sidecar is unusable
+        raise ConfigError(f"ONNX sidecar '{sidecar_path}': its data_loader section cannot rebuild the input "
+                          f"pipeline ({_first_line(err)}). Export the model again with export.py.") from None
+
+
+def _first_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0][:200] if lines else "no details"
 
 
 def task_of_config(config):
@@ -197,8 +249,11 @@ def write_outputs(output, rows, errors):
 def write_csv(path, columns, rows):
     with atomic_open(path, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        # csv leaves a lone CR unquoted when lines end in LF, which would split the row: quote such rows whole
+        quoting = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            (quoting if any("\r" in str(value) for value in row.values()) else writer).writerow(row)
 
 
 def errors_file(output):
@@ -208,7 +263,7 @@ def errors_file(output):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Predict classes for new inputs with a trained model.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("-r", "--resume", help="checkpoint (.pth) written by train.py")
+    source.add_argument("-r", "--resume", help="checkpoint (.pth file or .dcp folder) written by train.py")
     source.add_argument("-m", "--model", help="ONNX model written by export.py (with its .json sidecar)")
     parser.add_argument("-i", "--input", required=True, help="folder of images, one image, or a CSV file")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: predictions.csv)")

@@ -25,13 +25,14 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     import model.loss as module_loss
     import model.metric as module_metric
     import model.model as module_arch
-    from model.transfer import build_model, optimizer_param_groups, parameter_counts
+    from model.transfer import optimizer_param_groups, parameter_counts
     from run.status import recorded_status
     from trainer import Trainer
     from trainer.callbacks import ActivationStatistics, build_callbacks
     from trainer.dry_run import print_dry_run
     from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
-    from utils import dist, prepare_device, unwrap_model
+    from trainer.strategy import build_placed_model
+    from utils import unwrap_model
     from utils.seed import seed_everything
 
     logger = config.get_logger("train")
@@ -43,21 +44,12 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     valid_data_loader = data_loader.split_validation()
     record_data_settings(config, data_loader, logger)
 
-    # build model architecture (+ pretrained weights, new head, frozen parts)
-    model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
-    # groups before any DataParallel wrapper, so patterns see the model's own parameter names
-    param_groups = optimizer_param_groups(model, config["optimizer"])
-
-    # prepare for (multi-device) GPU training
-    if dist.is_distributed():
-        device, model = place_model_ddp(model, data_loader, config, logger)
-    else:
-        device, device_ids = prepare_device(settings.n_gpu, warn=not dry_run)
-        model = model.to(device)
-        if len(device_ids) > 1:
-            logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "
-                        "torchrun --nproc_per_node=%d train.py -c CONFIG", device_ids, len(device_ids))
-            model = torch.nn.DataParallel(model, device_ids=device_ids)
+    # build model architecture (+ pretrained weights, new head, frozen parts; a resume brings its
+    # own weights) and place it: one device, DataParallel, DDP or sharded (trainer.strategy)
+    device, model = build_placed_model(config, module_arch, data_loader, warn=not dry_run)
+    # groups of the bare model's parameters (after sharding, which replaces them), so patterns see
+    # the model's own parameter names
+    param_groups = optimizer_param_groups(unwrap_model(model), config["optimizer"])
 
     # get function handles of loss and metrics
     criterion = with_class_weights(config.init_loss(module_loss), getattr(data_loader, "class_weights", None),
@@ -123,8 +115,16 @@ def write_skipped_samples(config, data_loader, logger):
     if skipped and dist.is_main_process():
         path = config.run_folder.skipped_samples
         with write_site(path), atomic_open(path, "wt") as handle:
-            handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
+            handle.writelines(f"{one_line(sample)}\t{one_line(problem)}\n" for sample, problem in skipped)
         logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")
+
+
+ESCAPED = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def one_line(text):
+    """`text` on one line of skipped_samples.txt: a tab, line break or backslash in a file name escaped."""
+    return str(text).translate(ESCAPED)
 
 
 def with_class_weights(criterion, class_weights, device, logger):
@@ -147,25 +147,6 @@ def with_class_weights(criterion, class_weights, device, logger):
     weighted = functools.partial(criterion, weight=weights)
     weighted.__name__ = criterion.__name__
     return weighted
-
-
-def place_model_ddp(model, data_loader, config, logger):
-    """Move the model to this rank's device and wrap it in DistributedDataParallel."""
-    from utils import dist
-    from utils.seed import seed_everything
-
-    device = dist.device()
-    model = dist.wrap_model(model.to(device))
-    world = dist.world_size()
-    accum_steps = config.settings.trainer.accum_steps
-    logger.info(f"DistributedDataParallel: {world} processes, backend {dist.backend()}, {device.type}; batch_size "
-                f"{data_loader.batch_size} per process, global batch {data_loader.batch_size * world * accum_steps} "
-                f"= {data_loader.batch_size} x {world} processes x {accum_steps} accumulation steps.")
-    # The split, the sample order and DDP's initial weight broadcast already agree across ranks;
-    # from here on each rank gets its own random stream, or all ranks would draw the same
-    # dropout masks and augmentations.
-    seed_everything(config["seed"] + dist.rank())
-    return device, model
 
 
 def make_arg_parser():

@@ -199,6 +199,10 @@ TRAINER = (
             nullable=True),
     Setting("activation_stats", int, None, "write per-layer activation mean/std every N training passes",
             minimum=1, nullable=True),
+    Setting("strategy", str, "auto", "under torchrun: \"ddp\" (a full copy per process), \"fsdp\" (weights, "
+            "gradients and optimizer state sharded), \"auto\" (ddp)", choices=("auto", "ddp", "fsdp")),
+    Setting("fsdp", dict, None, "FSDP settings: {\"shard_modules\", \"reshard_after_forward\", \"param_dtype\", "
+            "\"reduce_dtype\", \"cpu_offload\", \"activation_checkpointing\"} (docs/distributed.md)", nullable=True),
 )
 
 # keys of a {"type", "args"} entry; the sections below add their own
@@ -233,6 +237,14 @@ SECTIONS = {
 }
 
 IMAGE_MODES = ("L", "RGB")
+
+# Limits on reading users' files. A file over a limit is a bad sample (or, for a config file, an
+# error) that names it; data_loader.args raise them per run.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS, the size it warns above
+DEFAULT_READ_TIMEOUT_S = 60.0  # a file that delivers no data for this long is given up on
+DEFAULT_MAX_CSV_ROWS = 10_000_000
+DEFAULT_MAX_CSV_FIELD_SIZE = 131_072  # characters: the csv module's own default limit
+MAX_CONFIG_FILE_BYTES = 1 << 20  # a config file (or an ONNX model's sidecar) larger than 1 MiB is refused
 
 
 def _image_size_problem(value):
@@ -288,6 +300,20 @@ _SAMPLE_LOADER_COMMON = (
     Setting("seed", int, None, "seed of the split and the sample order (null: the run's seed)", nullable=True),
 )
 
+_IMAGE_LIMITS = (
+    Setting("max_image_pixels", int, DEFAULT_MAX_IMAGE_PIXELS, "an image of more pixels (width x height) is a bad "
+            "sample, found from its header before it is decoded (a decompression bomb)", minimum=1),
+)
+_READ_LIMITS = (
+    Setting("read_timeout_s", float, DEFAULT_READ_TIMEOUT_S, "a file that delivers no data for this many seconds "
+            "(a hung network mount) is a bad sample; null: wait forever", minimum=0.001, nullable=True),
+)
+_TABLE_LIMITS = (
+    Setting("max_csv_rows", int, DEFAULT_MAX_CSV_ROWS, "a CSV file with more data rows is refused", minimum=1),
+    Setting("max_csv_field_size", int, DEFAULT_MAX_CSV_FIELD_SIZE, "a CSV row with a longer cell (characters) is "
+            "a bad row", minimum=1),
+)
+
 # arguments of the built-in data loaders (data_loader.args), by class name. Their defaults
 # must equal the class signature's (a test checks); other keyword arguments go to torch's DataLoader.
 DATA_LOADER_ARGS = {
@@ -319,6 +345,8 @@ DATA_LOADER_ARGS = {
                 nullable=True),
         *_IMAGE_DECODING,
         *_SAMPLE_LOADER_COMMON,
+        *_IMAGE_LIMITS,
+        *_READ_LIMITS,
     ),
     "CsvDataLoader": (
         _path("csv_file", "one CSV table, split into training and validation"),
@@ -337,6 +365,9 @@ DATA_LOADER_ARGS = {
         _path("image_column", "a column of image paths relative to the CSV file (the rows are images)"),
         *_IMAGE_DECODING,
         *_SAMPLE_LOADER_COMMON,
+        *_TABLE_LIMITS,
+        *_IMAGE_LIMITS,
+        *_READ_LIMITS,
     ),
     "TorchvisionDataLoader": (
         Setting("dataset", str, REQUIRED, "a torchvision.datasets class name: \"FashionMNIST\", \"CIFAR10\", ..."),
@@ -384,6 +415,7 @@ def is_declared(keys, config=None):
     if config is not None and len(keys) == 3 and keys[:2] == ["data_loader", "args"]:
         entry = config.get("data_loader")
         loader = entry.get("type") if isinstance(entry, dict) else None
-        return any(setting.key == keys[2] for setting in DATA_LOADER_ARGS.get(loader, ()))
+        settings = DATA_LOADER_ARGS.get(loader, ()) if isinstance(loader, str) else ()
+        return any(setting.key == keys[2] for setting in settings)
     section, key = ".".join(keys[:-1]), keys[-1]
     return any(setting.key == key for setting in section_settings(section))

@@ -5,10 +5,17 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from config.schema import IMAGE_MODES
+from config.schema import (
+    DEFAULT_MAX_CSV_FIELD_SIZE,
+    DEFAULT_MAX_CSV_ROWS,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_READ_TIMEOUT_S,
+    IMAGE_MODES,
+)
 from data_loader.in_memory import InMemoryDataLoader
 from utils import ConfigError, dist
 
+from .file_limits import FileLimits
 from .image_folder import IMAGE_EXTENSIONS, folder_samples
 from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist
 from .sample_loader import SampleDataLoader, SampleSet
@@ -88,11 +95,13 @@ class ImageFolderDataLoader(SampleDataLoader):
                  memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
                  stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
                  weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
-                 seed: int | None = None, **loader_kwargs):
+                 seed: int | None = None, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S, **loader_kwargs):
         _check_mode(mode)
         dirs = {"data_dir": data_dir, "train_dir": train_dir, "val_dir": val_dir, "test_dir": test_dir}
+        limits = FileLimits(max_image_pixels=max_image_pixels, read_timeout_s=read_timeout_s)
         files, class_names, fixed_valid = folder_samples(dirs, training, extensions or IMAGE_EXTENSIONS, mode,
-                                                         _image_size(image_size))
+                                                         _image_size(image_size), limits)
         logger.info(f"Image folders: {len(files)} images of {len(class_names)} classes "
                     f"({'training' if training else 'test'} data).")
         super().__init__(SampleSet(files, files.labels, class_names, fixed_valid), batch_size, shuffle,
@@ -116,20 +125,25 @@ class CsvDataLoader(SampleDataLoader):
                  memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
                  stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
                  weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
-                 seed: int | None = None, **loader_kwargs):
+                 seed: int | None = None, max_csv_rows: int = DEFAULT_MAX_CSV_ROWS,
+                 max_csv_field_size: int = DEFAULT_MAX_CSV_FIELD_SIZE, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S, **loader_kwargs):
         from .table import MISSING_POLICIES, input_size, load_table_rows  # pandas: for tables only
 
         if missing_values not in MISSING_POLICIES:
             raise ConfigError(f"data_loader.args.missing_values is {missing_values!r}; use \"error\" (a row "
                               "with an empty cell is a bad sample) or \"fill\" (median / most frequent value).")
         files = _csv_files(csv_file, train_csv, val_csv, test_csv, training)
-        class_names = _training_class_names(files, target, training, csv_file or train_csv)
+        limits = FileLimits(max_image_pixels, read_timeout_s, max_csv_rows, max_csv_field_size)
+        class_names = _training_class_names(files, target, training, csv_file or train_csv, limits)
         if image_column is not None:
             _check_mode(mode)
-            sample_set = _image_table(files, target, image_column, mode, _image_size(image_size), class_names)
+            sample_set = _image_table(files, target, image_column, mode, _image_size(image_size), class_names,
+                                      limits)
         else:
             rows, names, fixed_valid = load_table_rows(files, target, features, categorical, missing_values,
-                                                       normalize is not None, class_names, preprocessing)
+                                                       normalize is not None, class_names, preprocessing,
+                                                       limits=limits)
             sample_set = SampleSet(rows, rows.labels, names, fixed_valid)
             normalize = None  # rows are standardised by the preprocessing
         logger.info(f"CSV table: {len(sample_set.labels)} rows, {len(sample_set.class_names)} classes "
@@ -156,39 +170,42 @@ def _csv_files(csv_file, train_csv, val_csv, test_csv, training):
         ([(val_csv, "data_loader.args.val_csv", True)] if val_csv else [])
 
 
-def _training_class_names(files, target, training, train_file):
+def _training_class_names(files, target, training, train_file, limits):
     """Test data is labelled with the training file's classes (when it is still there)."""
     if training or not train_file or not Path(train_file).is_file():
         return None
-    from .table import check_columns, class_names_of, read_csv
+    from .csv_reader import read_table
+    from .table import check_columns, class_names_of
 
-    frame = read_csv(train_file, "data_loader.args.train_csv")
-    check_columns(frame, train_file, target, None)
-    return class_names_of(frame[target])
+    table = read_table(train_file, "data_loader.args.train_csv", limits)
+    check_columns(table.frame, train_file, target, None)
+    return class_names_of(table.frame[target].drop(index=list(table.problems)))
 
 
-def _image_table(files, target, image_column, mode, image_size, class_names):
+def _image_table(files, target, image_column, mode, image_size, class_names, limits):
     """ImageFiles from CSVs of (image path relative to the CSV, label) rows."""
     import pandas as pd
 
     from .table import check_columns, class_names_of, label_indices, read_csv
 
-    paths, targets, fixed_valid = [], [], []
+    paths, targets, fixed_valid, lines = [], [], [], []
     for path, key, is_valid in files:
-        frame = read_csv(path, key)
+        frame = read_csv(path, key, limits)
         check_columns(frame, path, target, [image_column])
-        for position, (image, label) in enumerate(zip(frame[image_column], frame[target])):
+        for line, image, label in zip(frame.index, frame[image_column], frame[target]):
             if pd.isna(image) or pd.isna(label):
-                raise ConfigError(f"'{path}' line {position + 2}: the image path or the label is empty. "
+                raise ConfigError(f"'{path}' line {line}: the image path or the label is empty. "
                                   "Fill it in or remove the row.")
             paths.append(Path(path).parent / str(image))
         targets.append(frame[target])
+        lines += list(frame.index)
         fixed_valid += [is_valid] * len(frame)
     values = pd.concat(targets, ignore_index=True)
     if class_names is None:
         class_names = class_names_of(values[~np.asarray(fixed_valid)])
-    labels = label_indices(values, class_names, files[0][0], files[0][1], np.arange(len(values)))
-    return SampleSet(ImageFiles(paths, labels, mode, image_size), labels, class_names, np.asarray(fixed_valid))
+    labels = label_indices(values, class_names, files[0][0], files[0][1], np.asarray(lines))
+    return SampleSet(ImageFiles(paths, labels, mode, image_size, limits), labels, class_names,
+                     np.asarray(fixed_valid))
 
 
 class TorchvisionDataLoader(SampleDataLoader):

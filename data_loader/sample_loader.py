@@ -132,6 +132,9 @@ class SampleDataLoader(InMemoryDataLoader):
             raise ConfigError(f"{len(problems)} bad sample(s): {listed}{' ...' if len(problems) > 3 else ''}. "
                               'Fix or remove them, or set data_loader.args.on_bad_sample to "skip" to '
                               "train without them.")
+        if len(problems) == len(sample_set.labels):
+            raise ConfigError(f"all {len(problems)} sample(s) are bad, none is left to use: {listed}"
+                              f"{' ...' if len(problems) > 3 else ''}. Fix them.")
         keep = np.array([i for i in range(len(sample_set.labels)) if i not in problems], dtype=np.int64)
         skipped = [(_describe(sample_set.samples, i), problems[i]) for i in sorted(problems)]
         logger.warning(f"Skipped {len(problems)} bad sample(s) (on_bad_sample is \"skip\"): {listed}"

@@ -3,29 +3,27 @@
 on the training rows is kept as plain data (`preprocessing`), recorded in the run's config, and
 `apply_table_preprocessing(frame, preprocessing)` turns any DataFrame with those columns into the
 model's input, e.g. new rows to predict."""
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from utils import ConfigError
 
+from .csv_reader import read_table
+from .file_limits import DEFAULT_LIMITS
+
 MISSING_POLICIES = ("error", "fill")
-HEADER_LINES = 1  # a data row's line number in the file is its position + 2
 
 
-def read_csv(path, key):
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{key} '{path}' does not exist. Point it at a CSV file with a header row.")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{key} '{path}' cannot be read as CSV ({str(err).strip()}). Fix the file.") from None
-
-
-def line_of(row_position):
-    return row_position + HEADER_LINES + 1
+def read_csv(path, key, limits=DEFAULT_LIMITS):
+    """The table at `path` (named by config `key`) when every row is usable, its index the file line
+    each row starts on; a bad row is a ConfigError that names the lines."""
+    table = read_table(path, key, limits)
+    if table.problems:
+        first = [table.problems[p] for p in sorted(table.problems)[:3]]
+        raise ConfigError(f"{len(table.problems)} bad row(s): {'; '.join(first)}"
+                          f"{' ...' if len(table.problems) > 3 else ''}. Fix or remove them.")
+    return table.frame.set_axis(table.lines, axis=0)
 
 
 def check_columns(frame, path, target, features):
@@ -51,13 +49,14 @@ def guess_categorical(frame, columns):
     return categorical
 
 
-def row_problems(frame, path, target, features, categorical, missing_values):
-    """{row position: message naming the file, line and column} for rows that cannot be used."""
+def row_problems(frame, path, target, features, categorical, missing_values, lines):
+    """{row position: message naming the file, line and column} for rows that cannot be used;
+    `lines[i]` is the file line of row i."""
     problems = {}
 
     def note(mask, text):
         for position in np.flatnonzero(mask.to_numpy()):
-            problems.setdefault(int(position), f"'{path}' line {line_of(position)}: {text}")
+            problems.setdefault(int(position), f"'{path}' line {lines[position]}: {text}")
 
     note(frame[target].isna(), f"the target column '{target}' is empty")
     for column in features:
@@ -67,7 +66,7 @@ def row_problems(frame, path, target, features, categorical, missing_values):
             values = frame[column]
             not_number = pd.to_numeric(values, errors="coerce").isna() & values.notna()
             for position in np.flatnonzero(not_number.to_numpy()):
-                problems.setdefault(int(position), f"'{path}' line {line_of(position)}: column '{column}' is "
+                problems.setdefault(int(position), f"'{path}' line {lines[position]}: column '{column}' is "
                                                    f"{values.iloc[position]!r}, not a number")
     return problems
 
@@ -89,15 +88,15 @@ def _label_text(value):
     return str(value)
 
 
-def label_indices(values, class_names, path, key, positions):
-    """Class index of each target value (rows at `positions` of the file); a value the training
+def label_indices(values, class_names, path, key, lines):
+    """Class index of each target value (rows starting on file `lines`); a value the training
     data lacks is an error naming the lines."""
     texts = values.map(_label_text)
     index = {name: i for i, name in enumerate(class_names)}
     unknown = ~texts.isin(index)
     if unknown.any():
         rows = np.flatnonzero(unknown.to_numpy())
-        shown = ", ".join(f"line {line_of(positions[r])} ({texts.iloc[r]!r})" for r in rows[:5])
+        shown = ", ".join(f"line {lines[r]} ({texts.iloc[r]!r})" for r in rows[:5])
         raise ConfigError(f"{key} '{path}' has target values the training data lacks: {shown}"
                           f"{' ...' if len(rows) > 5 else ''}. The model cannot predict a class it never "
                           f"saw (training classes: {', '.join(class_names)}). Add training rows of it or "
@@ -178,21 +177,27 @@ class TableRows:
 
 
 def load_table_rows(files, target, features, categorical, missing_values, standardize, class_names=None,
-                    preprocessing=None, exclude=()):
+                    preprocessing=None, exclude=(), limits=DEFAULT_LIMITS):
     """TableRows of `files` = [(path, config key, is validation)], with bad rows noted in `problems`.
     Class names come from the training files' targets unless given (test data)."""
-    frames, origins, problems, fixed_valid, offsets = [], [], {}, [], []
+    frames, origins, problems, fixed_valid, offsets, file_lines = [], [], {}, [], [], []
     for path, key, is_valid in files:
-        frame = read_csv(path, key)
+        table = read_table(path, key, limits)
+        frame, lines = table.frame, table.lines
+        if frame.empty:
+            raise ConfigError(f"{key} '{path}' has a header row but no data rows. Add rows, one per sample.")
         check_columns(frame, path, target, features)
         columns = feature_columns(frame, target, features, exclude)
-        chosen_categorical = list(categorical) if categorical is not None else guess_categorical(frame, columns)
+        chosen_categorical = list(categorical) if categorical is not None else \
+            guess_categorical(frame.drop(index=list(table.problems)), columns)
         offset = sum(len(f) for f in frames)
         offsets.append(offset)
-        found = row_problems(frame, path, target, columns, chosen_categorical, missing_values)
+        found = {**row_problems(frame, path, target, columns, chosen_categorical, missing_values, lines),
+                 **table.problems}  # a record that could not be read: its own problem, not "empty"
         problems.update({offset + position: text for position, text in found.items()})
         frames.append(frame)
-        origins += [f"'{path}' line {line_of(i)}" for i in range(len(frame))]
+        file_lines.append(lines)
+        origins += [f"'{path}' line {line}" for line in lines]
         fixed_valid += [is_valid] * len(frame)
     frame = pd.concat(frames, ignore_index=True)
     good = np.array([i not in problems for i in range(len(frame))])
@@ -200,9 +205,9 @@ def load_table_rows(files, target, features, categorical, missing_values, standa
     if class_names is None:
         class_names = class_names_of(frame[target][training_rows])
     labels = np.full(len(frame), -1, dtype=np.int64)
-    for (path, key, _), offset, part in zip(files, offsets, frames):  # errors name each file's own lines
+    for (path, key, _), offset, part, lines in zip(files, offsets, frames, file_lines):  # each file's own lines
         positions = np.flatnonzero(good[offset:offset + len(part)])
         labels[offset + positions] = label_indices(part[target].iloc[positions].reset_index(drop=True),
-                                                    class_names, path, key, positions)
+                                                    class_names, path, key, lines[positions])
     rows = TableRows(frame, labels, origins, columns, chosen_categorical, standardize, problems, preprocessing)
     return rows, class_names, np.asarray(fixed_valid)

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from utils import dist
+from utils.dcp import remove_checkpoint
 from utils.errors import ConfigError
 from utils.io import write_json
 from utils.write_faults import write_site
@@ -101,11 +102,16 @@ class RunFolder:
         return self.log_dir / INFO_LOG
 
     def remove_stale_temp_files(self):
-        """Temp files of saves that a killed process left half-written. Only called under the run's
-        lock: no live process is writing them."""
+        """Temp files and folders of saves that a killed process left half-written. A sharded
+        checkpoint folder that a kill caught in the instant of its replacement (see
+        utils.dcp.publish) goes back under its name. Only called under the run's lock: no live
+        process is writing them."""
         for folder in (self.models_dir, self.log_dir):
             for temp in folder.glob(".*.tmp"):
-                temp.unlink(missing_ok=True)
+                if temp.name.endswith(".old.tmp") and temp.is_dir() and not (folder / temp.name[1:-8]).exists():
+                    temp.rename(folder / temp.name[1:-8])
+                else:
+                    remove_checkpoint(temp)
 
 
 def find_run_folders(roots):

@@ -14,11 +14,13 @@ from utils.checkpoint import Key, load_checkpoint
 from utils.errors import ConfigError
 
 from .checkpoints import (
-    LAST_CHECKPOINT,
+    SHARDED,
     checkpoint_order,
     checkpoint_position,
+    last_checkpoints,
     latest_valid_checkpoint,
     newest_run_checkpoint,
+    run_checkpoints,
 )
 from .folder import CONFIG_FILE, RunFolder
 
@@ -77,10 +79,10 @@ def _checkpoint_config(path, checkpoint):
 def _resolve_resume_path(resume):
     """(path, loaded checkpoint) for -r: a file, or the newest valid checkpoint of a run folder."""
     path = Path(resume)
-    if path.is_dir():
+    if path.is_dir() and path.suffix != SHARDED:  # a run folder, not a sharded checkpoint
         return latest_valid_checkpoint(path)
     if not path.exists():
-        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint .pth file, a run "
+        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint (.pth file or .dcp folder), a run "
                           "folder under saved/models/, or 'auto' (with -c) for the newest run.")
     return path, load_checkpoint(path, mmap=True)
 
@@ -91,9 +93,8 @@ def check_resumes_newest(checkpoint_path, checkpoint, folder):
     checkpoint files would stay and keep_last would prune the wrong ones). Called under the
     run's lock, so no process adds a newer one meanwhile."""
     position = checkpoint_position(checkpoint_path, checkpoint)
-    newer_by_name = any(checkpoint_order(path) > position for path in folder.models_dir.glob("checkpoint-epoch*.pth"))
-    last = folder.models_dir / LAST_CHECKPOINT
-    other_last = last.is_file() and last.resolve() != Path(checkpoint_path).resolve()
+    newer_by_name = any(checkpoint_order(path) > position for path in run_checkpoints(folder.models_dir))
+    other_last = any(last.resolve() != Path(checkpoint_path).resolve() for last in last_checkpoints(folder.models_dir))
     if not newer_by_name and not other_last:
         return  # nothing can be newer: no file needs reading
     newest, newest_checkpoint = latest_valid_checkpoint(folder.models_dir)  # a file that does not load does not count

@@ -98,7 +98,7 @@ CASES = {
                                 r"checkpoint '.*Tiny\.json' is truncated, corrupt or not a PyTorch checkpoint"),
     "resume corrupt": (truncated_checkpoint, r"checkpoint-epoch1\.pth' is truncated, corrupt"),
     "resume folder without valid checkpoint": (run_folder_without_valid_checkpoint,
-                                               r"no valid checkpoint-epoch\*\.pth found in '.*old_run'"),
+                                               r"no valid checkpoint-epoch\* found in '.*old_run'"),
     "resume the folder above the runs": (
         lambda tmp_path, mnist_dir: ["-r", checkpoint_file(tmp_path, mnist_dir).parents[1]],
         r"no valid checkpoint.*It holds run folders: pass one of them"),

@@ -20,6 +20,7 @@ from utils.monitor import Monitor, scheduler_monitor
 
 from .averaging import check_ema_settings
 from .callbacks import build_callbacks
+from .fsdp import check_fsdp_settings
 from .schedules import build_lr_scheduler, check_scheduler_entry
 from .swa import check_swa_settings
 
@@ -140,6 +141,8 @@ def _check_training_policies(config, problems):
         check_swa_settings(config["trainer"].get("swa"), config["trainer"].get("ema"), config["trainer"].get("epochs"))
     with problems.collect("callbacks"):
         build_callbacks(config, check_only=True)
+    with problems.collect("trainer.fsdp"):
+        check_fsdp_settings(config["trainer"])
 
 
 def _check_optimizer_steps(config, problems):

@@ -14,6 +14,7 @@ from utils.errors import blame, blamed_iter
 from utils.monitor import scheduler_monitor
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
+from . import fsdp
 from .amp import make_grad_scaler
 from .averaging import WeightAverage
 from .base_trainer import BaseTrainer, StopRequested
@@ -59,6 +60,7 @@ class Trainer(BaseTrainer):
         self.swa = StochasticWeightAverage(unwrap_model(self.model), optimizer, settings.swa, settings.ema) \
             if settings.swa else None
         self.model = maybe_compile(self.model, settings.compile, device)
+        self.sharded = fsdp.is_sharded(self.model)
         self.show_progress = settings.verbosity > 0 and sys.stderr.isatty() and dist.is_main_process()
 
         # function metrics: sample-weighted averages of per-batch values (train_metrics and
@@ -132,6 +134,8 @@ class Trainer(BaseTrainer):
             # wasted traffic, so sync only on the window's last micro-batch (nanoGPT's flag; the
             # no_sync() context does the same but must wrap forward and backward).
             self.model.require_backward_grad_sync = self._at_step_boundary(batch_idx)
+        elif self.sharded:  # FSDP: the same for its gradient reduce-scatter
+            fsdp.set_gradient_sync(self.model, self._at_step_boundary(batch_idx))
         with self.autocast():
             with blame("arch"):
                 output = self.model(data)
@@ -308,7 +312,8 @@ class Trainer(BaseTrainer):
         return results
 
     def _write_histograms(self, epoch):
-        if self.writer.enabled and epoch % self.histogram_period == 0:
+        # a sharded model's weights are spread over the processes; rank 0 alone cannot draw them
+        if self.writer.enabled and epoch % self.histogram_period == 0 and not self.sharded:
             for name, param in self.model.named_parameters():
                 self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(),
                                           self._steps_done(epoch + 1, 0))
@@ -328,11 +333,23 @@ class Trainer(BaseTrainer):
             model = self.swa.eval_model(model)
             model.eval()
         collected = CollectedOutputs() if self.validation_report else None
+        # sharded: every forward pass is a collective, so each rank runs as many as the rank with
+        # the most validation batches (agreed before the pass, not inside it)
+        most_batches = dist.max_over_ranks(len(self.valid_data_loader)) if self.sharded else 0
+        if self.sharded:
+            fsdp.share_buffers(model)
         evaluate_into(self.valid_pass, model, self.valid_data_loader, self.criterion, self.device, self.settings,
                       on_batch=collected.update if collected is not None else None)
+        if self.sharded:  # unpadded shards: the ranks may have run different numbers of batches
+            fsdp.repeat_forward_passes(model, most_batches - len(self.valid_data_loader), self._any_batch)
         self.last_validation = collected
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         return self.valid_pass.result()
+
+    def _any_batch(self):
+        """An input batch of this rank (validation data, or training data when it has none)."""
+        loader = self.valid_data_loader if len(self.valid_data_loader) else self.data_loader
+        return self._to_device(next(iter(loader))[0])
 
     def _finish_training(self):
         """After the last epoch, while the writers are open: the SWA model, the validation report."""
