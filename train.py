@@ -3,6 +3,7 @@ is read first, so --help and a mistyped flag answer before torch and the project
 import argparse
 import collections
 import functools
+import importlib
 import inspect
 import json
 import sys
@@ -12,6 +13,28 @@ from experiments.sweep_args import add_sweep_arguments, is_sweep_command
 from utils.errors import ConfigError, main_guard
 from utils.io import atomic_open, write_json
 from utils.write_faults import write_site
+
+# what train.py offered as module attributes before it read its command line first
+# (`train.Trainer`, `train.module_data`, ...): imported when first asked for
+MODULES_ON_USE = {"torch": "torch", "module_data": "data_loader.data_loaders", "module_loss": "model.loss",
+                  "module_metric": "model.metric", "module_arch": "model.model"}
+NAMES_ON_USE = {
+    "Trainer": "trainer", "ConfigParser": "parse_config", "run_sweep": "experiments.sweep_cli",
+    "optimizer_param_groups": "model.transfer", "parameter_counts": "model.transfer",
+    "recorded_status": "run.status", "stop_with_the_sweep": "run.status",
+    "ActivationStatistics": "trainer.callbacks", "build_callbacks": "trainer.callbacks",
+    "print_dry_run": "trainer.dry_run", "build_lr_scheduler": "trainer.schedules",
+    "optimizer_steps_per_epoch": "trainer.schedules", "build_placed_model": "trainer.strategy",
+    "dist": "utils", "unwrap_model": "utils", "seed_everything": "utils.seed",
+}
+
+
+def __getattr__(name):
+    if name in MODULES_ON_USE:
+        return importlib.import_module(MODULES_ON_USE[name])
+    if name in NAMES_ON_USE:
+        return getattr(importlib.import_module(NAMES_ON_USE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
