@@ -67,18 +67,19 @@ class ConfigParser:
         problems.raise_if_any()
 
     @classmethod
-    def from_args(cls, args, options=(), create_dirs=True, argv=None):
+    def from_args(cls, args, options=(), create_dirs=True, argv=None, prefer_best=False):
         """Build from the command line (`argv`, default sys.argv): -c config, -r checkpoint or
         run folder, -d devices, the custom `options` (--lr, --bs) and any number of
         `-o key.path=value`. `args` is the parser, or the namespace that
-        config.cli.parse_command_line made of it. Every mistake found here leaves no run folder behind."""
+        config.cli.parse_command_line made of it. Every mistake found here leaves no run folder behind.
+        `prefer_best`: -r RUN_FOLDER means the run's model_best.pth when it has one."""
         if isinstance(args, argparse.ArgumentParser):
             args = parse_command_line(args, options, argv)
         if args.device is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         modification = {opt.target: getattr(args, option_dest(opt.flags)) for opt in options}
         modification.update(_override_modification(args.override))
-        source = load_source(args.config, args.resume, modification)
+        source = load_source(args.config, args.resume, modification, prefer_best)
         # every mistake found here leaves no run folder behind
         parser = cls(source.config, source.resume, modification, create_dirs=False,
                      init_weights=source.init_weights, trusted=source.trusted or args.trust,

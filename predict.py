@@ -7,8 +7,9 @@
 INPUT is a folder of images (searched recursively), one image file, or a CSV file in the training
 table's format. Inputs are prepared with the checkpoint's own eval transforms or table
 preprocessing. Each row of the output holds the input, the predicted class, its probability and
-the top-k classes; inputs that cannot be used go to <output>_errors.csv with the reason.
-The command line is read first, so --help answers before torch is imported."""
+the top-k classes (regression: one predicted value per target, in the data's units); inputs that
+cannot be used go to <output>_errors.csv with the reason. The command line is read first, so --help
+answers before torch is imported."""
 import argparse
 import csv
 import os
@@ -24,8 +25,8 @@ class TorchModel:
     test.py: it may only name the project's and torch's modules unless `trusted`."""
 
     def __init__(self, checkpoint_path, trusted=False, n_gpu=None):
+        from data_loader.task import task_of_run
         from evaluation.evaluate import model_from_checkpoint
-        from evaluation.outputs import class_names_for
         from parse_config import ConfigParser
         from run.resume import load_source
         from utils import prepare_device
@@ -44,17 +45,14 @@ class TorchModel:
         self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu, warn=False)
         self.model = model.to(self.device)
         self.data_loader_section, self.trusted = self.config["data_loader"], trusted
-        self.task = task_of_config(self.config.config)
-        self._names = lambda count: class_names_for(checkpoint, self.config, count)
-
-    def class_names(self, count):
-        return self._names(count)
+        self.task = task_of_run(self.config, checkpoint)
 
     def __call__(self, batch):
+        """The model's outputs; a regression model's in the data's units."""
         import torch
 
         with torch.inference_mode():
-            return self.model(batch.to(self.device, non_blocking=True)).float()
+            return self.task.original_units(self.model(batch.to(self.device, non_blocking=True)).float())
 
 
 class OnnxModel:
@@ -82,12 +80,10 @@ class OnnxModel:
                               "Export it again with export.py.") from None
         self.data_loader_section, self.trusted = self.sidecar["data_loader"], False
         check_input_pipeline(self.data_loader_section, sidecar_path)
-        self.task = self.sidecar.get("task", "multiclass")
+        # the exported model's outputs are already in the data's units (export.py puts the target
+        # scaling into the model), so no scaling here
+        self.task = task_of_sidecar(self.sidecar)
         self.fixed_batch = self.sidecar["input_shape"][0] if isinstance(self.sidecar["input_shape"][0], int) else None
-
-    def class_names(self, count):
-        names = self.sidecar.get("class_names") or []
-        return [str(n) for n in names] if len(names) == count else [str(i) for i in range(count)]
 
     def __call__(self, batch):
         import torch
@@ -133,12 +129,12 @@ def read_sidecar(path):
 def check_input_pipeline(data_loader_section, sidecar_path):
     """A sidecar's data_loader section must rebuild an input pipeline (images) or hold a table's
     preprocessing; the error names the sidecar."""
-    from evaluation.inputs import image_pipeline
-
     args = data_loader_section.get("args", {})
     if isinstance(args, dict) and args.get("preprocessing"):
         return
     try:
+        from evaluation.inputs import image_pipeline
+
         image_pipeline(data_loader_section, trusted=False)
     except Exception as err:  # a damaged section fails in many ways: all mean this sidecar is unusable
         raise ConfigError(f"ONNX sidecar '{sidecar_path}': its data_loader section cannot rebuild the input "
@@ -150,14 +146,12 @@ def _first_line(err):
     return lines[0][:200] if lines else "no details"
 
 
-def task_of_config(config):
-    """multiclass, or binary / multilabel for a model trained with a sigmoid loss."""
-    loss = config.get("loss")
-    loss_name = loss if isinstance(loss, str) else (loss or {}).get("type", "")
-    if "bce" not in loss_name.lower() and "binary" not in loss_name.lower():
-        return "multiclass"
-    arch_args = config.get("arch", {}).get("args", {})
-    return "binary" if arch_args.get("num_classes") == 1 else "multilabel"
+def task_of_sidecar(sidecar):
+    from data_loader.task import task_of_run
+
+    """The Task an export sidecar records (older sidecars: "multiclass" and class_names)."""
+    return task_of_run({"task": sidecar.get("task") or "classification", "class_names": sidecar.get("class_names"),
+                        "target_names": sidecar.get("target_names")})
 
 
 def main(model, input_path, output, top_k=3, batch_size=256, threshold=None, num_workers=None):
@@ -210,15 +204,21 @@ def table_batches(csv_path, data_loader_section, batch_size):
 
 
 def prediction_rows(keys, output, model, top_k, threshold):
-    """One dict per input: input, predicted, probability, then top-k or per-label columns."""
-    from evaluation.outputs import predict_labels, probabilities
+    """One dict per input: input, then the predicted values (regression), or predicted,
+    probability, then top-k or per-label columns."""
+    from evaluation.outputs import output_names, predict_labels, probabilities
 
     task = model.task
-    probs = probabilities(output, task)
-    names = model.class_names(probs.shape[1] if task != "binary" else 2)
-    labels, confidence = predict_labels(probs, task, threshold)
+    if task.kind == "regression":
+        names = output_names(task, output.shape[1])
+        values = output.reshape(len(keys), -1).cpu().tolist()
+        return [{"input": key, **{f"predicted_{name}": value for name, value in zip(names, row)}}
+                for key, row in zip(keys, values)]
+    probs = probabilities(output, task.kind)
+    names = output_names(task, probs.shape[1] if task.kind != "binary" else 2)
+    labels, confidence = predict_labels(probs, task.kind, threshold)
     probs, labels, confidence = probs.cpu(), labels.cpu(), confidence.cpu()
-    if task == "multiclass":
+    if task.kind == "classification":
         k = min(top_k, probs.shape[1])
         top_probs, top_classes = probs.topk(k, dim=1)
         rows = []
@@ -229,7 +229,7 @@ def prediction_rows(keys, output, model, top_k, threshold):
                 row[f"top{rank + 1}_probability"] = float(top_probs[i, rank])
             rows.append(row)
         return rows
-    if task == "binary":
+    if task.kind == "binary":
         return [{"input": key, "predicted": names[labels[i]], "probability": float(confidence[i]),
                  f"probability_{names[1]}": float(probs[i, 0]), "threshold": threshold} for i, key in enumerate(keys)]
     return [{"input": key, "predicted": "|".join(n for n, on in zip(names, labels[i].tolist()) if on),
@@ -261,7 +261,7 @@ def errors_file(output):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Predict classes for new inputs with a trained model.")
+    parser = argparse.ArgumentParser(description="Predict classes (or values) for new inputs with a trained model.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-r", "--resume", help="checkpoint (.pth file or .dcp folder) written by train.py")
     source.add_argument("-m", "--model", help="ONNX model written by export.py (with its .json sidecar)")

@@ -23,7 +23,8 @@ NAMES_ON_USE = {
     "optimizer_param_groups": "model.transfer", "parameter_counts": "model.transfer",
     "recorded_status": "run.status", "stop_with_the_sweep": "run.status",
     "ActivationStatistics": "trainer.callbacks", "build_callbacks": "trainer.callbacks",
-    "print_dry_run": "trainer.dry_run", "build_lr_scheduler": "trainer.schedules",
+    "check_one_batch": "trainer.batch_check", "print_dry_run": "trainer.dry_run",
+    "build_lr_scheduler": "trainer.schedules",
     "optimizer_steps_per_epoch": "trainer.schedules", "build_placed_model": "trainer.strategy",
     "dist": "utils", "unwrap_model": "utils", "seed_everything": "utils.seed",
 }
@@ -51,6 +52,7 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     from model.transfer import optimizer_param_groups, parameter_counts
     from run.status import recorded_status
     from trainer import Trainer
+    from trainer.batch_check import check_one_batch
     from trainer.callbacks import ActivationStatistics, build_callbacks
     from trainer.dry_run import print_dry_run
     from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
@@ -84,8 +86,11 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     len_epoch = settings.trainer.len_epoch or len(data_loader)  # batches of this process
     steps_per_epoch = optimizer_steps_per_epoch(len_epoch, settings.trainer.accum_steps)
     lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
+    # one batch through the model, the loss and the metrics: a model that does not fit the data
+    # stops here, before the run folder exists
+    batch = check_one_batch(config, unwrap_model(model), data_loader, criterion, metrics, device)
     if dry_run:
-        print_dry_run(config, model, data_loader, criterion, device)
+        print_dry_run(config, model, data_loader, batch)
         return None
 
     if config.save_dir is None:  # train.py's own config: its run folder, now that all is built
@@ -115,14 +120,18 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
 
 
 def record_data_settings(config, data_loader, logger):
-    """Keep what the data loader measured with the run: class names (top-level "class_names",
-    also saved in checkpoints), fitted settings ("auto" normalisation, a table's preprocessing)
-    in data_loader.args, so test.py and prediction rebuild exactly this input pipeline, and the
-    list of skipped bad samples in the run folder."""
+    """Keep what the data loader measured with the run: the task and class or target names
+    (top-level "task", "class_names" / "target_names", also saved in checkpoints), fitted
+    settings ("auto" normalisation, a table's preprocessing, the task "auto" chose, the target
+    scaling) in data_loader.args, so test.py and prediction rebuild exactly this input pipeline,
+    and the list of skipped bad samples in the run folder."""
     from utils import dist
 
+    task = getattr(data_loader, "task", None)
     class_names = getattr(data_loader, "class_names", None)
-    if class_names is not None:
+    if task is not None:  # the task and the names of the outputs, read by test.py, predict.py, export.py
+        config.config.update(task.record())
+    elif class_names is not None:
         config.config["class_names"] = list(class_names)
     config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
     if config.run_folder is not None and dist.is_main_process():  # a run folder made before (tune.py)

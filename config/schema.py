@@ -145,6 +145,10 @@ TOP_LEVEL = (
             nullable=True),
     Setting("callbacks", list, ABSENT, "[{\"type\", \"args\"}]: trainer callbacks (base.Callback subclasses)"),
     Setting("class_names", list, ABSENT, "the classes' names in label order; train.py records the data loader's"),
+    Setting("task", str, ABSENT, "classification, binary, multilabel or regression; train.py records the data "
+            "loader's (set it for a loader that does not say)",
+            choices=("classification", "binary", "multilabel", "regression")),
+    Setting("target_names", list, ABSENT, "regression: the target columns in output order; train.py records them"),
 )
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -260,6 +264,19 @@ def _path(key, description):
     return Setting(key, str, None, description, nullable=True)
 
 
+def _target_scaling_problem(value):
+    """"auto", null, or the recorded {"mean": [...], "scale": [...]}"""
+    if value == "auto" or (isinstance(value, dict) and set(value) == {"mean", "scale"}):
+        return None
+    return f"is {value!r}; write \"auto\", null, or {{\"mean\": [...], \"scale\": [...]}} as a run records it"
+
+
+_TASK = Setting("task", str, "auto", "\"classification\", \"binary\", \"multilabel\", \"regression\", or "
+                "\"auto\" (class labels when that is unambiguous; the run records what it chose)",
+                choices=("auto", "classification", "binary", "multilabel", "regression"))
+_CLASS_TASK = Setting("task", str, "auto", "\"classification\", \"binary\" (two classes, one output), or "
+                      "\"auto\" (classification)", choices=("auto", "classification", "binary"))
+
 # what the image folder, CSV and torchvision loaders share (data_loader/sample_loader.py)
 _BATCHING = (
     Setting("batch_size", int, 64, "samples per batch, per process", minimum=1),
@@ -344,6 +361,7 @@ DATA_LOADER_ARGS = {
         Setting("extensions", list, None, "file extensions that are images (null: common image formats)",
                 nullable=True),
         *_IMAGE_DECODING,
+        _CLASS_TASK,
         *_SAMPLE_LOADER_COMMON,
         *_IMAGE_LIMITS,
         *_READ_LIMITS,
@@ -354,7 +372,12 @@ DATA_LOADER_ARGS = {
         _path("train_csv", "the training table, instead of csv_file"),
         _path("val_csv", "the validation table, beside train_csv"),
         _path("test_csv", "the test table, which test.py evaluates"),
-        Setting("target", str, "label", "the column to predict"),
+        Setting("target", (str, list), "label", "the column to predict, or a list of columns (multi-output "
+                "regression, multi-label)"),
+        _TASK,
+        Setting("target_scaling", (str, dict), "auto", "regression: \"auto\" standardises the targets with the "
+                "training rows' mean and std (recorded as {\"mean\", \"scale\"}); null: as they are",
+                nullable=True, check=_target_scaling_problem),
         Setting("features", list, None, "the input columns (null: every column but the target)", nullable=True),
         Setting("categorical", list, None, "columns to one-hot encode (null: those mostly not numbers)",
                 nullable=True),
@@ -379,6 +402,7 @@ DATA_LOADER_ARGS = {
                 choices=IMAGE_MODES, nullable=True),
         Setting("image_size", (int, list), None, "resize every image: 28 or [height, width] (null: keep)",
                 nullable=True, check=_image_size_problem),
+        _CLASS_TASK,
         *_SAMPLE_LOADER_COMMON,
     ),
 }

@@ -30,6 +30,20 @@ class CsvTable:
     frame: pd.DataFrame
     lines: np.ndarray
     troubles: dict = field(default_factory=dict)
+    limits: object = DEFAULT_LIMITS
+    _written: list = field(default_factory=list, repr=False)
+
+    def written_cell(self, column, position):
+        """The cell as the file holds it (where the frame has a missing value: empty, or a marker
+        such as 'n/a'); the file is read again the first time this is asked."""
+        if not self._written:
+            header, records = _records(read_bounded(self.path, None, self.limits.read_timeout_s)
+                                       .decode("utf-8-sig", errors="surrogateescape"), self.path, "", self.limits)
+            self._written.append((header, [cells for _, cells, _ in records]))
+        header, rows = self._written[0]
+        cells = rows[position] if position < len(rows) else []
+        index = header.index(column) if column in header else len(cells)
+        return cells[index] if index < len(cells) else ""
 
     @property
     def problems(self):
@@ -57,7 +71,7 @@ def read_table(path, key, limits=DEFAULT_LIMITS):
             troubles[position] = trouble
             record = [""] * width
         cells.append(record)
-    return CsvTable(path, _frame(header, cells), np.asarray(lines, dtype=np.int64), troubles)
+    return CsvTable(path, _frame(header, cells), np.asarray(lines, dtype=np.int64), troubles, limits)
 
 
 def _records(text, path, key, limits):

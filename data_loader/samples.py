@@ -117,7 +117,7 @@ class ImageFiles(Dataset):
     """(uint8 image tensor, class index) for each of `paths`, decoded on access."""
 
     def __init__(self, paths, labels, mode="RGB", image_size=None, limits=DEFAULT_LIMITS):
-        self.paths, self.labels = [str(p) for p in paths], np.asarray(labels, dtype=np.int64)
+        self.paths, self.labels = [str(p) for p in paths], np.asarray(labels)
         self.mode, self.image_size, self.limits = mode, image_size, limits
 
     def __len__(self):
@@ -125,13 +125,18 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index):
         try:
-            return decode_image(self.paths[index], self.mode, self.image_size, self.limits), int(self.labels[index])
+            label = self.labels[index]
+            return decode_image(self.paths[index], self.mode, self.image_size, self.limits), \
+                (int(label) if self.labels.dtype.kind == "i" else torch.from_numpy(np.asarray(label)))
         except BadSample as err:
             raise BadSample(f"{err}. Fix or remove the file, or set data_loader.args.on_bad_sample to "
                             '"skip" to train without it.', err.timed_out) from None
 
     def subset(self, keep):
         return ImageFiles([self.paths[i] for i in keep], self.labels[keep], self.mode, self.image_size, self.limits)
+
+    def with_labels(self, labels):
+        return ImageFiles(self.paths, labels, self.mode, self.image_size, self.limits)
 
     def describe(self, index):
         return self.paths[index]
@@ -152,10 +157,11 @@ class TensorSamples(Dataset):
 
 class Transformed(Dataset):
     """`samples` with `transform` applied to each input; the split's own view of shared samples.
-    A key (index, seed) from SeededDraws runs the transform's random draws from that seed."""
+    A key (index, seed) from SeededDraws runs the transform's random draws from that seed.
+    `targets` (one per sample) replace the samples' own labels: the task's encoded, scaled ones."""
 
-    def __init__(self, samples, transform=None):
-        self.samples, self.transform = samples, transform
+    def __init__(self, samples, transform=None, targets=None):
+        self.samples, self.transform, self.targets = samples, transform, targets
 
     def __len__(self):
         return len(self.samples)
@@ -176,6 +182,8 @@ class Transformed(Dataset):
 
     def _transformed(self, index):
         data, target = self.samples[index]
+        if self.targets is not None:
+            target = self.targets[index]
         return (self.transform(data) if self.transform is not None else data), target
 
 

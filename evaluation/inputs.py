@@ -142,8 +142,7 @@ def table_inputs(csv_path, data_loader_section):
     table = read_table(csv_path, "input file", FileLimits.of_args(args))
     frame = table.frame
     labels = [f"{Path(csv_path).name} line {line}" for line in table.lines]
-    problems = {**row_problems(frame, preprocessing, args.get("missing_values", "error")),
-                **table.troubles}
+    problems = {**row_problems(table, preprocessing, args.get("missing_values", "error")), **table.troubles}
     good = [position for position in range(len(frame)) if position not in problems]
     rows = None
     if good:
@@ -152,18 +151,22 @@ def table_inputs(csv_path, data_loader_section):
     return [labels[position] for position in good], rows, errors
 
 
-def row_problems(frame, preprocessing, missing_values):
-    """{row position: reason} for the rows the model cannot take."""
+def row_problems(table, preprocessing, missing_values):
+    """{row position: reason} for the rows of `table` (a CsvTable) the model cannot take."""
     import pandas as pd
 
-    problems = {}
+    from data_loader.table import missing_value_problem
+
+    frame, problems = table.frame, {}
+
     for column in preprocessing["features"]:
         if column not in frame.columns:
             return {position: f"the file has no column '{column}'" for position in range(len(frame))}
         values = frame[column]
         if missing_values == "error":
             for position in np.flatnonzero(values.isna().to_numpy()):
-                problems.setdefault(int(position), f"column '{column}' is empty (missing value)")
+                problems.setdefault(int(position), missing_value_problem(column, table.written_cell(column, position),
+                                                                         hint=False))
         if column in preprocessing["numeric"]:
             not_number = pd.to_numeric(values, errors="coerce").isna() & values.notna()
             for position in np.flatnonzero(not_number.to_numpy()):

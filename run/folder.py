@@ -133,16 +133,22 @@ def newest_run_folder(runs_dir):
     return RunFolder.containing(newest) if newest is not None else None
 
 
-def test_result_file(checkpoint_path):
-    """What test.py writes for a checkpoint: <checkpoint>_test.json beside it."""
+def test_result_file(checkpoint_path, test_set=None):
+    """What test.py writes for a checkpoint: <checkpoint>_test.json beside it for the run's own
+    test data, <checkpoint>_test-<test_set>.json for another test set."""
     checkpoint_path = Path(checkpoint_path)
-    return checkpoint_path.with_name(checkpoint_path.stem + "_test.json")
+    return checkpoint_path.with_name(f"{checkpoint_path.stem}_test{_suffix(test_set)}.json")
 
 
-def report_dir(checkpoint_path):
-    """The evaluation report test.py writes for a checkpoint: <checkpoint>_report/ beside it."""
+def report_dir(checkpoint_path, test_set=None):
+    """The evaluation report test.py writes for a checkpoint: <checkpoint>_report/ beside it, or
+    <checkpoint>_report-<test_set>/ for another test set."""
     checkpoint_path = Path(checkpoint_path)
-    return checkpoint_path.with_name(checkpoint_path.stem + "_report")
+    return checkpoint_path.with_name(f"{checkpoint_path.stem}_report{_suffix(test_set)}")
+
+
+def _suffix(test_set):
+    return f"-{test_set}" if test_set else ""
 
 
 def open_run_folder(config, save_dir, name, run_id=None, continued=None, before_writing=None):

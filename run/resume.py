@@ -15,6 +15,7 @@ from utils.errors import ConfigError
 
 from .checkpoints import (
     SHARDED,
+    best_checkpoint,
     checkpoint_order,
     checkpoint_position,
     last_checkpoints,
@@ -39,16 +40,17 @@ class Source:
     trusted: bool = True
 
 
-def load_source(config_path, resume, modification=None):
+def load_source(config_path, resume, modification=None, prefer_best=False):
     """-c alone: new run. -r alone: resume with the checkpoint's config. -c and -r: fine-tune,
     i.e. weights from the checkpoint, everything else from the new config. -c and -r auto:
     resume the newest run of the config's name (after `modification`, the overrides), or start
-    the first one."""
+    the first one. `prefer_best`: a run folder given with -r means its model_best.pth when it
+    has one (test.py, export.py), not its newest checkpoint."""
     if config_path is None and resume is None:
         raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
     if resume == "auto":
         return _auto_resume(config_path, modification or {})
-    path, checkpoint = _resolve_resume_path(resume) if resume else (None, None)
+    path, checkpoint = _resolve_resume_path(resume, prefer_best) if resume else (None, None)
     if config_path is not None:
         return Source(read_config_file(config_path), init_weights=path, checkpoint=checkpoint)
     return Source(_checkpoint_config(path, checkpoint), resume=path, checkpoint=checkpoint, trusted=False)
@@ -76,10 +78,15 @@ def _checkpoint_config(path, checkpoint):
     return json.loads(json.dumps(config))
 
 
-def _resolve_resume_path(resume):
-    """(path, loaded checkpoint) for -r: a file, or the newest valid checkpoint of a run folder."""
+def _resolve_resume_path(resume, prefer_best=False):
+    """(path, loaded checkpoint) for -r: a file, or the newest valid checkpoint of a run folder
+    (its model_best.pth with `prefer_best`, when there is one)."""
     path = Path(resume)
-    if path.is_dir() and path.suffix != SHARDED:  # a run folder, not a sharded checkpoint
+    is_run_folder = path.is_dir() and path.suffix != SHARDED  # not a sharded checkpoint
+    best = best_checkpoint(path) if is_run_folder and prefer_best else None
+    if best is not None:
+        return best, load_checkpoint(best, mmap=True)
+    if is_run_folder:
         return latest_valid_checkpoint(path)
     if not path.exists():
         raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint (.pth file or .dcp folder), a run "

@@ -2,6 +2,7 @@
 target is always one complete version, never a mix or a truncated file. The same holds for a
 training run killed while it writes checkpoint-last.pth or a top-k checkpoint, which then resumes."""
 import io
+import json
 import os
 import random
 import signal
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import only_run, tiny_config
 from reliability_helpers import ScriptProcess, load, run_train_in_process
+from run.checkpoints import find_latest_checkpoint
 from utils import write_json
 from utils.io import atomic_write_rows
 
@@ -131,9 +133,11 @@ def test_sigkill_while_writing_checkpoint_last_or_a_top_k_file_keeps_the_previou
     previous = [path for path in run.glob("checkpoint-*.pth") if target in path.name]
     assert len(previous) == 1 and load(previous[0])["epoch"] == 1  # whole, and still the epoch-1 file
 
+    resumes_from = find_latest_checkpoint(run)  # what -r RUN_FOLDER takes: the epoch-1 state
+    assert load(resumes_from)["epoch"] == 1
     code, captured = run_train_in_process(monkeypatch, capsys, "-r", run)
     assert code == 0, captured.err
-    assert "Resume training from epoch 2" in captured.out + captured.err
+    assert json.loads((run / "status.json").read_text())["resumed_from"] == str(resumes_from)
     assert not list(run.glob(".*.tmp"))
     final = [path for path in run.glob("checkpoint-*.pth") if target in path.name]
     assert len(final) == 1

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import DELETE, run_script, tiny_config
+from conftest import DELETE, tiny_config
 from model.model import MnistModel
 from reliability_helpers import run_train_in_process
 
@@ -118,8 +118,29 @@ CASES = {
     "data_dir cannot be created": (data_dir_under_a_file, r"data_dir '.*a_file/data' does not exist and cannot be "
                                                           r"created: '.*a_file' is not a writable folder"),
     "data_dir missing without download": (
-        lambda tmp_path, mnist_dir: config_with({"data_loader.args.data_dir": str(tmp_path / "no" / "mnist")})(
-            tmp_path, mnist_dir), r"data_dir '.*/no/mnist' does not exist and data_loader\.args\.download is false"),
+        lambda tmp_path, mnist_dir: config_with({"data_loader": {"type": "TorchvisionDataLoader", "args": {
+            "dataset": "FashionMNIST", "data_dir": str(tmp_path / "no" / "fashion")}}})(tmp_path, mnist_dir),
+        r"data_dir '.*/no/fashion' does not exist and data_loader\.args\.download is false"),
+    # one batch through the model and the loss before the run folder (trainer/batch_check.py)
+    "fewer outputs than classes": (config_with({"arch.args": {"num_classes": 1, "logits": True},
+                                                "loss": "cross_entropy"}),
+                                   r"arch\.args\.num_classes is 1.*10 classes.*Set arch\.args\.num_classes to 10\."),
+    "more outputs than classes": (config_with({"arch.args.num_classes": 12}),
+                                  r"arch\.args\.num_classes is 12.*Set arch\.args\.num_classes to 10\."),
+    "binary target with one output per class": (
+        config_with({"data_loader.args.binary_target": 0, "arch.args": {"num_classes": 2, "logits": True},
+                     "loss": "bce_with_logits", "metrics": ["binary_accuracy"]}),
+        r"task is binary.*Set arch\.args\.num_classes to 1\."),
+    "regression loss on class labels": (config_with({"loss": "mse_loss"}),
+                                        r"loss is mse_loss, a regression loss, but the task is classification"),
+    "sigmoid loss on class labels": (config_with({"loss": "bce_with_logits", "arch.args.logits": True}),
+                                     r"loss is bce_with_logits, a binary / multilabel loss, but the task is "
+                                     r"classification"),
+    "class metric on the wrong output": (config_with({"metrics": [{"type": "BinaryAccuracy"}]}),
+                                         r"metrics\.0 \(BinaryAccuracy\) fails on one batch"),
+    "val_* monitor without validation data": (
+        config_with({"data_loader.args.validation_split": 0.0, "trainer.monitor": "min val_loss"}),
+        r"'val_loss' is never logged: val_\* metrics are only logged with validation data"),
 }
 
 # settings out of their declared range or choices, typos in the file, and mistakes that used to
@@ -215,11 +236,11 @@ def test_debug_flag_shows_the_traceback(tmp_path, mnist_dir, monkeypatch, capsys
     assert captured.err.strip().splitlines()[-1].startswith("error: arch.type 'MnistModle' was not found")
 
 
-def test_command_line_reports_invalid_json_with_exit_2(tmp_path):
+def test_command_line_reports_invalid_json_with_exit_2(tmp_path, monkeypatch, capsys):
     (tmp_path / "broken.json").write_text('{\n  "name": "x",\n}\n')
-    result = run_script("train.py", "-c", tmp_path / "broken.json")
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: config file '{tmp_path / 'broken.json'}' is not valid JSON: Expecting "
+    code, captured = run_train_in_process(monkeypatch, capsys, "-c", tmp_path / "broken.json")
+    assert code == 2
+    assert captured.err.strip() == (f"error: config file '{tmp_path / 'broken.json'}' is not valid JSON: Expecting "
                                      "property name enclosed in double quotes at line 3, column 1. Fix the file (a "
                                      "trailing comma or a missing quote is the usual cause).")
     assert not (tmp_path / "saved").exists()

@@ -18,6 +18,7 @@ def train_in_process(config_path):
 
 
 @pytest.mark.slow  # MLflow creates its database tables on first use: about 20 s here
+@pytest.mark.curves  # the learning curves are an artifact
 def test_mlflow_run_has_params_metrics_artifacts_and_tags(tmp_path, mnist_dir, monkeypatch):
     from mlflow.tracking import MlflowClient
 

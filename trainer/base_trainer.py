@@ -4,6 +4,7 @@ from abc import abstractmethod
 
 from config.schema import declare_trainer_settings
 from config.validation import Problems, check_section, fill_section, section_view
+from data_loader.task import task_of_run
 from logger.hparams import log_final_hparams
 from logger.writers import make_writer
 from run.checkpoints import CheckpointPolicy, check_checkpoint_policy, is_rolling_file, rolling_checkpoints
@@ -112,6 +113,11 @@ class BaseTrainer(TemplateNames):
         # None where the loader names no classes; read by test.py and predict.py, not on resume
         parts.register(Key.CLASS_NAMES, save=lambda: self.config.config.get("class_names"),
                        load=lambda names, _: None)
+        # the task, the regression targets' names and scaling (data_loader/task.py), where recorded
+        if self.config.config.get("task"):
+            task_entries = task_of_run(self.config).checkpoint_entries()
+            for key, value in task_entries.items():
+                parts.register(key, save=lambda value=value: value, load=lambda _value, _checkpoint: None)
 
     def _scheduler_state(self):
         lr_scheduler = getattr(self, "lr_scheduler", None)  # set by subclasses after this __init__

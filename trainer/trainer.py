@@ -4,8 +4,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data_loader.task import task_of_run
 from evaluation.evaluate import CollectedOutputs, evaluate_into, to_device
-from evaluation.metrics import PassMetrics
+from evaluation.metrics import PassMetrics, metric_units
 from run.checkpoints import SWA_CHECKPOINT
 from utils import ConfigError, dist, unwrap_model
 from utils.checkpoint import Key
@@ -66,8 +67,10 @@ class Trainer(BaseTrainer):
         # function metrics: sample-weighted averages of per-batch values (train_metrics and
         # valid_metrics, the template's MetricTrackers); torchmetrics classes: stateful epoch
         # metrics, exact over the epoch (F1, AUC)
-        self.train_pass = PassMetrics(self.metric_ftns, device)
-        self.valid_pass = PassMetrics(self.metric_ftns, device)
+        self.task = task_of_run(config)  # what the outputs mean: the report and the metrics' units
+        original_units = metric_units(config)
+        self.train_pass = PassMetrics(self.metric_ftns, device, original_units)
+        self.valid_pass = PassMetrics(self.metric_ftns, device, original_units)
         self.train_metrics, self.train_epoch_metrics = self.train_pass.tracker, self.train_pass.epoch_metrics
         self.valid_metrics, self.valid_epoch_metrics = self.valid_pass.tracker, self.valid_pass.epoch_metrics
         # trainer.validation_report: the evaluation report of the last validation epoch
@@ -332,7 +335,7 @@ class Trainer(BaseTrainer):
         if self.swa is not None:
             model = self.swa.eval_model(model)
             model.eval()
-        collected = CollectedOutputs() if self.validation_report else None
+        collected = CollectedOutputs(task_kind=self.task.kind) if self.validation_report else None
         # sharded: every forward pass is a collective, so each rank runs as many as the rank with
         # the most validation batches (agreed before the pass, not inside it)
         most_batches = dist.max_over_ranks(len(self.valid_data_loader)) if self.sharded else 0
@@ -388,12 +391,19 @@ class Trainer(BaseTrainer):
         from evaluation.report import write_report  # matplotlib and torchmetrics: only when asked
 
         out_dir = self.run_folder.validation_report_dir
-        names = self.config.get("class_names")
-        write_report(out_dir, outputs, targets,
-                     lambda count: names if names and len(names) == count else [str(i) for i in range(count)],
-                     wrong, writer=self.writer, tag_prefix="validation",
+        write_report(out_dir, outputs, targets, self.task, wrong, writer=self.writer,
+                     source_rows=self._validation_sample_rows(), tag_prefix="validation",
                      step=self._steps_done(self.history[-1]["epoch"] + 1, 0))
         self.logger.info(f"Evaluation report of the last validation epoch in {out_dir}")
+
+    def _validation_sample_rows(self):
+        """The validation samples' rows as their files hold them (single process: positions in
+        the validation pass are positions in the loader's validation indices)."""
+        describe = getattr(self.data_loader, "describe_samples", None)
+        indices = getattr(self.data_loader, "valid_indices", None)
+        if describe is None or indices is None or dist.is_distributed():
+            return None
+        return lambda positions: describe([indices[p] for p in positions])
 
     # ---- checkpoint parts --------------------------------------------------------------------
     def _register_trainer_state(self):

@@ -37,6 +37,9 @@ class Key:
     SWA = "swa"  # the stochastic weight average and its SWALR state (trainer.swa)
     CALLBACKS = "callbacks"  # each config callback's state_dict
     CLASS_NAMES = "class_names"  # the data loader's class names, for evaluation and prediction
+    TASK = "task"  # classification, binary, multilabel or regression (data_loader/task.py)
+    TARGET_NAMES = "target_names"  # regression: the target columns, in the order of the model's outputs
+    TARGET_SCALING = "target_scaling"  # regression: {"mean": [...], "scale": [...]} of the standardised targets
     TOP_K = "top_k"  # trainer.save_top_k: [[file name, monitored value], ...], best first
     STEP_VALIDATION = "step_validation"  # trainer.val_every_n_steps: the epoch's latest val_* values
     TORCH_VERSION = "torch_version"  # sharded checkpoints: the torch that wrote them
