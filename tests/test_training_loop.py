@@ -4,6 +4,7 @@ in this process (the scripted-sequence rules are in test_policies.py)."""
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import PROJECT_ROOT, only_run, run_dirs, tiny_config
@@ -70,6 +71,7 @@ def test_len_epoch_runs_exactly_that_many_steps(tmp_path, mnist_dir, train):
     assert adam_steps == {15}
 
 
+@pytest.mark.curves  # the learning curves go to TensorBoard too
 def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir, train):
     config = tiny_config(tmp_path, mnist_dir, {"trainer.tensorboard": True, "trainer.log_step": 4})
     train("-c", config)
@@ -84,7 +86,11 @@ def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir, train):
     assert [e.step for e in events.Scalars("loss/valid")] == [12, 24]
     # logged every 4 batches and at the epoch's last batch
     assert [e.step for e in events.Scalars("train_step/loss")] == [1, 5, 9, 12, 13, 17, 21, 24]
-    assert tags["images"] == ["input"] and len(events.Images("input")) == 2
+    assert sorted(tags["images"]) == ["curves", "input"] and len(events.Images("input")) == 2
+    # the learning curves once, at the step of the last epoch's end, as big as curves.png
+    (curves,) = events.Images("curves")
+    with Image.open(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name / "curves.png") as png:
+        assert (curves.step, curves.width, curves.height) == (24, *png.size)
     assert "params/conv1.weight" in tags["histograms"]
 
 
@@ -130,10 +136,10 @@ def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, train, fin
     assert metrics_csv(tmp_path / "saved", run)["epoch"].tolist() == [1, 2]
 
 
-# the epochs each drawing of curves.png showed: a short run draws once, when it ends; with no
-# minimum interval, after every epoch and at the end
+# the epochs each drawing of curves.png showed: a short run draws once, after its last epoch;
+# with no minimum interval, after every epoch
 @pytest.mark.curves
-@pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3, 3])])
+@pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3])])
 def test_curves_are_redrawn_at_most_every_minute_and_when_training_ends(tmp_path, mnist_dir, train, monkeypatch,
                                                                          redraw_seconds, epochs_drawn):
     import evaluation.curves
