@@ -13,6 +13,7 @@ from config.validation import Problems, check_config, fill_defaults, settings_vi
 from logger import console_logging, setup_logging
 from logger.writers import check_writers
 from run.folder import RunFolder, open_run_folder
+from run.record import write_run_record
 from run.resume import check_not_finished, check_resumes_newest, load_source
 from trainer.preflight import check_before_run
 from utils import ConfigError, dist
@@ -51,6 +52,7 @@ class ConfigParser:
         self.cli_args = None  # the parsed command line, when built by from_args
         self.continued_run = None  # the RunFolder when resuming goes on in the run's own folders
         self.run_lock = None
+        self.command = None  # what started the run, for its record (default: this process's command line)
         if create_dirs:
             self.make_run_dirs(run_id)
         else:
@@ -112,6 +114,14 @@ class ConfigParser:
             logging.getLogger("config").info(
                 f"Resuming run {self.run_folder.models_dir} from {self.resume} at "
                 f"{datetime.now().astimezone().isoformat(timespec='seconds')}")
+        self._write_record()
+
+    def _write_record(self):
+        """record.json: a new part for this start; a resume is compared with the record of the
+        run it continues (its own folder, or the source run of --new-run)."""
+        source = self.continued_run or (RunFolder.containing(self.resume) if self.resume is not None else None)
+        write_run_record(self.run_folder.models_dir, self._config, self.command, self.resume,
+                         source.models_dir if source is not None else None)
 
     def _check_resumes_newest(self, folder):
         """Under the run's lock, before a reopened run folder is written to."""

@@ -199,6 +199,8 @@ TRAINER = (
             nullable=True),
     Setting("activation_stats", int, None, "write per-layer activation mean/std every N training passes",
             minimum=1, nullable=True),
+    Setting("profile", int, None, "profile N training steps after a warm-up: a trace, the top operators and "
+            "the time shares in the log folder's profile/ (null: off)", minimum=1, nullable=True),
 )
 
 # keys of a {"type", "args"} entry; the sections below add their own

@@ -4,8 +4,9 @@ import json
 
 import torch
 
-from model.transfer import parameter_table
 from utils.errors import ConfigError
+
+from .summary import first_batch, model_summary
 
 
 def _run_config_part(step, section, what, config, data):
@@ -22,13 +23,15 @@ def _run_config_part(step, section, what, config, data):
             "another data_loader.") from err
 
 
-def print_dry_run(config, model, data_loader, criterion, device):
+def print_dry_run(config, model, data_loader, criterion, device, optimizer=None):
     print("Resolved config:")
     print(json.dumps(config.config, indent=2))
-    print("\nModel parameters:")
-    print("\n".join(parameter_table(model)))
-    data, target = next(iter(data_loader))
+    data, target = first_batch(data_loader)
     data, target = data.to(device), target.to(device)
+    summary = _run_config_part(lambda: model_summary(model, data, optimizer), "arch",
+                               "the model", config, data)
+    print()
+    print("\n".join(summary.lines()))
     model.eval()
     with torch.no_grad():
         output = _run_config_part(lambda: model(data), "arch", "the model", config, data)
