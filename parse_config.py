@@ -51,6 +51,8 @@ class ConfigParser:
         self.run_id = run_id
         self.cli_args = None  # the parsed command line, when built by from_args
         self.continued_run = None  # the RunFolder when resuming goes on in the run's own folders
+        self.resumes_run = False  # built by from_source: a resume goes on in the run's folder...
+        self.new_run = False  # ...unless this (--new-run) asks for a new one
         self.run_lock = None
         self.command = None  # what started the run, for its record (default: this process's command line)
         if create_dirs:
@@ -72,8 +74,10 @@ class ConfigParser:
         """Build from the command line (`argv`, default sys.argv): -c config, -r checkpoint or
         run folder, -d devices, the custom `options` (--lr, --bs) and any number of
         `-o key.path=value`. Every mistake found here leaves no run folder behind."""
-        for opt in options:
-            args.add_argument(*opt.flags, default=None, type=opt.type)
+        for opt in options:  # the template's (flags, type, target), optionally help, nargs, const, metavar
+            extra = {key: getattr(opt, key) for key in ("help", "nargs", "const", "metavar")
+                     if getattr(opt, key, None)}
+            args.add_argument(*opt.flags, default=None, type=opt.type, **extra)
         add_common_arguments(args)
         if isinstance(args, argparse.ArgumentParser):
             args = args.parse_args(argv)
@@ -81,14 +85,24 @@ class ConfigParser:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         modification = {opt.target: getattr(args, _dest(opt.flags)) for opt in options}
         modification.update(_override_modification(args.override))
-        source = load_source(args.config, args.resume, modification)
-        # every mistake found here leaves no run folder behind
-        parser = cls(source.config, source.resume, modification, create_dirs=False,
-                     init_weights=source.init_weights, trusted=source.trusted or args.trust,
-                     preflight=True, checkpoint=source.checkpoint)
+        parser = cls.from_source(args.config, args.resume, modification, trust=args.trust,
+                                 new_run=getattr(args, "new_run", False))
         parser.cli_args = args
         if create_dirs:
             parser.make_run_dirs()
+        return parser
+
+    @classmethod
+    def from_source(cls, config, resume=None, modification=None, trust=False, new_run=False):
+        """What `-c CONFIG -r RESUME -o ...` asks for, checked (pre-run checks included), with no
+        run folder yet: `config` a file path or a dict, `resume` a checkpoint, a run folder or
+        "auto". A resume continues the run in its own folder unless `new_run`."""
+        source = load_source(config, resume, modification)
+        # every mistake found here leaves no run folder behind
+        parser = cls(source.config, source.resume, modification, create_dirs=False,
+                     init_weights=source.init_weights, trusted=source.trusted or trust,
+                     preflight=True, checkpoint=source.checkpoint)
+        parser.resumes_run, parser.new_run = True, new_run
         return parser
 
     def make_run_dirs(self, run_id=None):
@@ -96,11 +110,11 @@ class ConfigParser:
         info.log and lock the run. A resume continues in the checkpoint's own folders unless
         --new-run was given; a run that has already finished is refused."""
         check_writers(self)  # only a run that writes logs starts the writers (W&B needs a login)
-        # from the command line (train.py -r) a run goes on in its own folder; code that builds a
-        # ConfigParser with `resume` itself gets a new folder, as before
-        if self.resume is not None and self.cli_args is not None:
+        # from the command line (train.py -r) or api.run a run goes on in its own folder; code
+        # that builds a ConfigParser with `resume` itself gets a new folder, as before
+        if self.resume is not None and self.resumes_run:
             check_not_finished(self.resume, self.checkpoint, self._config)
-            if not getattr(self.cli_args, "new_run", False):
+            if not self.new_run:
                 self.continued_run = RunFolder.containing(self.resume)
         self.run_folder, self.run_lock = open_run_folder(
             self._config, self._config["trainer"]["save_dir"], self._config["name"], run_id or self.run_id,

@@ -107,7 +107,15 @@ def task_of_config(config):
 
 def main(model, input_path, output, top_k=3, batch_size=256, threshold=DEFAULT_THRESHOLD, num_workers=None):
     """Predict every input; write the predictions and errors CSVs. Returns (rows, errors)."""
-    kind, source = list_inputs(input_path)
+    rows, errors = predictions(model, input_path, top_k, batch_size, threshold, num_workers)
+    write_outputs(Path(output), rows, errors)
+    return rows, errors
+
+
+def predictions(model, inputs, top_k=3, batch_size=256, threshold=DEFAULT_THRESHOLD, num_workers=None):
+    """(rows, errors) for `inputs`: a folder of images, an image, a CSV file, or a list of image
+    files (api.predict)."""
+    kind, source = ("images", [Path(p) for p in inputs]) if isinstance(inputs, (list, tuple)) else list_inputs(inputs)
     rows, errors = [], []
     if kind == "images":
         batches = image_batches(source, model.data_loader_section, batch_size, num_workers, model.trusted)
@@ -121,7 +129,6 @@ def main(model, input_path, output, top_k=3, batch_size=256, threshold=DEFAULT_T
             if batch is not None:
                 rows += prediction_rows([describe(k) for k in keys], model(batch), model, top_k, threshold)
             progress.update(len(keys) + len(batch_errors))
-    write_outputs(Path(output), rows, errors)
     return rows, errors
 
 

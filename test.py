@@ -22,6 +22,8 @@ TEST_SPLIT_ARGS = {"shuffle": False, "validation_split": 0.0, "training": False}
 
 
 def main(config, write_evaluation_report=True):
+    """Evaluate the checkpoint of `config` (ConfigParser) on the test split; write and return
+    {"checkpoint", "epoch", "samples", <loss and metrics>}."""
     logger = config.get_logger("test")
     settings = config.settings.trainer
     checkpoint_path = config.resume or config.init_weights  # -r alone, or -c CONFIG -r CHECKPOINT
@@ -37,7 +39,7 @@ def main(config, write_evaluation_report=True):
     metric_fns = config.init_metrics(module_metric)
     results, outputs, targets, wrong = evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device,
                                                              settings)
-    report(logger, checkpoint_path, checkpoint, results, len(data_loader.sampler))
+    summary = report(logger, checkpoint_path, checkpoint, results, len(data_loader.sampler))
     if write_evaluation_report:
         from evaluation.report import write_report  # matplotlib and torchmetrics: only for the report
 
@@ -45,7 +47,7 @@ def main(config, write_evaluation_report=True):
         write_report(out_dir, outputs, targets, lambda count: class_names_for(checkpoint, config, count),
                      wrong, tensorboard_dir=run_log_dir(checkpoint_path) or out_dir)
         logger.info(f"Evaluation report (per-class table, confusion matrix, wrong samples) in {out_dir}")
-    return results
+    return summary
 
 
 def build_test_loader(config):
@@ -69,9 +71,10 @@ def report(logger, checkpoint_path, checkpoint, results, n_samples):
         shown = f"{value:.6f}" if isinstance(value, float) else value
         logger.info(f"    {name:<{width}}  {shown}")
     out_path = test_result_file(checkpoint_path)
-    write_json({"checkpoint": str(checkpoint_path), "epoch": checkpoint[Key.EPOCH],
-                "samples": n_samples, **results}, out_path)
+    summary = {"checkpoint": str(checkpoint_path), "epoch": checkpoint[Key.EPOCH], "samples": n_samples, **results}
+    write_json(summary, out_path)
     logger.info(f"Saved to {out_path}")
+    return summary
 
 
 @main_guard

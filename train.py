@@ -12,7 +12,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
-from model.transfer import build_model, optimizer_param_groups, parameter_counts
+from model.transfer import build_model, optimizer_param_groups
 from parse_config import ConfigParser
 from run.status import recorded_status, stop_with_the_sweep
 from trainer import Trainer
@@ -23,6 +23,8 @@ from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, w
 from utils.io import atomic_open
 from utils.seed import seed_everything
 from utils.write_faults import write_site
+
+PROFILE_STEPS = 20  # --profile without a number
 
 
 def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
@@ -66,15 +68,13 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     steps_per_epoch = optimizer_steps_per_epoch(len_epoch, settings.trainer.accum_steps)
     lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
     if dry_run:
-        print_dry_run(config, model, data_loader, criterion, device)
+        print_dry_run(config, model, data_loader, criterion, device, optimizer)
         return None
 
     if config.save_dir is None:  # train.py's own config: its run folder, now that all is built
         config.make_run_dirs()
     write_skipped_samples(config, data_loader, logger)
-    logger.info(repr(unwrap_model(model)))  # BaseModel's str() adds a parameter count; the next line has it
-    trainable, frozen = parameter_counts(model)
-    logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
+    logger.info(repr(unwrap_model(model)))  # BaseModel's str() adds a parameter count; the trainer logs a summary
     trainer = Trainer(model, criterion, metrics, optimizer,
                       config=config,
                       device=device,
@@ -175,10 +175,14 @@ def make_arg_parser():
     add_sweep_arguments(args)
 
     # custom cli options to modify configuration from default values given in json file.
-    CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
+    CustomArgs = collections.namedtuple("CustomArgs", "flags type target help nargs const metavar",
+                                        defaults=(None,) * 4)
     options = [
         CustomArgs(["--lr", "--learning_rate"], type=float, target="optimizer;args;lr"),
         CustomArgs(["--bs", "--batch_size"], type=int, target="data_loader;args;batch_size"),
+        CustomArgs(["--profile"], type=int, target="trainer;profile", nargs="?", const=PROFILE_STEPS, metavar="N",
+                   help=f"profile N training steps (default {PROFILE_STEPS}) after a warm-up: trace, top operators "
+                        "and time shares in the run's log folder, profile/ (trainer.profile)"),
     ]
     return args, options
 

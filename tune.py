@@ -206,8 +206,19 @@ def run():
     print("\n".join(summary_lines(study, metric, csv_path, best_path)))
     if best_path is None:
         raise ConfigError("no trial of the study completed.")
-    if len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) >= MIN_COMPLETE_TRIALS:
-        print("\n".join(write_importance(study, csv_path.parent)[2]))
+    print_study_importance(study, csv_path.parent)
+
+
+def print_study_importance(study, results_dir):
+    """The importance table at the end of a search, once there are trials to compare."""
+    if len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) < MIN_COMPLETE_TRIALS:
+        return
+    try:
+        csv_path, png_path, lines = write_importance(study, results_dir)
+    except ConfigError as reason:  # not enough variation yet: say so, the search itself succeeded
+        print(f"No importance table: {reason}")
+        return
+    print("\n".join(lines + [f"Importance: {csv_path}, {png_path}"]))
 
 
 def print_importance(config, storage, study_name):

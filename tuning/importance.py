@@ -19,7 +19,11 @@ def param_importances(study):
     if not any(trial.params for trial in complete):
         raise ConfigError(f"study '{study.study_name}' has no parameters to rank.")
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)  # seeded: the same study, the same table
-    importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    try:
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (RuntimeError, ValueError) as err:  # e.g. every complete trial has the same value
+        raise ConfigError(f"the parameters of study '{study.study_name}' cannot be ranked yet: "
+                          f"{err} Its complete trials must differ in their values and parameters.") from None
     return {name: float(value) for name, value in importances.items()}
 
 

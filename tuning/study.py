@@ -26,6 +26,11 @@ SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name", "hea
 # a database storage: each running trial writes a heartbeat; a trial whose heartbeat is older than
 # the grace period (its worker died) is marked failed and queued again with the same parameters
 HEARTBEAT_DEFAULTS = {"heartbeat_interval": 60, "grace_period": 180, "max_retry": 3}
+# Optuna 4.9 renamed RetryFailedTrialCallback and RDBStorage's failed_trial_callback
+if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
+    RETRY_CALLBACK, RETRY_ARGUMENT = optuna.storages.RetryHeartbeatStaleTrialCallback, "heartbeat_stale_trial_callback"
+else:
+    RETRY_CALLBACK, RETRY_ARGUMENT = optuna.storages.RetryFailedTrialCallback, "failed_trial_callback"
 
 
 def check_settings(settings):
@@ -148,10 +153,9 @@ def heartbeat_options(settings):
     # the retry inherits the reported epochs, so the pruner judges it like the trial it repeats
     with warnings.catch_warnings():  # Optuna marks the retry callback experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryFailedTrialCallback(max_retry=values["max_retry"],
-                                                         inherit_intermediate_values=True)
+        retry = RETRY_CALLBACK(max_retry=values["max_retry"], inherit_intermediate_values=True)
     return {"heartbeat_interval": values["heartbeat_interval"],
-            "grace_period": values["grace_period"] or 2 * values["heartbeat_interval"], "failed_trial_callback": retry}
+            "grace_period": values["grace_period"] or 2 * values["heartbeat_interval"], RETRY_ARGUMENT: retry}
 
 
 def _database_storage(url, heartbeat=None, attempts=3):
@@ -161,7 +165,9 @@ def _database_storage(url, heartbeat=None, attempts=3):
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else None
     for attempt in range(1, attempts + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **(heartbeat or {}))
+            with warnings.catch_warnings():  # Optuna marks heartbeats experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **(heartbeat or {}))
         except ImportError:  # SQLAlchemy imports the URL's database driver only now
             driver = sqlalchemy.engine.make_url(url).get_dialect().driver
             raise ConfigError(

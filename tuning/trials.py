@@ -16,6 +16,8 @@ import optuna
 from run.checkpoints import latest_valid_checkpoint
 from utils import ConfigError, dist
 
+from .study import RETRY_CALLBACK
+
 
 def retried_checkpoint(trial):
     """The checkpoint a retried trial continues from, or None (a new trial, or no checkpoint
@@ -24,7 +26,7 @@ def retried_checkpoint(trial):
     frozen = trial.study.get_trials(deepcopy=False)[trial.number]
     with warnings.catch_warnings():  # Optuna marks the retry API experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retried = optuna.storages.RetryFailedTrialCallback.retried_trial_number(frozen)
+        retried = RETRY_CALLBACK.retried_trial_number(frozen)
     if retried is None:
         return None
     run_dir = frozen.user_attrs.get("run_dir")
@@ -44,7 +46,7 @@ def retry_stopped_trial(study, number, max_retry):
     if frozen.state == optuna.trial.TrialState.FAIL:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.RetryFailedTrialCallback(max_retry, inherit_intermediate_values=True)(study, frozen)
+            RETRY_CALLBACK(max_retry, inherit_intermediate_values=True)(study, frozen)
 
 
 def announce_trial(number, values, resume):
