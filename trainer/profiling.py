@@ -55,6 +55,7 @@ class StepProfiler(NoProfiler):
         self.out_dir, self.device, self.logger = out_dir, device, logger
         self.seen = 0  # training steps finished, counted from the first step of this run
         self.profiler = None
+        self.step_range = None  # the record_function of the step in progress
         self.started_at = None
         self.done = False
         self.result = None  # the summary once written
@@ -79,6 +80,9 @@ class StepProfiler(NoProfiler):
         while True:
             if self.profiler is None and not self.done and self.seen >= self.warmup:
                 self._start()
+            if self.profiler is not None:  # a step starts with its wait for data
+                self.step_range = record_function(f"ProfilerStep#{self.seen + 1}")
+                self.step_range.__enter__()
             with self.range("data"):
                 try:
                     item = next(iterator)
@@ -90,9 +94,14 @@ class StepProfiler(NoProfiler):
         """Called after every training step."""
         self.seen += 1
         if self.profiler is not None:
-            self.profiler.step()
+            self._end_step_range()
             if self.seen - self.warmup >= self.steps:
                 self._finish()
+
+    def _end_step_range(self):
+        if self.step_range is not None:
+            self.step_range.__exit__(None, None, None)
+            self.step_range = None
 
     def end_epoch(self):
         """The window does not span validation: an epoch that ends inside it ends it."""
@@ -102,6 +111,7 @@ class StepProfiler(NoProfiler):
     def close(self):
         """Training ended (or failed) inside the window: stop the profiler without writing."""
         if self.profiler is not None:
+            self._end_step_range()
             self.profiler.__exit__(None, None, None)
             self.profiler = None
 
@@ -113,6 +123,7 @@ class StepProfiler(NoProfiler):
         self.warmup = self.seen  # the steps before the window
 
     def _finish(self):
+        self._end_step_range()  # the epoch ended while waiting for a batch that never came
         window_seconds = time.perf_counter() - self.started_at
         profiler, self.profiler, self.done = self.profiler, None, True
         profiler.__exit__(None, None, None)
