@@ -59,10 +59,11 @@ class ModelSummary:
         if self.flops_per_sample is not None:
             lines.append(f"    forward: {_count(self.flops_per_sample, 'FLOPs')} per sample "
                          f"({_count(self.flops_per_sample // 2, 'MACs')}, multiply-adds)")
-        optimizer = ("unknown until its first step" if self.optimizer_bytes is None
-                     else _bytes(self.optimizer_bytes))
-        lines.append(f"    memory: parameters {_bytes(self.parameter_bytes)}, gradients {_bytes(self.gradient_bytes)}, "
-                     f"optimizer state {optimizer}" + (f" ({self.optimizer_name})" if self.optimizer_name else ""))
+        memory = f"    memory: parameters {_bytes(self.parameter_bytes)}, gradients {_bytes(self.gradient_bytes)}"
+        if self.optimizer_name is not None:
+            state = "unknown until its first step" if self.optimizer_bytes is None else _bytes(self.optimizer_bytes)
+            memory += f", optimizer state {state} ({self.optimizer_name})"
+        lines.append(memory)
         return lines
 
 

@@ -8,6 +8,7 @@ import sys
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from conftest import PROJECT_ROOT, run_dirs, run_script, script_env, tiny_config
 from reliability_helpers import run_in_process
@@ -214,3 +215,20 @@ def test_importance_of_an_existing_study_names_the_parameter_that_mattered(tmp_p
 
     code, captured = run_in_process(monkeypatch, capsys, "tune", "-c", config, "--importance", "--study-name", "Other")
     assert code == 2 and captured.err.startswith("error: ")
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_zero_samples_each_trial_and_every_rank_trains_and_prunes_it(tmp_path, mnist_dir):
+    config = tune_config(tmp_path, mnist_dir, {
+        "n_trials": 2, "sampler": "random", "seed": 11, "space": SPACE,  # draws 0.003, then 1e-6
+        "pruner": {"type": "median", "args": {"n_startup_trials": 1}}}, {"data_loader.args.limit": 128})
+    result = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "tune.py", "-c", config,
+                        check=True)
+    assert result.stdout.count("Study 'Tiny': 2 trials") == 1  # rank 0 alone reports
+    study = optuna.load_study(study_name="Tiny", storage=f"sqlite:///{tmp_path / 'saved/tune/Tiny/study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]
+    assert [t.params["optimizer.args.lr"] for t in study.trials] == [0.003, 0.000001]
+    complete, pruned = run_dirs(tmp_path / "saved")
+    assert torch.load(complete / "checkpoint-epoch2.pth", weights_only=True)["world_size"] == 2
+    # every rank stopped the pruned trial after epoch 1 (a rank that trained on would hang the run)
+    assert sorted(p.name for p in pruned.glob("checkpoint-epoch*.pth")) == ["checkpoint-epoch1.pth"]
