@@ -71,10 +71,8 @@ def tune(base_config, storage=None, study_name=None, n_trials=None):
     results_dir = results_folder(base_config, study_name)
     results_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(storage or default_storage(results_dir), study_name, monitor.direction, settings, space)
-    try:
-        search(study, target, base_config, space, monitor.key, settings)
-    finally:
-        announce_end()
+    search(study, target, base_config, space, monitor.key, settings)
+    announce_end()  # after a stop signal or an error the other ranks end on their own
     csv_path, best_path = write_results(study, base_config, results_dir)
     return study, monitor.key, csv_path, best_path
 

@@ -4,7 +4,7 @@ The training loop marks four ranges in every step: train/data (waiting for the n
 copying it to the device), train/forward (model and loss), train/backward and train/optimizer
 (clipping, the step, zeroing, EMA, a per-step scheduler). Whatever else a step takes (metric
 updates, logging, checks, callbacks) is the framework's own time. Outside the window the
-ranges cost nothing. The window stays inside one epoch (validation is not profiled) and runs
+ranges are no-ops. The window stays inside one epoch (validation is not profiled) and runs
 on rank 0 only. It writes, into the run's log folder, profile/:
 
     trace.json         Chrome trace: open it in https://ui.perfetto.dev or chrome://tracing
