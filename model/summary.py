@@ -2,6 +2,7 @@
 forward FLOPs; the totals; the forward FLOPs per sample (torch.utils.flop_counter counts a
 multiply-add as 2 FLOPs, so MACs are half of it: the figure most papers and torchvision's
 tables quote as "FLOPs"); and the memory that parameters, gradients and optimizer state take."""
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -67,9 +68,10 @@ class ModelSummary:
         return lines
 
 
-def summarize(model, batch, optimizer=None):
+def summarize(model, batch, optimizer=None, autocast=contextlib.nullcontext):
     """The summary of `model` (unwrapped from DDP) run in eval mode on the first sample of
-    `batch`. The model's modes, weights and the random generators are as before."""
+    `batch`, under `autocast()` (the training's mixed precision). The model's modes, weights
+    and the random generators are as before."""
     sample = batch[:1] if isinstance(batch, torch.Tensor) else batch
     summary = ModelSummary(type(model).__name__, _shape(sample))
     outputs = {}
@@ -85,7 +87,7 @@ def summarize(model, batch, optimizer=None):
     counter = FlopCounterMode(display=False)
     try:
         model.eval()
-        with torch.no_grad(), counter:
+        with torch.no_grad(), autocast(), counter:
             model(sample)
         flops = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
     except Exception:  # an op the counter cannot trace: the shapes and counts still help

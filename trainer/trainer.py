@@ -349,7 +349,7 @@ class Trainer(BaseTrainer):
     def train(self):
         if dist.is_main_process():  # info.log: modules, shapes, parameters, FLOPs, memory
             self.model_summary = log_model_summary(self.logger, self.model, self.data_loader, self.optimizer,
-                                                   self.device)
+                                                   self.device, self.autocast)
         try:
             super().train()
         finally:
