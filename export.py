@@ -2,10 +2,12 @@
 
     python export.py -r saved/models/<name>/<run_id>/model_best.pth --format onnx [--dynamic-batch]
 
-writes model_best.onnx (or .pt for --format torchscript) and model_best.onnx.json with the class
-names, the input shape, dtype and normalisation. The exported model is run on a real batch of
-the test split and compared with PyTorch; the largest absolute difference is printed, and an
-export that differs by more than 1e-4 is deleted and the command fails."""
+writes model_best.onnx (or .pt for --format torchscript) and model_best.onnx.json with the task,
+the class or target names, the input shape, dtype and normalisation. A regression model is
+exported with its target scaling inside, so its outputs are in the data's units. The exported
+model is run on a real batch of the test split and compared with PyTorch; the largest absolute
+difference is printed, and an export that differs by more than 1e-4 is deleted and the command
+fails."""
 import argparse
 import importlib.util
 import sys
@@ -14,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from data_loader.task import task_of_run
 from evaluation.evaluate import model_from_checkpoint
 from evaluation.inputs import normalisation_of
-from evaluation.outputs import class_names_for
+from evaluation.outputs import output_names
 from parse_config import ConfigParser
-from predict import task_of_config
 from test import build_test_loader
 from utils import ConfigError, main_guard, write_json
 
@@ -37,6 +39,9 @@ def main(config, export_format, output=None, dynamic_batch=False, batch_size=64)
     if export_format == "onnx":
         require_onnx()
     model, checkpoint = model_from_checkpoint(config)
+    task = task_of_run(config, checkpoint)
+    if task.kind == "regression" and task.scaling is not None:
+        model = InDataUnits(model, task.scaling).eval()
     loader = build_test_loader(config)
     batch = real_batch(loader, batch_size)
     path = Path(output) if output else config.resume.with_suffix(SUFFIX[export_format])
@@ -51,8 +56,9 @@ def main(config, export_format, output=None, dynamic_batch=False, batch_size=64)
         else:
             torch.jit.trace(model, example).save(str(path))
             difference = torchscript_difference(model, path, batch)
+    unit = " (in target standard deviations)" if isinstance(model, InDataUnits) else ""
     print(f"Exported {path} ({export_format}); largest absolute difference from PyTorch on "
-          f"{len(batch)} test samples: {difference:.3g} (tolerance {TOLERANCE:g})")
+          f"{len(batch)} test samples: {difference:.3g}{unit} (tolerance {TOLERANCE:g})")
     if not difference <= TOLERANCE:
         path.unlink(missing_ok=True)
         raise ExportCheckFailed(f"the exported model differs from PyTorch by {difference:.3g}, more than "
@@ -60,8 +66,8 @@ def main(config, export_format, output=None, dynamic_batch=False, batch_size=64)
                                 "or custom operations may not export faithfully.")
     with torch.no_grad():
         num_outputs = model(batch[:1]).reshape(1, -1).shape[1]
-    write_json(sidecar(config, checkpoint, loader, batch, export_format, dynamic_batch, difference, num_outputs),
-               sidecar_path(path))
+    write_json(sidecar(config, checkpoint, task, loader, batch, export_format, dynamic_batch, difference,
+                       num_outputs), sidecar_path(path))
     print(f"Sidecar: {sidecar_path(path)}")
     return path, difference
 
@@ -96,29 +102,55 @@ def onnx_difference(model, path, batch):
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     exported = torch.from_numpy(session.run(None, {"input": batch.numpy()})[0])
-    return float((exported - model(batch)).abs().max())
+    return largest_difference(exported, model(batch), model)
 
 
 @torch.no_grad()
 def torchscript_difference(model, path, batch):
     loaded = torch.jit.load(str(path), map_location="cpu")
-    return float((loaded(batch) - model(batch)).abs().max())
+    return largest_difference(loaded(batch), model(batch), model)
+
+
+def largest_difference(exported, expected, model):
+    """The largest absolute difference of two outputs; for a model in the data's units measured
+    in units of each target's scale, so the tolerance does not depend on how large the values are."""
+    difference = (exported - expected).abs()
+    if isinstance(model, InDataUnits):
+        difference = difference / model.scale
+    return float(difference.max())
 
 
 def sidecar_path(model_path):
     return model_path.with_name(model_path.name + ".json")
 
 
-def sidecar(config, checkpoint, loader, batch, export_format, dynamic_batch, difference, num_outputs):
+class InDataUnits(torch.nn.Module):
+    """A regression model with its target scaling as the last step (outputs x scale + mean), so
+    the exported file answers in the data's units."""
+
+    def __init__(self, model, scaling):
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", torch.tensor(scaling.scale, dtype=torch.float32))
+        self.register_buffer("mean", torch.tensor(scaling.mean, dtype=torch.float32))
+
+    def forward(self, x):
+        return self.model(x) * self.scale + self.mean
+
+
+def sidecar(config, checkpoint, task, loader, batch, export_format, dynamic_batch, difference, num_outputs):
+    names = output_names(task, num_outputs if task.kind != "binary" else 2)
     return {
         "format": export_format,
         "checkpoint": str(config.resume), "epoch": checkpoint.get("epoch"),
-        "class_names": class_names_for(checkpoint, config, num_outputs),
+        "task": task.kind,
+        "class_names": names if task.kind != "regression" else None,
+        "target_names": names if task.kind == "regression" else None,
+        "outputs": "data units" if task.kind == "regression" else "scores",
         "input_name": "input", "output_name": "output",
         "input_shape": ["batch" if dynamic_batch else len(batch), *batch.shape[1:]],
         "input_dtype": str(batch.dtype).replace("torch.", ""),
         "normalization": normalisation_of(config, loader),
-        "task": task_of_config(config.config),
         "data_loader": config["data_loader"],  # predict.py -m rebuilds the eval pipeline from it
         "opset": ONNX_OPSET if export_format == "onnx" else None,
         "torch_version": torch.__version__,
@@ -129,14 +161,14 @@ def sidecar(config, checkpoint, loader, batch, export_format, dynamic_batch, dif
 @main_guard
 def run():
     parser = argparse.ArgumentParser(description="Export a checkpoint's model to ONNX or TorchScript.")
-    parser.add_argument("-r", "--resume", required=True, help="checkpoint (.pth) to export")
+    parser.add_argument("-r", "--resume", required=True, help="checkpoint (.pth file or .dcp folder) to export")
     parser.add_argument("-c", "--config", default=None, help=argparse.SUPPRESS)
     parser.add_argument("-d", "--device", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--format", required=True, choices=sorted(SUFFIX), help="onnx or torchscript")
     parser.add_argument("--dynamic-batch", action="store_true", help="let the exported model take any batch size")
     parser.add_argument("--output", default=None, help="model file to write (default: next to the checkpoint)")
     parser.add_argument("--batch-size", type=int, default=64, help="test samples to check the export on")
-    config = ConfigParser.from_args(parser, create_dirs=False)
+    config = ConfigParser.from_args(parser, create_dirs=False, prefer_best=True)
     args = parser.parse_args()
     try:
         main(config, args.format, args.output, args.dynamic_batch, args.batch_size)

@@ -70,10 +70,11 @@ class ConfigParser:
         problems.raise_if_any()
 
     @classmethod
-    def from_args(cls, args, options=(), create_dirs=True, argv=None):
+    def from_args(cls, args, options=(), create_dirs=True, argv=None, prefer_best=False):
         """Build from the command line (`argv`, default sys.argv): -c config, -r checkpoint or
         run folder, -d devices, the custom `options` (--lr, --bs) and any number of
-        `-o key.path=value`. Every mistake found here leaves no run folder behind."""
+        `-o key.path=value`. Every mistake found here leaves no run folder behind.
+        `prefer_best`: -r RUN_FOLDER means the run's model_best.pth when it has one."""
         for opt in options:  # the template's (flags, type, target), optionally help, nargs, const, metavar
             extra = {key: getattr(opt, key) for key in ("help", "nargs", "const", "metavar")
                      if getattr(opt, key, None)}
@@ -86,18 +87,19 @@ class ConfigParser:
         modification = {opt.target: getattr(args, _dest(opt.flags)) for opt in options}
         modification.update(_override_modification(args.override))
         parser = cls.from_source(args.config, args.resume, modification, trust=args.trust,
-                                 new_run=getattr(args, "new_run", False))
+                                 new_run=getattr(args, "new_run", False), prefer_best=prefer_best)
         parser.cli_args = args
         if create_dirs:
             parser.make_run_dirs()
         return parser
 
     @classmethod
-    def from_source(cls, config, resume=None, modification=None, trust=False, new_run=False):
+    def from_source(cls, config, resume=None, modification=None, trust=False, new_run=False, prefer_best=False):
         """What `-c CONFIG -r RESUME -o ...` asks for, checked (pre-run checks included), with no
         run folder yet: `config` a file path or a dict, `resume` a checkpoint, a run folder or
-        "auto". A resume continues the run in its own folder unless `new_run`."""
-        source = load_source(config, resume, modification)
+        "auto". A resume continues the run in its own folder unless `new_run`; `prefer_best`
+        takes a run folder's model_best.pth (evaluation)."""
+        source = load_source(config, resume, modification, prefer_best)
         # every mistake found here leaves no run folder behind
         parser = cls(source.config, source.resume, modification, create_dirs=False,
                      init_weights=source.init_weights, trusted=source.trusted or trust,

@@ -7,10 +7,10 @@
 INPUT is a folder of images (searched recursively), one image file, or a CSV file in the training
 table's format. Inputs are prepared with the checkpoint's own eval transforms or table
 preprocessing. Each row of the output holds the input, the predicted class, its probability and
-the top-k classes; inputs that cannot be used go to <output>_errors.csv with the reason."""
+the top-k classes (regression: one predicted value per target, in the data's units); inputs that
+cannot be used go to <output>_errors.csv with the reason."""
 import argparse
 import csv
-import json
 import os
 from pathlib import Path
 
@@ -18,8 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from config.sources import read_json_object
+from data_loader.task import task_of_run
 from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline, list_inputs, table_inputs
-from evaluation.outputs import DEFAULT_THRESHOLD, class_names_for, predict_labels, probabilities
+from evaluation.outputs import DEFAULT_THRESHOLD, output_names, predict_labels, probabilities
 from parse_config import ConfigParser
 from run.resume import load_source
 from utils import ConfigError, main_guard, prepare_device
@@ -34,28 +36,30 @@ class TorchModel:
         from evaluation.evaluate import model_from_checkpoint
 
         path = Path(checkpoint_path)
-        if not path.is_file():
-            raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file written by train.py with -r.")
+        if not path.exists():
+            raise ConfigError(f"checkpoint '{path}' does not exist. Pass a .pth file or .dcp folder written by "
+                              "train.py with -r.")
         source = load_source(None, path)  # the checkpoint's own config, read with the file once
-        self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
-                                   checkpoint=source.checkpoint)
+        try:
+            self.config = ConfigParser(source.config, resume=path, create_dirs=False, trusted=trusted,
+                                       checkpoint=source.checkpoint)
+        except ConfigError as err:  # the config came out of the checkpoint: say so
+            raise ConfigError(f"the config stored in checkpoint '{path}' cannot be used: {err}") from None
         model, checkpoint = model_from_checkpoint(self.config)
         self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu, warn=False)
         self.model = model.to(self.device)
         self.data_loader_section, self.trusted = self.config["data_loader"], trusted
-        self.task = task_of_config(self.config.config)
-        self._names = lambda count: class_names_for(checkpoint, self.config, count)
-
-    def class_names(self, count):
-        return self._names(count)
+        self.task = task_of_run(self.config, checkpoint)
 
     @torch.inference_mode()
     def __call__(self, batch):
-        return self.model(batch.to(self.device, non_blocking=True)).float()
+        """The model's outputs; a regression model's in the data's units."""
+        return self.task.original_units(self.model(batch.to(self.device, non_blocking=True)).float())
 
 
 class OnnxModel:
-    """An exported ONNX model and its JSON sidecar (export.py writes both)."""
+    """An exported ONNX model and its JSON sidecar (export.py writes both). A damaged, truncated
+    or foreign file of either is a ConfigError naming it."""
 
     def __init__(self, model_path):
         path = Path(model_path)
@@ -68,17 +72,20 @@ class OnnxModel:
         except ImportError:
             raise ConfigError("-m needs the onnxruntime package: pip install onnxruntime "
                               "(listed in requirements-dev.txt).") from None
-        self.sidecar = json.loads(sidecar_path.read_text())
+        self.path, self.sidecar = path, read_sidecar(sidecar_path)
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                      if p in onnxruntime.get_available_providers()]
-        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        except Exception as err:  # onnxruntime raises its own types for a damaged model: all mean unusable
+            raise ConfigError(f"ONNX model '{path}' cannot be loaded ({type(err).__name__}: {_first_line(err)}). "
+                              "Export it again with export.py.") from None
         self.data_loader_section, self.trusted = self.sidecar["data_loader"], False
-        self.task = self.sidecar.get("task", "multiclass")
+        check_input_pipeline(self.data_loader_section, sidecar_path)
+        # the exported model's outputs are already in the data's units (export.py puts the target
+        # scaling into the model), so no scaling here
+        self.task = task_of_sidecar(self.sidecar)
         self.fixed_batch = self.sidecar["input_shape"][0] if isinstance(self.sidecar["input_shape"][0], int) else None
-
-    def class_names(self, count):
-        names = self.sidecar.get("class_names") or []
-        return names if len(names) == count else [str(i) for i in range(count)]
 
     def __call__(self, batch):
         if self.fixed_batch is None:
@@ -92,17 +99,53 @@ class OnnxModel:
         return torch.cat(parts)
 
     def _run(self, batch):
-        return torch.from_numpy(self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})[0])
+        try:
+            outputs = self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})
+        except Exception as err:  # a model that loads but does not fit its sidecar's input
+            raise ConfigError(f"ONNX model '{self.path}' failed on inputs of shape {tuple(batch.shape)} "
+                              f"({type(err).__name__}: {_first_line(err)}). Export it again with export.py.") from None
+        return torch.from_numpy(outputs[0])
 
 
-def task_of_config(config):
-    """multiclass, or binary / multilabel for a model trained with a sigmoid loss."""
-    loss = config.get("loss")
-    loss_name = loss if isinstance(loss, str) else (loss or {}).get("type", "")
-    if "bce" not in loss_name.lower() and "binary" not in loss_name.lower():
-        return "multiclass"
-    arch_args = config.get("arch", {}).get("args", {})
-    return "binary" if arch_args.get("num_classes") == 1 else "multilabel"
+def read_sidecar(path):
+    """The sidecar's JSON object, with the keys predict.py needs checked."""
+    sidecar = read_json_object(path, "ONNX sidecar", "Export the model again with export.py.")
+    shape = sidecar.get("input_shape")
+    problems = [problem for problem, bad in (
+        ("data_loader must be an object", not isinstance(sidecar.get("data_loader"), dict)),
+        ("input_name must be a string", not isinstance(sidecar.get("input_name"), str)),
+        ("input_shape must be a non-empty list", not isinstance(shape, list) or not shape),
+        ("task must be a string", not isinstance(sidecar.get("task", ""), str)),
+        ("class_names must be a list", not isinstance(sidecar.get("class_names") or [], list)),
+    ) if bad]
+    if problems:
+        raise ConfigError(f"ONNX sidecar '{path}' is not one export.py wrote: {'; '.join(problems)}. Export the "
+                          "model again with export.py.")
+    return sidecar
+
+
+def check_input_pipeline(data_loader_section, sidecar_path):
+    """A sidecar's data_loader section must rebuild an input pipeline (images) or hold a table's
+    preprocessing; the error names the sidecar."""
+    args = data_loader_section.get("args", {})
+    if isinstance(args, dict) and args.get("preprocessing"):
+        return
+    try:
+        image_pipeline(data_loader_section, trusted=False)
+    except Exception as err:  # a damaged section fails in many ways: all mean this sidecar is unusable
+        raise ConfigError(f"ONNX sidecar '{sidecar_path}': its data_loader section cannot rebuild the input "
+                          f"pipeline ({_first_line(err)}). Export the model again with export.py.") from None
+
+
+def _first_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0][:200] if lines else "no details"
+
+
+def task_of_sidecar(sidecar):
+    """The Task an export sidecar records (older sidecars: "multiclass" and class_names)."""
+    return task_of_run({"task": sidecar.get("task") or "classification", "class_names": sidecar.get("class_names"),
+                        "target_names": sidecar.get("target_names")})
 
 
 def main(model, input_path, output, top_k=3, batch_size=256, threshold=DEFAULT_THRESHOLD, num_workers=None):
@@ -148,13 +191,19 @@ def table_batches(csv_path, data_loader_section, batch_size):
 
 
 def prediction_rows(keys, output, model, top_k, threshold):
-    """One dict per input: input, predicted, probability, then top-k or per-label columns."""
+    """One dict per input: input, then the predicted values (regression), or predicted,
+    probability, then top-k or per-label columns."""
     task = model.task
-    probs = probabilities(output, task)
-    names = model.class_names(probs.shape[1] if task != "binary" else 2)
-    labels, confidence = predict_labels(probs, task, threshold)
+    if task.kind == "regression":
+        names = output_names(task, output.shape[1])
+        values = output.reshape(len(keys), -1).cpu().tolist()
+        return [{"input": key, **{f"predicted_{name}": value for name, value in zip(names, row)}}
+                for key, row in zip(keys, values)]
+    probs = probabilities(output, task.kind)
+    names = output_names(task, probs.shape[1] if task.kind != "binary" else 2)
+    labels, confidence = predict_labels(probs, task.kind, threshold)
     probs, labels, confidence = probs.cpu(), labels.cpu(), confidence.cpu()
-    if task == "multiclass":
+    if task.kind == "classification":
         k = min(top_k, probs.shape[1])
         top_probs, top_classes = probs.topk(k, dim=1)
         rows = []
@@ -165,7 +214,7 @@ def prediction_rows(keys, output, model, top_k, threshold):
                 row[f"top{rank + 1}_probability"] = float(top_probs[i, rank])
             rows.append(row)
         return rows
-    if task == "binary":
+    if task.kind == "binary":
         return [{"input": key, "predicted": names[labels[i]], "probability": float(confidence[i]),
                  f"probability_{names[1]}": float(probs[i, 0]), "threshold": threshold} for i, key in enumerate(keys)]
     return [{"input": key, "predicted": "|".join(n for n, on in zip(names, labels[i].tolist()) if on),
@@ -185,8 +234,11 @@ def write_outputs(output, rows, errors):
 def write_csv(path, columns, rows):
     with atomic_open(path, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        # csv leaves a lone CR unquoted when lines end in LF, which would split the row: quote such rows whole
+        quoting = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            (quoting if any("\r" in str(value) for value in row.values()) else writer).writerow(row)
 
 
 def errors_file(output):
@@ -194,9 +246,9 @@ def errors_file(output):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Predict classes for new inputs with a trained model.")
+    parser = argparse.ArgumentParser(description="Predict classes (or values) for new inputs with a trained model.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("-r", "--resume", help="checkpoint (.pth) written by train.py")
+    source.add_argument("-r", "--resume", help="checkpoint (.pth file or .dcp folder) written by train.py")
     source.add_argument("-m", "--model", help="ONNX model written by export.py (with its .json sidecar)")
     parser.add_argument("-i", "--input", required=True, help="folder of images, one image, or a CSV file")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: predictions.csv)")

@@ -49,9 +49,17 @@ def list_runs(args):
     if args.csv:
         table.to_csv(sys.stdout, index=False)
         return
-    shown = table.drop(columns=["path"]).fillna("-")
+    shown = table.drop(columns=["path"]).apply(_shown_column)
     with pd.option_context("display.max_colwidth", 80, "display.width", 250):
-        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(shown.to_string(index=False))
+
+
+def _shown_column(column):
+    """Numbers with 4 significant digits, missing values as "-" (as text, so no column changes type
+    in place)."""
+    if pd.api.types.is_float_dtype(column):
+        return column.map(lambda v: "-" if pd.isna(v) else f"{v:.4g}")
+    return column.map(lambda v: "-" if v is None or (isinstance(v, float) and pd.isna(v)) else v)
 
 
 def plot(args):

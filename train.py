@@ -12,14 +12,18 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
-from model.transfer import build_model, optimizer_param_groups
+from model.transfer import optimizer_param_groups
 from parse_config import ConfigParser
 from run.status import recorded_status, stop_with_the_sweep
 from trainer import Trainer
+from trainer.batch_check import check_one_batch
 from trainer.callbacks import ActivationStatistics, build_callbacks
 from trainer.dry_run import print_dry_run
 from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
-from utils import ConfigError, dist, main_guard, prepare_device, unwrap_model, write_json
+from trainer.strategy import build_placed_model
+from trainer.summary import log_model_summary
+from utils import ConfigError, dist, main_guard, unwrap_model, write_json
+from utils.device import autocast_context
 from utils.io import atomic_open
 from utils.seed import seed_everything
 from utils.write_faults import write_site
@@ -41,21 +45,12 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     valid_data_loader = data_loader.split_validation()
     record_data_settings(config, data_loader, logger)
 
-    # build model architecture (+ pretrained weights, new head, frozen parts)
-    model = build_model(config, module_arch, load_start_weights=config.resume is None)  # resume brings its own
-    # groups before any DataParallel wrapper, so patterns see the model's own parameter names
-    param_groups = optimizer_param_groups(model, config["optimizer"])
-
-    # prepare for (multi-device) GPU training
-    if dist.is_distributed():
-        device, model = place_model_ddp(model, data_loader, config, logger)
-    else:
-        device, device_ids = prepare_device(settings.n_gpu, warn=not dry_run)
-        model = model.to(device)
-        if len(device_ids) > 1:
-            logger.info("Using DataParallel over GPUs %s; torchrun with DDP is faster: "
-                        "torchrun --nproc_per_node=%d train.py -c CONFIG", device_ids, len(device_ids))
-            model = torch.nn.DataParallel(model, device_ids=device_ids)
+    # build model architecture (+ pretrained weights, new head, frozen parts; a resume brings its
+    # own weights) and place it: one device, DataParallel, DDP or sharded (trainer.strategy)
+    device, model = build_placed_model(config, module_arch, data_loader, warn=not dry_run)
+    # groups of the bare model's parameters (after sharding, which replaces them), so patterns see
+    # the model's own parameter names
+    param_groups = optimizer_param_groups(unwrap_model(model), config["optimizer"])
 
     # get function handles of loss and metrics
     criterion = with_class_weights(config.init_loss(module_loss), getattr(data_loader, "class_weights", None),
@@ -67,14 +62,21 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     len_epoch = settings.trainer.len_epoch or len(data_loader)  # batches of this process
     steps_per_epoch = optimizer_steps_per_epoch(len_epoch, settings.trainer.accum_steps)
     lr_scheduler = build_lr_scheduler(config, optimizer, steps_per_epoch, config.trusted)
+    # one batch through the model, the loss and the metrics: a model that does not fit the data
+    # stops here, before the run folder exists
+    batch = check_one_batch(config, unwrap_model(model), data_loader, criterion, metrics, device)
     if dry_run:
-        print_dry_run(config, model, data_loader, criterion, device, optimizer)
+        print_dry_run(config, model, data_loader, batch, optimizer)
         return None
 
     if config.save_dir is None:  # train.py's own config: its run folder, now that all is built
         config.make_run_dirs()
     write_skipped_samples(config, data_loader, logger)
-    logger.info(repr(unwrap_model(model)))  # BaseModel's str() adds a parameter count; the trainer logs a summary
+    logger.info(repr(unwrap_model(model)))  # BaseModel's str() adds a parameter count; the summary has more
+    # modules, output shapes, parameters, FLOPs, memory; every rank runs it (a sharded forward is
+    # a collective), rank 0 logs it
+    log_model_summary(logger, model, batch.data, optimizer,
+                      functools.partial(autocast_context, settings.trainer.amp, device))
     trainer = Trainer(model, criterion, metrics, optimizer,
                       config=config,
                       device=device,
@@ -96,12 +98,16 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
 
 
 def record_data_settings(config, data_loader, logger):
-    """Keep what the data loader measured with the run: class names (top-level "class_names",
-    also saved in checkpoints), fitted settings ("auto" normalisation, a table's preprocessing)
-    in data_loader.args, so test.py and prediction rebuild exactly this input pipeline, and the
-    list of skipped bad samples in the run folder."""
+    """Keep what the data loader measured with the run: the task and class or target names
+    (top-level "task", "class_names" / "target_names", also saved in checkpoints), fitted
+    settings ("auto" normalisation, a table's preprocessing, the task "auto" chose, the target
+    scaling) in data_loader.args, so test.py and prediction rebuild exactly this input pipeline,
+    and the list of skipped bad samples in the run folder."""
+    task = getattr(data_loader, "task", None)
     class_names = getattr(data_loader, "class_names", None)
-    if class_names is not None:
+    if task is not None:  # the task and the names of the outputs, read by test.py, predict.py, export.py
+        config.config.update(task.record())
+    elif class_names is not None:
         config.config["class_names"] = list(class_names)
     config.config["data_loader"].setdefault("args", {}).update(getattr(data_loader, "fitted_args", {}))
     if config.run_folder is not None and dist.is_main_process():  # a run folder made before (tune.py)
@@ -115,8 +121,16 @@ def write_skipped_samples(config, data_loader, logger):
     if skipped and dist.is_main_process():
         path = config.run_folder.skipped_samples
         with write_site(path), atomic_open(path, "wt") as handle:
-            handle.writelines(f"{sample}\t{problem}\n" for sample, problem in skipped)
+            handle.writelines(f"{one_line(sample)}\t{one_line(problem)}\n" for sample, problem in skipped)
         logger.warning(f"{len(skipped)} bad sample(s) skipped; the list is in {path}")
+
+
+ESCAPED = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def one_line(text):
+    """`text` on one line of skipped_samples.txt: a tab, line break or backslash in a file name escaped."""
+    return str(text).translate(ESCAPED)
 
 
 def with_class_weights(criterion, class_weights, device, logger):
@@ -137,22 +151,6 @@ def with_class_weights(criterion, class_weights, device, logger):
     weighted = functools.partial(criterion, weight=weights)
     weighted.__name__ = criterion.__name__
     return weighted
-
-
-def place_model_ddp(model, data_loader, config, logger):
-    """Move the model to this rank's device and wrap it in DistributedDataParallel."""
-    device = dist.device()
-    model = dist.wrap_model(model.to(device))
-    world = dist.world_size()
-    accum_steps = config.settings.trainer.accum_steps
-    logger.info(f"DistributedDataParallel: {world} processes, backend {dist.backend()}, {device.type}; batch_size "
-                f"{data_loader.batch_size} per process, global batch {data_loader.batch_size * world * accum_steps} "
-                f"= {data_loader.batch_size} x {world} processes x {accum_steps} accumulation steps.")
-    # The split, the sample order and DDP's initial weight broadcast already agree across ranks;
-    # from here on each rank gets its own random stream, or all ranks would draw the same
-    # dropout masks and augmentations.
-    seed_everything(config["seed"] + dist.rank())
-    return device, model
 
 
 def make_arg_parser():

@@ -150,8 +150,11 @@ class ReportToOptuna(Callback):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description="Hyperparameter search over the config's 'tune' section")
-    parser.add_argument("-c", "--config", required=True, help="config file with a 'tune' section")
+    parser = argparse.ArgumentParser(description="Hyperparameter search over the config's 'tune' section, or "
+                                                 "the learning-rate and batch-size finders")
+    parser.add_argument("-c", "--config", required=True,
+                        help="config file; the search needs its 'tune' section, --lr-find and "
+                             "--find-batch-size do not")
     parser.add_argument("-d", "--device", default=None, help="indices of GPUs to enable")
     parser.add_argument("--storage", default=None,
                         help="where the study lives, to share it between processes and machines: a database URL "

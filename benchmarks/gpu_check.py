@@ -5,7 +5,10 @@
    torch.compile;
 2. our Trainer on CUDA with the data kept on the GPU (data_device "cuda"): images/second and the
    host-device syncs it makes in one training epoch, counted by torch's sync debug mode (expected:
-   about one per logging step, none per step).
+   about one per logging step, none per step);
+3. FSDP next to DDP through torchrun on every visible GPU (benchmarks/fsdp_check.py): wall time,
+   final val_loss and its difference from DDP's for plain FSDP, bf16 weights, activation
+   checkpointing and CPU offload; test.py and the .pth conversion read the sharded model_best.dcp.
 
     python benchmarks/gpu_check.py            # exits with a message where CUDA is missing
 """
@@ -108,6 +111,9 @@ def main():
     model_table()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         trainer_check(tmp)
+        from benchmarks.fsdp_check import fsdp_table
+
+        fsdp_table(tmp, torch.cuda.device_count(), cpu=False, train_size=20000)
 
 
 if __name__ == "__main__":

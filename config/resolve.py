@@ -23,7 +23,8 @@ TORCH_FALLBACKS = {
     "optimizer": ["torch.optim"],
     "lr_scheduler": ["torch.optim.lr_scheduler"],
     "loss": ["torch.nn", "torch.nn.functional"],
-    "metrics": ["torch.nn.functional"],
+    # torchmetrics' metric classes by name: {"type": "R2Score"}, {"type": "MulticlassF1Score", ...}
+    "metrics": ["torch.nn.functional", "torchmetrics.regression", "torchmetrics.classification"],
     "arch": ["torch.nn"],
     "data_loader.args.transforms": ["torchvision.transforms.v2"],
 }
@@ -95,8 +96,9 @@ def resolve_type(entry, key_path, project_module=None, fallbacks=(), trusted=Tru
     if not trusted and type_name.startswith("_"):
         raise ConfigError(f"{key_path}.type '{type_name}' is a private name, which a config from a "
                           "checkpoint may not use. If you trust the checkpoint's source, pass --trust.")
-    modules = _candidate_modules(entry, key_path, project_module, fallbacks, trusted)
-    for module in modules:
+    modules = []
+    for module in _candidate_modules(entry, key_path, project_module, fallbacks, trusted):
+        modules.append(module)
         obj = getattr(module, type_name, None)
         if obj is not None and callable(obj):
             return obj
@@ -104,10 +106,15 @@ def resolve_type(entry, key_path, project_module=None, fallbacks=(), trusted=Tru
 
 
 def _candidate_modules(entry, key_path, project_module, fallbacks, trusted):
+    """The modules to look in, in order; each fallback is imported only when the ones before it
+    lack the name (torchmetrics takes a second to import)."""
     if isinstance(entry, dict) and entry.get("module"):
-        return [import_config_module(entry["module"], key_path, trusted)]
-    modules = [project_module] if project_module is not None else []
-    return modules + [importlib.import_module(name) for name in fallbacks]
+        yield import_config_module(entry["module"], key_path, trusted)
+        return
+    if project_module is not None:
+        yield project_module
+    for name in fallbacks:
+        yield importlib.import_module(name)
 
 
 def _unknown_type_message(type_name, key_path, modules):

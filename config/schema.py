@@ -145,6 +145,10 @@ TOP_LEVEL = (
             nullable=True),
     Setting("callbacks", list, ABSENT, "[{\"type\", \"args\"}]: trainer callbacks (base.Callback subclasses)"),
     Setting("class_names", list, ABSENT, "the classes' names in label order; train.py records the data loader's"),
+    Setting("task", str, ABSENT, "classification, binary, multilabel or regression; train.py records the data "
+            "loader's (set it for a loader that does not say)",
+            choices=("classification", "binary", "multilabel", "regression")),
+    Setting("target_names", list, ABSENT, "regression: the target columns in output order; train.py records them"),
 )
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -199,6 +203,10 @@ TRAINER = (
             nullable=True),
     Setting("activation_stats", int, None, "write per-layer activation mean/std every N training passes",
             minimum=1, nullable=True),
+    Setting("strategy", str, "auto", "under torchrun: \"ddp\" (a full copy per process), \"fsdp\" (weights, "
+            "gradients and optimizer state sharded), \"auto\" (ddp)", choices=("auto", "ddp", "fsdp")),
+    Setting("fsdp", dict, None, "FSDP settings: {\"shard_modules\", \"reshard_after_forward\", \"param_dtype\", "
+            "\"reduce_dtype\", \"cpu_offload\", \"activation_checkpointing\"} (docs/distributed.md)", nullable=True),
     Setting("profile", int, None, "profile N training steps after a warm-up: a trace, the top operators and "
             "the time shares in the log folder's profile/ (null: off)", minimum=1, nullable=True),
 )
@@ -236,6 +244,14 @@ SECTIONS = {
 
 IMAGE_MODES = ("L", "RGB")
 
+# Limits on reading users' files. A file over a limit is a bad sample (or, for a config file, an
+# error) that names it; data_loader.args raise them per run.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS, the size it warns above
+DEFAULT_READ_TIMEOUT_S = 60.0  # a file that delivers no data for this long is given up on
+DEFAULT_MAX_CSV_ROWS = 10_000_000
+DEFAULT_MAX_CSV_FIELD_SIZE = 131_072  # characters: the csv module's own default limit
+MAX_CONFIG_FILE_BYTES = 1 << 20  # a config file (or an ONNX model's sidecar) larger than 1 MiB is refused
+
 
 def _image_size_problem(value):
     """one positive number or [height, width]"""
@@ -249,6 +265,19 @@ def _image_size_problem(value):
 def _path(key, description):
     return Setting(key, str, None, description, nullable=True)
 
+
+def _target_scaling_problem(value):
+    """"auto", null, or the recorded {"mean": [...], "scale": [...]}"""
+    if value == "auto" or (isinstance(value, dict) and set(value) == {"mean", "scale"}):
+        return None
+    return f"is {value!r}; write \"auto\", null, or {{\"mean\": [...], \"scale\": [...]}} as a run records it"
+
+
+_TASK = Setting("task", str, "auto", "\"classification\", \"binary\", \"multilabel\", \"regression\", or "
+                "\"auto\" (class labels when that is unambiguous; the run records what it chose)",
+                choices=("auto", "classification", "binary", "multilabel", "regression"))
+_CLASS_TASK = Setting("task", str, "auto", "\"classification\", \"binary\" (two classes, one output), or "
+                      "\"auto\" (classification)", choices=("auto", "classification", "binary"))
 
 # what the image folder, CSV and torchvision loaders share (data_loader/sample_loader.py)
 _BATCHING = (
@@ -290,6 +319,20 @@ _SAMPLE_LOADER_COMMON = (
     Setting("seed", int, None, "seed of the split and the sample order (null: the run's seed)", nullable=True),
 )
 
+_IMAGE_LIMITS = (
+    Setting("max_image_pixels", int, DEFAULT_MAX_IMAGE_PIXELS, "an image of more pixels (width x height) is a bad "
+            "sample, found from its header before it is decoded (a decompression bomb)", minimum=1),
+)
+_READ_LIMITS = (
+    Setting("read_timeout_s", float, DEFAULT_READ_TIMEOUT_S, "a file that delivers no data for this many seconds "
+            "(a hung network mount) is a bad sample; null: wait forever", minimum=0.001, nullable=True),
+)
+_TABLE_LIMITS = (
+    Setting("max_csv_rows", int, DEFAULT_MAX_CSV_ROWS, "a CSV file with more data rows is refused", minimum=1),
+    Setting("max_csv_field_size", int, DEFAULT_MAX_CSV_FIELD_SIZE, "a CSV row with a longer cell (characters) is "
+            "a bad row", minimum=1),
+)
+
 # arguments of the built-in data loaders (data_loader.args), by class name. Their defaults
 # must equal the class signature's (a test checks); other keyword arguments go to torch's DataLoader.
 DATA_LOADER_ARGS = {
@@ -320,7 +363,10 @@ DATA_LOADER_ARGS = {
         Setting("extensions", list, None, "file extensions that are images (null: common image formats)",
                 nullable=True),
         *_IMAGE_DECODING,
+        _CLASS_TASK,
         *_SAMPLE_LOADER_COMMON,
+        *_IMAGE_LIMITS,
+        *_READ_LIMITS,
     ),
     "CsvDataLoader": (
         _path("csv_file", "one CSV table, split into training and validation"),
@@ -328,7 +374,12 @@ DATA_LOADER_ARGS = {
         _path("train_csv", "the training table, instead of csv_file"),
         _path("val_csv", "the validation table, beside train_csv"),
         _path("test_csv", "the test table, which test.py evaluates"),
-        Setting("target", str, "label", "the column to predict"),
+        Setting("target", (str, list), "label", "the column to predict, or a list of columns (multi-output "
+                "regression, multi-label)"),
+        _TASK,
+        Setting("target_scaling", (str, dict), "auto", "regression: \"auto\" standardises the targets with the "
+                "training rows' mean and std (recorded as {\"mean\", \"scale\"}); null: as they are",
+                nullable=True, check=_target_scaling_problem),
         Setting("features", list, None, "the input columns (null: every column but the target)", nullable=True),
         Setting("categorical", list, None, "columns to one-hot encode (null: those mostly not numbers)",
                 nullable=True),
@@ -339,6 +390,9 @@ DATA_LOADER_ARGS = {
         _path("image_column", "a column of image paths relative to the CSV file (the rows are images)"),
         *_IMAGE_DECODING,
         *_SAMPLE_LOADER_COMMON,
+        *_TABLE_LIMITS,
+        *_IMAGE_LIMITS,
+        *_READ_LIMITS,
     ),
     "TorchvisionDataLoader": (
         Setting("dataset", str, REQUIRED, "a torchvision.datasets class name: \"FashionMNIST\", \"CIFAR10\", ..."),
@@ -350,6 +404,7 @@ DATA_LOADER_ARGS = {
                 choices=IMAGE_MODES, nullable=True),
         Setting("image_size", (int, list), None, "resize every image: 28 or [height, width] (null: keep)",
                 nullable=True, check=_image_size_problem),
+        _CLASS_TASK,
         *_SAMPLE_LOADER_COMMON,
     ),
 }
@@ -386,6 +441,7 @@ def is_declared(keys, config=None):
     if config is not None and len(keys) == 3 and keys[:2] == ["data_loader", "args"]:
         entry = config.get("data_loader")
         loader = entry.get("type") if isinstance(entry, dict) else None
-        return any(setting.key == keys[2] for setting in DATA_LOADER_ARGS.get(loader, ()))
+        settings = DATA_LOADER_ARGS.get(loader, ()) if isinstance(loader, str) else ()
+        return any(setting.key == keys[2] for setting in settings)
     section, key = ".".join(keys[:-1]), keys[-1]
     return any(setting.key == key for setting in section_settings(section))

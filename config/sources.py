@@ -3,10 +3,12 @@ overrides to it."""
 import json
 from pathlib import Path
 
+from utils.bounded_read import ReadProblem, read_bounded
 from utils.config_bases import resolve_bases
 from utils.errors import ConfigError
 
 from .overrides import set_by_path
+from .schema import DEFAULT_READ_TIMEOUT_S, MAX_CONFIG_FILE_BYTES
 
 
 def read_config_file(path):
@@ -23,23 +25,48 @@ def read_config(config):
 
 
 def _read_json_object(path):
+    return read_json_object(path, "config file", "Check the path given to -c.")
+
+
+def read_json_object(path, what, missing_hint):
+    """The JSON object in the file at `path`, read within MAX_CONFIG_FILE_BYTES and the read time
+    limit; every problem is a ConfigError naming the file (`what` says which kind it is)."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} '{path}' does not exist. {missing_hint}")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist. Check the path given to -c.") from None
-    except OSError as err:
-        raise ConfigError(f"config file '{path}' cannot be read: {err.strerror}.") from None
+        data = read_bounded(path, MAX_CONFIG_FILE_BYTES, DEFAULT_READ_TIMEOUT_S)
+    except ReadProblem as err:
+        raise ConfigError(f"{what} '{path}' cannot be read: it {err}.") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not content
+    except UnicodeDecodeError as err:
+        line, column = _position(data, err.start)
+        raise ConfigError(f"{what} '{path}' is not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, "
+                          f"column {column}. Save it as UTF-8.") from None
     try:
         config = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(
-            f"config file '{path}' is not valid JSON: {err.msg} at line {err.lineno}, column "
+            f"{what} '{path}' is not valid JSON: {err.msg} at line {err.lineno}, column "
             f"{err.colno}. Fix the file (a trailing comma or a missing quote is the usual cause)."
         ) from None
+    except (ValueError, RecursionError) as err:  # a number of thousands of digits; nesting too deep
+        raise ConfigError(f"{what} '{path}' cannot be used: {_first_line(err)}. Fix the file.") from None
     if not isinstance(config, dict):
-        raise ConfigError(f"config file '{path}' must hold a JSON object at the top level.")
+        raise ConfigError(f"{what} '{path}' must hold a JSON object at the top level.")
     return config
+
+
+def _position(data, offset):
+    """(line, column) of byte `offset`, both from 1."""
+    before = data[:offset]
+    return before.count(b"\n") + 1, offset - (before.rfind(b"\n") + 1) + 1
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 def apply_modification(config, modification):

@@ -57,7 +57,8 @@ def check_config(config, problems):
     for section in ("trainer", *ENTRY_SECTIONS):
         if isinstance(config.get(section), dict):
             check_section(config[section], section, problems)
-    for index, entry in enumerate(config.get("metrics") or []):
+    metrics = config.get("metrics")  # its type is checked with the top level; any JSON value may be here
+    for index, entry in enumerate(metrics if isinstance(metrics, list) else []):
         _check_callable_entry(entry, f"metrics.{index}", problems)
     if "loss" in config:
         _check_callable_entry(config["loss"], "loss", problems)
@@ -118,7 +119,8 @@ def _check_loader_args(entry, problems):
     their signature before the run, see config/preflight.py)."""
     if not isinstance(entry, dict) or entry.get("module") or not isinstance(entry.get("args", {}), dict):
         return
-    settings = DATA_LOADER_ARGS.get(entry.get("type"))
+    loader_type = entry.get("type")  # any JSON value: a list or a dict must not be looked up
+    settings = DATA_LOADER_ARGS.get(loader_type) if isinstance(loader_type, str) else None
     if settings is None:
         return
     args = entry.get("args", {})

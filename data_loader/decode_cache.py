@@ -31,7 +31,9 @@ def decoded_images(files, cache_dir, num_workers):
             logger.info(f"Decoded images loaded from the cache {path}.")
             return cached["images"], {int(k): v for k, v in cached["problems"].items()}
         images, _, problems = decode_all(files, num_workers)
-        if images is not None and dist.local_rank() == 0:
+        if problems.timed_out:  # those files may read fine next time: keep no copy that calls them bad
+            logger.info(f"Decoded images not cached: {len(problems.timed_out)} file(s) gave no data in time.")
+        elif images is not None and dist.local_rank() == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save({"images": images, "problems": {str(k): v for k, v in problems.items()}}, path)
             logger.info(f"Decoded images cached in {path}.")
@@ -39,8 +41,9 @@ def decoded_images(files, cache_dir, num_workers):
 
 
 def cache_key(files):
-    """A hash of every input to decoding: paths, sizes, mtimes, mode and image size."""
-    digest = hashlib.sha256(json.dumps([CACHE_VERSION, files.mode, files.image_size]).encode())
+    """A hash of every input to decoding: paths, sizes, mtimes, mode, image size and pixel limit."""
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, files.mode, files.image_size,
+                                        files.limits.max_image_pixels]).encode())
     for name in files.paths:
         try:
             stat = os.stat(name)

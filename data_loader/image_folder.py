@@ -46,7 +46,7 @@ def scan_class_folders(root, key, extensions, class_names=None):
     return names, paths, np.asarray(labels, dtype=np.int64)
 
 
-def folder_samples(dirs, training, extensions, mode, image_size):
+def folder_samples(dirs, training, extensions, mode, image_size, limits):
     """(ImageFiles, class names, fixed-validation mask) for `dirs` = {"data_dir", "train_dir",
     "val_dir", "test_dir"} (config values, None where not set)."""
     train_key = "data_loader.args.train_dir" if dirs["train_dir"] else "data_loader.args.data_dir"
@@ -62,7 +62,7 @@ def folder_samples(dirs, training, extensions, mode, image_size):
             else None
         names, paths, labels = scan_class_folders(dirs["test_dir"], "data_loader.args.test_dir", extensions,
                                                   class_names)
-        return ImageFiles(paths, labels, mode, image_size), names, None
+        return ImageFiles(paths, labels, mode, image_size, limits), names, None
     names, paths, labels = scan_class_folders(train_root, train_key, extensions)
     fixed_valid = np.zeros(len(paths), dtype=bool)
     if dirs["val_dir"]:
@@ -70,4 +70,4 @@ def folder_samples(dirs, training, extensions, mode, image_size):
                                                       names)
         paths, labels = paths + val_paths, np.concatenate([labels, val_labels])
         fixed_valid = np.concatenate([fixed_valid, np.ones(len(val_paths), dtype=bool)])
-    return ImageFiles(paths, labels, mode, image_size), names, fixed_valid
+    return ImageFiles(paths, labels, mode, image_size, limits), names, fixed_valid

@@ -1,4 +1,4 @@
-"""CSV tables: feature columns and a target column. Numeric columns are filled (when
+"""CSV tables: feature columns and one or more target columns. Numeric columns are filled (when
 `missing_values` is "fill") and standardised, categorical columns one-hot encoded. What is fitted
 on the training rows is kept as plain data (`preprocessing`), recorded in the run's config, and
 `apply_table_preprocessing(frame, preprocessing)` turns any DataFrame with those columns into the
@@ -10,34 +10,43 @@ import pandas as pd
 
 from utils import ConfigError
 
+from .csv_reader import read_table
+from .file_limits import DEFAULT_LIMITS
+from .task import CLASS_TASKS, infer_table_task
+
 MISSING_POLICIES = ("error", "fill")
-HEADER_LINES = 1  # a data row's line number in the file is its position + 2
 
 
-def read_csv(path, key):
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{key} '{path}' does not exist. Point it at a CSV file with a header row.")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{key} '{path}' cannot be read as CSV ({str(err).strip()}). Fix the file.") from None
+def read_csv(path, key, limits=DEFAULT_LIMITS):
+    """The table at `path` (named by config `key`) when every row is usable, its index the file line
+    each row starts on; a bad row is a ConfigError that names the lines."""
+    table = read_table(path, key, limits)
+    if table.problems:
+        first = [table.problems[p] for p in sorted(table.problems)[:3]]
+        raise ConfigError(f"{len(table.problems)} bad row(s): {'; '.join(first)}"
+                          f"{' ...' if len(table.problems) > 3 else ''}. Fix or remove them.")
+    return table.frame.set_axis(table.lines, axis=0)
 
 
-def line_of(row_position):
-    return row_position + HEADER_LINES + 1
-
-
-def check_columns(frame, path, target, features):
+def check_columns(frame, path, targets, features):
     """A clear error for a target or feature column that the file lacks."""
-    for name, key in [(target, "target"), *[(f, "features") for f in features or []]]:
+    for name, key in [*[(t, "target") for t in targets], *[(f, "features") for f in features or []]]:
         if name not in frame.columns:
             raise ConfigError(f"'{path}' has no column '{name}' (data_loader.args.{key}). Its columns are: "
                               f"{', '.join(map(str, frame.columns))}. Fix the column name in the config.")
 
 
-def feature_columns(frame, target, features, exclude=()):
-    return list(features) if features else [c for c in frame.columns if c != target and c not in exclude]
+def target_columns(target):
+    """data_loader.args.target as a list of column names (one name or a list of them)."""
+    columns = [target] if isinstance(target, str) else list(target or [])
+    if not columns or not all(isinstance(c, str) for c in columns):
+        raise ConfigError(f"data_loader.args.target is {target!r}; write one column name (\"price\") or a list "
+                          "of them ([\"height\", \"weight\"]).")
+    return columns
+
+
+def feature_columns(frame, targets, features, exclude=()):
+    return list(features) if features else [c for c in frame.columns if c not in targets and c not in exclude]
 
 
 def guess_categorical(frame, columns):
@@ -51,24 +60,42 @@ def guess_categorical(frame, columns):
     return categorical
 
 
-def row_problems(frame, path, target, features, categorical, missing_values):
-    """{row position: message naming the file, line and column} for rows that cannot be used."""
+def missing_value_problem(column, raw_text, hint=True):
+    """What to say about an empty cell, or one that pandas reads as missing ('n/a', 'NA', ...);
+    `hint`: how to train with such cells."""
+    shown = "empty" if not raw_text.strip() else f"{raw_text!r}, a missing-value marker"
+    fix = (" (set data_loader.args.missing_values to \"fill\" to fill it with the training median or most "
+           "frequent value)") if hint else ""
+    return f"column '{column}' is {shown}{fix}"
+
+
+def row_problems(table, targets, features, categorical, missing_values, numeric_targets=False):
+    """{row position: message naming the file, line and column} for the rows of `table` (a
+    CsvTable) that cannot be used. `numeric_targets`: the targets must be numbers (regression,
+    multi-label)."""
+    frame, path, lines = table.frame, table.path, table.lines
     problems = {}
 
-    def note(mask, text):
-        for position in np.flatnonzero(mask.to_numpy()):
-            problems.setdefault(int(position), f"'{path}' line {line_of(position)}: {text}")
+    def note_not_numbers(column, what):
+        values = frame[column]
+        not_number = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+        for position in np.flatnonzero(not_number.to_numpy()):
+            problems.setdefault(int(position), f"'{path}' line {lines[position]}: {what} '{column}' is "
+                                               f"{values.iloc[position]!r}, not a number")
 
-    note(frame[target].isna(), f"the target column '{target}' is empty")
+    for target in targets:
+        for position in np.flatnonzero(frame[target].isna().to_numpy()):
+            shown = missing_value_problem(target, table.written_cell(target, position), hint=False)
+            problems.setdefault(int(position), f"'{path}' line {lines[position]}: the target {shown}")
+        if numeric_targets:
+            note_not_numbers(target, "the target column")
     for column in features:
         if missing_values == "error":
-            note(frame[column].isna(), f"column '{column}' is empty (missing value)")
+            for position in np.flatnonzero(frame[column].isna().to_numpy()):
+                shown = missing_value_problem(column, table.written_cell(column, position))
+                problems.setdefault(int(position), f"'{path}' line {lines[position]}: {shown}")
         if column not in categorical:
-            values = frame[column]
-            not_number = pd.to_numeric(values, errors="coerce").isna() & values.notna()
-            for position in np.flatnonzero(not_number.to_numpy()):
-                problems.setdefault(int(position), f"'{path}' line {line_of(position)}: column '{column}' is "
-                                                   f"{values.iloc[position]!r}, not a number")
+            note_not_numbers(column, "column")
     return problems
 
 
@@ -89,20 +116,51 @@ def _label_text(value):
     return str(value)
 
 
-def label_indices(values, class_names, path, key, positions):
-    """Class index of each target value (rows at `positions` of the file); a value the training
+def label_indices(values, class_names, path, key, lines):
+    """Class index of each target value (rows starting on file `lines`); a value the training
     data lacks is an error naming the lines."""
     texts = values.map(_label_text)
     index = {name: i for i, name in enumerate(class_names)}
     unknown = ~texts.isin(index)
     if unknown.any():
         rows = np.flatnonzero(unknown.to_numpy())
-        shown = ", ".join(f"line {line_of(positions[r])} ({texts.iloc[r]!r})" for r in rows[:5])
+        shown = ", ".join(f"line {lines[r]} ({texts.iloc[r]!r})" for r in rows[:5])
         raise ConfigError(f"{key} '{path}' has target values the training data lacks: {shown}"
                           f"{' ...' if len(rows) > 5 else ''}. The model cannot predict a class it never "
                           f"saw (training classes: {', '.join(class_names)}). Add training rows of it or "
                           "remove these rows.")
     return texts.map(index).to_numpy(dtype=np.int64)
+
+
+def table_task(task, targets, training_values, class_names=None):
+    """(task kind, names) of the target columns: class names (sorted target values, or the given
+    ones of the training data), the label columns, or the target columns."""
+    kind = infer_table_task(task, targets, training_values)
+    if kind not in CLASS_TASKS:
+        return kind, list(targets)
+    names = list(class_names) if class_names is not None else class_names_of(training_values[targets[0]])
+    if kind == "binary" and len(names) != 2:
+        raise ConfigError(f"data_loader.args.task is \"binary\", but the target column '{targets[0]}' has "
+                          f"{len(names)} distinct values ({', '.join(names[:10])}). A binary task needs exactly two; "
+                          "use \"classification\" for more.")
+    return kind, names
+
+
+def encode_targets(values, kind, names, path, key, lines):
+    """The targets of rows of one file starting on `lines` (`values`: their target columns) in the
+    shape of data_loader/task.py's rule: class indices, 0/1 floats, or float columns."""
+    if kind in CLASS_TASKS:
+        indices = label_indices(values.iloc[:, 0].reset_index(drop=True), names, path, key, lines)
+        return indices if kind == "classification" else indices.astype(np.float32)
+    numbers = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    if kind == "multilabel":
+        bad = ~np.isin(numbers, (0.0, 1.0))
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            raise ConfigError(f"{key} '{path}' line {lines[row]}: the label column "
+                              f"'{values.columns[column]}' is {str(values.iloc[row, column])!r}; a multi-label target "
+                              "holds 0 or 1 in each label column. Fix the value, or use task \"regression\".")
+    return numbers.astype(np.float32)
 
 
 def fit_table_preprocessing(frame, features, categorical, standardize):
@@ -151,10 +209,10 @@ def input_size(preprocessing):
 class TableRows:
     """The rows of one or more CSV files (training, then validation) before preprocessing.
     `tensor(train_rows)` fits the preprocessing on those rows (unless it is given) and returns
-    every row as model inputs."""
+    every row as model inputs. `sources` holds each row's (file, line number)."""
 
-    def __init__(self, frame, labels, origins, features, categorical, standardize, problems, preprocessing=None):
-        self.frame, self.labels, self.origins = frame.reset_index(drop=True), np.asarray(labels), origins
+    def __init__(self, frame, labels, sources, features, categorical, standardize, problems, preprocessing=None):
+        self.frame, self.labels, self.sources = frame.reset_index(drop=True), np.asarray(labels), sources
         self.features, self.categorical, self.standardize = features, categorical, standardize
         self.problems, self.preprocessing = problems, preprocessing
 
@@ -162,11 +220,25 @@ class TableRows:
         return len(self.frame)
 
     def subset(self, keep):
-        return TableRows(self.frame.iloc[keep], self.labels[keep], [self.origins[i] for i in keep], self.features,
+        return TableRows(self.frame.iloc[keep], self.labels[keep], [self.sources[i] for i in keep], self.features,
                          self.categorical, self.standardize, {}, self.preprocessing)
 
+    def with_labels(self, labels):
+        return TableRows(self.frame, labels, self.sources, self.features, self.categorical, self.standardize,
+                         self.problems, self.preprocessing)
+
     def describe(self, index):
-        return self.origins[index]
+        path, line = self.sources[index]
+        return f"'{path}' line {line}"
+
+    def source_rows(self, indices):
+        """The rows at `indices` as written in their files: "input" names the row as predict.py
+        does ("<file> line <N>"), then "line" and every column of the file."""
+        indices = [int(i) for i in indices]
+        rows = self.frame.iloc[indices].reset_index(drop=True)
+        files, lines = [Path(self.sources[i][0]).name for i in indices], [self.sources[i][1] for i in indices]
+        located = pd.DataFrame({"input": [f"{name} line {line}" for name, line in zip(files, lines)], "line": lines})
+        return pd.concat([located, rows], axis=1)
 
     def tensor(self, train_rows):
         import torch
@@ -177,32 +249,51 @@ class TableRows:
         return torch.from_numpy(apply_table_preprocessing(self.frame, self.preprocessing))
 
 
-def load_table_rows(files, target, features, categorical, missing_values, standardize, class_names=None,
-                    preprocessing=None, exclude=()):
-    """TableRows of `files` = [(path, config key, is validation)], with bad rows noted in `problems`.
-    Class names come from the training files' targets unless given (test data)."""
-    frames, origins, problems, fixed_valid, offsets = [], [], {}, [], []
+def load_table_rows(files, target, features, categorical, missing_values, standardize, task="auto",
+                    class_names=None, preprocessing=None, exclude=(), limits=DEFAULT_LIMITS):
+    """(TableRows, task kind, names, fixed validation mask) of `files` = [(path, config key, is
+    validation)], with bad rows noted in `problems`. The task and the class names come from the
+    training files' targets unless given (test data)."""
+    targets = target_columns(target)
+    frames, sources, problems, fixed_valid, offsets, file_lines = [], [], {}, [], [], []
     for path, key, is_valid in files:
-        frame = read_csv(path, key)
-        check_columns(frame, path, target, features)
-        columns = feature_columns(frame, target, features, exclude)
-        chosen_categorical = list(categorical) if categorical is not None else guess_categorical(frame, columns)
+        table = read_table(path, key, limits)
+        frame, lines = table.frame, table.lines
+        if frame.empty:
+            raise ConfigError(f"{key} '{path}' has a header row but no data rows. Add rows, one per sample.")
+        check_columns(frame, path, targets, features)
+        columns = feature_columns(frame, targets, features, exclude)
+        chosen_categorical = list(categorical) if categorical is not None else \
+            guess_categorical(frame.drop(index=list(table.problems)), columns)
         offset = sum(len(f) for f in frames)
         offsets.append(offset)
-        found = row_problems(frame, path, target, columns, chosen_categorical, missing_values)
+        found = {**row_problems(table, targets, columns, chosen_categorical, missing_values,
+                                numeric_targets=task in ("regression", "multilabel")),
+                 **table.problems}  # a record that could not be read: its own problem, not "empty"
         problems.update({offset + position: text for position, text in found.items()})
         frames.append(frame)
-        origins += [f"'{path}' line {line_of(i)}" for i in range(len(frame))]
+        file_lines.append(lines)
+        sources += [(str(path), int(line)) for line in lines]
         fixed_valid += [is_valid] * len(frame)
     frame = pd.concat(frames, ignore_index=True)
     good = np.array([i not in problems for i in range(len(frame))])
     training_rows = good & ~np.asarray(fixed_valid)
-    if class_names is None:
-        class_names = class_names_of(frame[target][training_rows])
-    labels = np.full(len(frame), -1, dtype=np.int64)
-    for (path, key, _), offset, part in zip(files, offsets, frames):  # errors name each file's own lines
+    kind, names = table_task(task, targets, frame.loc[training_rows, targets], class_names)
+    encoded = [None] * len(frame)
+    for (path, key, _), offset, part, lines in zip(files, offsets, frames, file_lines):  # each file's own lines
         positions = np.flatnonzero(good[offset:offset + len(part)])
-        labels[offset + positions] = label_indices(part[target].iloc[positions].reset_index(drop=True),
-                                                    class_names, path, key, positions)
-    rows = TableRows(frame, labels, origins, columns, chosen_categorical, standardize, problems, preprocessing)
-    return rows, class_names, np.asarray(fixed_valid)
+        for position, value in zip(positions, encode_targets(part[targets].iloc[positions], kind, names, path, key,
+                                                             lines[positions])):
+            encoded[offset + position] = value
+    labels = _stack_targets(encoded, kind, len(targets))
+    rows = TableRows(frame, labels, sources, columns, chosen_categorical, standardize, problems, preprocessing)
+    return rows, kind, names, np.asarray(fixed_valid)
+
+
+def _stack_targets(encoded, kind, width):
+    """One array of every row's target; bad rows (None) get a placeholder and are dropped later."""
+    if kind == "classification":
+        return np.array([-1 if v is None else v for v in encoded], dtype=np.int64)
+    if kind == "binary":
+        return np.array([np.nan if v is None else v for v in encoded], dtype=np.float32)
+    return np.stack([np.full(width, np.nan, np.float32) if v is None else v for v in encoded]).astype(np.float32)

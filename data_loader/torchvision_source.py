@@ -12,6 +12,7 @@ from torchvision.transforms.v2 import functional as TF
 from data_loader.in_memory import dataset_tensors
 from utils import ConfigError
 
+from .mnist_source import download_error_reason
 from .samples import TensorSamples
 
 logger = logging.getLogger("data_loader")
@@ -36,7 +37,8 @@ def torchvision_samples(name, data_dir, training, download, dataset_args, mode, 
         dataset = dataset_class(str(data_dir), **args)
     except (RuntimeError, OSError) as err:  # offline: the download failed, or the files are absent
         where = _expected_folder(dataset_class, data_dir, name)
-        raise ConfigError(f"torchvision dataset {name} could not be loaded from '{data_dir}' ({err}). Without "
+        raise ConfigError(f"torchvision dataset {name} could not be loaded from '{data_dir}' "
+                          f"({download_error_reason(err)}). Without "
                           f"internet, download it elsewhere and copy its files to '{where}' (the layout "
                           f"torchvision's {name} expects), or set data_loader.args.data_dir to where they are.") \
             from None

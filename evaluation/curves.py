@@ -53,20 +53,40 @@ def panels_of(histories):
     return columns + (["lr"] if has_lr else [])
 
 
+PANEL_SIZE = (5.0, 3.6)  # inches per panel
+WIDE = 1.8  # the figure's preferred width / height
+
+
+def grid_shape(panels):
+    """(rows, columns) for `panels` panels: up to 3 in one row; else 2 to 4 columns with as few
+    empty places as possible, then the shape closest to a landscape page."""
+    if panels <= 3:
+        return 1, max(panels, 1)
+
+    def badness(columns):
+        rows = math.ceil(panels / columns)
+        aspect = columns * PANEL_SIZE[0] / (rows * PANEL_SIZE[1])
+        return rows * columns - panels, abs(math.log(aspect / WIDE))
+
+    columns = min((2, 3, 4), key=badness)
+    return math.ceil(panels / columns), columns
+
+
 def curves_figure(runs):
-    """`runs`: list of (label, history DataFrame, Monitor or None)."""
+    """`runs`: list of (label, history DataFrame, Monitor or None). One run: training and
+    validation in two colours; several: one colour per run, training solid, validation dashed."""
     histories = [history for _, history, _ in runs]
     panels = panels_of(histories)
-    columns = min(3, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    fig, axes = plots.plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False,
-                                   layout="constrained")
+    rows, columns = grid_shape(len(panels))
+    size = (PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows)
+    fig, axes = plots.plt.subplots(rows, columns, figsize=size, squeeze=False, layout="constrained")
     colours = plots.plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
         for i, (label, history, monitor) in enumerate(runs):
-            _draw_panel(ax, panel, label if len(runs) > 1 else "", history, monitor, colours[i % len(colours)])
+            run_colours = (colours[0], colours[1]) if len(runs) == 1 else (colours[i % len(colours)],) * 2
+            _draw_panel(ax, panel, label if len(runs) > 1 else "", history, monitor, run_colours)
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -78,19 +98,25 @@ def curves_figure(runs):
     return fig
 
 
-def _draw_panel(ax, panel, label, history, monitor, colour):
+def _draw_panel(ax, panel, label, history, monitor, colours):
+    """One run's lines in one panel; `colours`: (training, validation). The best epoch is marked
+    only where this run has data."""
     prefix = f"{label} " if label else ""
     epochs = history["epoch"]
+    drawn = False
     if panel == "lr":
         for column in [c for c in history.columns if c.startswith("lr")]:
-            ax.plot(epochs, history[column], color=colour, label=f"{prefix}{column}")
+            ax.plot(epochs, history[column], color=colours[0], label=f"{prefix}{column}")
+            drawn = True
     else:
-        for column, style, part in ((panel, "-", "train"), (f"val_{panel}", "--", "validation")):
+        for column, style, part, colour in ((panel, "-", "train", colours[0]),
+                                            (f"val_{panel}", "--", "validation", colours[1])):
             if column in history and history[column].notna().any():
                 ax.plot(epochs, history[column], style, color=colour, marker=".", label=f"{prefix}{part}")
+                drawn = True
     best = best_epoch(history, monitor)
-    if best is not None:
-        ax.axvline(best[0], color=colour, linestyle=":", alpha=0.8,
+    if best is not None and drawn:
+        ax.axvline(best[0], color=colours[0] if label else "0.4", linestyle=":", alpha=0.8,
                    label=f"{prefix}best epoch {best[0]} ({monitor.key} {best[1]:.4g})" if panel == "loss" else None)
 
 

@@ -21,19 +21,23 @@ def to_device(data, device, non_blocking=False, channels_last=False):
     return data
 
 
-def evaluate(model, data_loader, loss_fn, metric_fns, device, settings=None):
+def evaluate(model, data_loader, loss_fn, metric_fns, device, settings=None, original_units=None):
     """Loss and metrics of `model` over `data_loader`, sample-weighted: {name: value}.
-    `settings`: the trainer settings (amp, channels_last, non_blocking); default: none of them."""
+    `settings`: the trainer settings (amp, channels_last, non_blocking); default: none of them.
+    `original_units`: see PassMetrics (regression metrics in the data's units)."""
     device = torch.device(device)
-    metrics = PassMetrics(metric_fns, device)
+    metrics = PassMetrics(metric_fns, device, original_units)
     evaluate_into(metrics, model, data_loader, loss_fn, device, settings)
     return metrics.result()
 
 
-def evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device, settings=None, keep_wrong=16):
-    """Returns (results dict, outputs, targets, wrong samples) with tensors on the CPU."""
-    metrics = PassMetrics(metric_fns, device)
-    collected = CollectedOutputs(keep_wrong)
+def evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device, settings=None, keep_wrong=16,
+                          task=None):
+    """Returns (results dict, outputs, targets, wrong samples) with tensors on the CPU; `task`
+    (data_loader/task.py) decides what a wrong sample is and the units of the metrics."""
+    original_units = task.original_units if task is not None and task.scaling is not None else None
+    metrics = PassMetrics(metric_fns, device, original_units)
+    collected = CollectedOutputs(keep_wrong, task.kind if task is not None else "classification")
     evaluate_into(metrics, model, data_loader, loss_fn, device, settings, collected.update)
     return (metrics.result(), *collected.result())
 
@@ -59,17 +63,20 @@ def evaluate_into(metrics, model, data_loader, loss_fn, device, settings=None, o
 
 
 class CollectedOutputs:
-    """Every output and target of one evaluation pass, and its `keep_wrong` most confidently
-    wrong samples (for the evaluation report)."""
+    """Every output and target of one evaluation pass, and, for a class task (`task_kind`), its
+    `keep_wrong` most confidently wrong samples (for the evaluation report; a regression
+    report ranks residuals from all outputs instead)."""
 
-    def __init__(self, keep_wrong=16):
-        self.outputs, self.targets, self.keep_wrong, self.wrong = [], [], keep_wrong, None
+    def __init__(self, keep_wrong=16, task_kind="classification"):
+        self.outputs, self.targets, self.wrong = [], [], None
+        self.keep_wrong = keep_wrong if task_kind != "regression" else 0
+        self.task_kind = task_kind
 
     def update(self, data, output, target):
         if self.keep_wrong:
-            from .outputs import WrongSamples, task_of
+            from .outputs import WrongSamples
 
-            self.wrong = self.wrong or WrongSamples(self.keep_wrong, task_of(output, target))
+            self.wrong = self.wrong or WrongSamples(self.keep_wrong, self.task_kind)
             self.wrong.update(data, output.float(), target, sum(len(t) for t in self.targets))
         self.outputs.append(output.detach().float())
         self.targets.append(target)

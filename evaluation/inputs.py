@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from data_loader.file_limits import FileLimits
 from data_loader.samples import decode_image
 from utils import ConfigError
 
@@ -36,12 +37,13 @@ class ImagePipeline:
     (height, width) it was resized to (None: kept), and the eval transform (uint8 C x H x W
     tensor -> normalised float tensor)."""
 
-    def __init__(self, mode, image_size, transform, expected_shape=None):
+    def __init__(self, mode, image_size, transform, expected_shape=None, limits=None):
         self.mode, self.image_size, self.transform = mode, image_size, transform
         self.expected_shape = tuple(expected_shape) if expected_shape else None
+        self.limits = limits or FileLimits()
 
     def __call__(self, path):
-        image = decode_image(path, self.mode, self.image_size)
+        image = decode_image(path, self.mode, self.image_size, self.limits)
         if self.expected_shape is not None and tuple(image.shape[-2:]) != self.expected_shape[-2:]:
             raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]} pixels, the model takes "
                              f"{self.expected_shape[-1]}x{self.expected_shape[-2]}")
@@ -52,10 +54,11 @@ def image_pipeline(data_loader_section, trusted=True):
     """The eval pipeline of a config's data_loader section: the loader's image mode and size,
     then its "eval" transforms and normalisation (data_loader.transforms)."""
     args = data_loader_section.get("args", {})
+    limits = FileLimits.of_args(args)  # the limits the model's training data was read with
     if data_loader_section.get("type") in MNIST_LOADERS:
         from data_loader.mnist_source import MNIST_MEAN, MNIST_STD
 
-        return ImagePipeline("L", None, ScaleAndNormalize(MNIST_MEAN, MNIST_STD), (1, 28, 28))
+        return ImagePipeline("L", None, ScaleAndNormalize(MNIST_MEAN, MNIST_STD), (1, 28, 28), limits)
     if not any(key in args for key in ("mode", "image_size", "transforms", "normalize")):
         raise ConfigError(f"predict.py cannot rebuild the image pipeline of data_loader.type "
                           f"'{data_loader_section.get('type')}': its config names no image mode, size or "
@@ -64,7 +67,8 @@ def image_pipeline(data_loader_section, trusted=True):
     from data_loader.transforms import build_transform
 
     size = _image_size(args.get("image_size"))
-    return ImagePipeline(args.get("mode", "RGB"), size, build_transform(data_loader_section, "eval", trusted), size)
+    return ImagePipeline(args.get("mode", "RGB"), size, build_transform(data_loader_section, "eval", trusted), size,
+                         limits)
 
 
 class ScaleAndNormalize:
@@ -127,8 +131,7 @@ def table_inputs(csv_path, data_loader_section):
     training table's format, through the preprocessing fitted on the training rows. A row is
     refused for what training would have refused: an empty cell (unless the config's
     missing_values is "fill"), text in a number column, a column the file lacks."""
-    import pandas as pd
-
+    from data_loader.csv_reader import read_table
     from data_loader.table import apply_table_preprocessing
 
     args = data_loader_section.get("args", {})
@@ -136,12 +139,10 @@ def table_inputs(csv_path, data_loader_section):
     if not preprocessing:
         raise ConfigError(f"'{csv_path}' is a CSV file, but this model was not trained on a table (its config "
                           "has no data_loader.args.preprocessing). Pass image files or a folder with -i.")
-    try:
-        frame = pd.read_csv(csv_path)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"CSV file '{csv_path}' cannot be read ({err}).") from None
-    labels = [f"{Path(csv_path).name} line {position + 2}" for position in range(len(frame))]  # header: line 1
-    problems = row_problems(frame, preprocessing, args.get("missing_values", "error"))
+    table = read_table(csv_path, "input file", FileLimits.of_args(args))
+    frame = table.frame
+    labels = [f"{Path(csv_path).name} line {line}" for line in table.lines]
+    problems = {**row_problems(table, preprocessing, args.get("missing_values", "error")), **table.troubles}
     good = [position for position in range(len(frame)) if position not in problems]
     rows = None
     if good:
@@ -150,18 +151,22 @@ def table_inputs(csv_path, data_loader_section):
     return [labels[position] for position in good], rows, errors
 
 
-def row_problems(frame, preprocessing, missing_values):
-    """{row position: reason} for the rows the model cannot take."""
+def row_problems(table, preprocessing, missing_values):
+    """{row position: reason} for the rows of `table` (a CsvTable) the model cannot take."""
     import pandas as pd
 
-    problems = {}
+    from data_loader.table import missing_value_problem
+
+    frame, problems = table.frame, {}
+
     for column in preprocessing["features"]:
         if column not in frame.columns:
             return {position: f"the file has no column '{column}'" for position in range(len(frame))}
         values = frame[column]
         if missing_values == "error":
             for position in np.flatnonzero(values.isna().to_numpy()):
-                problems.setdefault(int(position), f"column '{column}' is empty (missing value)")
+                problems.setdefault(int(position), missing_value_problem(column, table.written_cell(column, position),
+                                                                         hint=False))
         if column in preprocessing["numeric"]:
             not_number = pd.to_numeric(values, errors="coerce").isna() & values.notna()
             for position in np.flatnonzero(not_number.to_numpy()):

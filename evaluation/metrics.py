@@ -5,6 +5,7 @@ on the device over the whole pass and are computed once at its end, synced acros
 F1 or AUC are exact over the epoch rather than an average of per-batch values."""
 import torch
 
+from data_loader.task import task_of_run
 from utils.errors import blame
 from utils.metric_tracker import MetricTracker, is_stateful_metric
 
@@ -13,7 +14,11 @@ class PassMetrics:
     """The metrics of one pass, split once into function metrics (`tracker`, a MetricTracker of
     "loss" and each function) and stateful ones (`epoch_metrics`)."""
 
-    def __init__(self, metric_fns, device):
+    def __init__(self, metric_fns, device, original_units=None):
+        """`original_units(values)`: regression outputs and targets back in the units of the data
+        (the task's target scaling), so that MAE or RMSE are in those units; the loss stays on
+        the standardised values the model learns."""
+        self.original_units = original_units
         self.functions = [m for m in metric_fns if not is_stateful_metric(m)]
         self.tracker = MetricTracker("loss", *[m.__name__ for m in self.functions])
         self.epoch_metrics = EpochMetrics([m for m in metric_fns if is_stateful_metric(m)], device)
@@ -27,6 +32,8 @@ class PassMetrics:
         no sync), and queue it for the stateful metrics."""
         n = target.size(0)
         self.tracker.update("loss", loss, n)
+        if self.original_units is not None:
+            output, target = self.original_units(output.detach()), self.original_units(target)
         with blame("metrics"):
             for metric in self.functions:
                 self.tracker.update(metric.__name__, metric(output, target), n)
@@ -36,6 +43,13 @@ class PassMetrics:
         """{name: value} over the whole pass; under DDP the stateful metrics are synced here (a
         collective), the tracker only after its `all_reduce`."""
         return {**self.tracker.result(), **self.epoch_metrics.compute()}
+
+
+def metric_units(config):
+    """The function that puts a run's regression outputs and targets back in the data's units
+    for its metrics, or None (other tasks, or targets that were not scaled)."""
+    task = task_of_run(config) if config.get("task") else None
+    return task.original_units if task is not None and task.scaling is not None else None
 
 
 class EpochMetrics:

@@ -1,33 +1,23 @@
-"""What a model says about a batch: the task (multiclass, binary, multi-label), probabilities,
-predicted labels and how confident they are. Shared by test.py's report and predict.py."""
+"""What a model says about a batch of a class task (classification, binary, multi-label; the
+task comes from the run, see data_loader/task.py): probabilities, predicted labels and how
+confident they are. Shared by test.py's report and predict.py."""
 import torch
 
 DEFAULT_THRESHOLD = 0.5
 
 
-def class_names_for(checkpoint, config, count):
-    """The checkpoint's class names, else the config's, else "0", "1", ..."""
-    names = checkpoint.get("class_names") or config.get("class_names")
-    if names and len(names) == count:
-        return [str(name) for name in names]
+def output_names(task, count):
+    """The task's class, label or target names when there are `count` of them, else "0", "1", ..."""
+    if task is not None and len(task.names) == count:
+        return [str(name) for name in task.names]
     return [str(i) for i in range(count)]
-
-
-def task_of(output, target=None):
-    """"binary" for one score per sample, "multilabel" for one 0/1 target per output column,
-    else "multiclass" (one class index per sample)."""
-    if output.dim() == 1 or (output.dim() == 2 and output.shape[1] == 1):
-        return "binary"
-    if target is not None and target.shape == output.shape and target.is_floating_point():
-        return "multilabel"
-    return "multiclass"
 
 
 def probabilities(output, task):
     """Class (or label) probabilities. Raw scores and log-probabilities are normalised; an
     output that already holds probabilities is kept as it is."""
     output = output.float()
-    if task == "multiclass":  # torch.where, not an if: deciding on the device needs no sync
+    if task == "classification":  # torch.where, not an if: deciding on the device needs no sync
         looks_normalised = (output >= 0).all() & ((output.sum(1) - 1).abs() < 1e-3).all()
         return torch.where(looks_normalised, output, torch.softmax(output, dim=1))
     output = output.reshape(output.shape[0], -1)
@@ -36,8 +26,8 @@ def probabilities(output, task):
 
 def predict_labels(probs, task, threshold=DEFAULT_THRESHOLD):
     """(labels, confidence of each prediction). Binary: labels 0/1 per sample; multi-label:
-    0/1 per label; multiclass: the argmax class."""
-    if task == "multiclass":
+    0/1 per label; classification: the argmax class."""
+    if task == "classification":
         confidence, labels = probs.max(dim=1)
         return labels, confidence
     labels = (probs > threshold).long()

@@ -1,6 +1,7 @@
-"""The evaluation report: per-class precision, recall, F1 and support with macro and weighted
-averages (CSV and JSON), a confusion matrix, the most confidently wrong samples and, for
-binary tasks, ROC and precision-recall curves. All counting is done by torchmetrics."""
+"""The evaluation report. Class tasks: per-class precision, recall, F1 and support with macro and
+weighted averages (CSV and JSON), a confusion matrix, the most confidently wrong samples and,
+for binary tasks, ROC and precision-recall curves. Regression: see regression_report.py. All
+counting is done by torchmetrics."""
 import logging
 from pathlib import Path
 
@@ -11,38 +12,49 @@ from torchmetrics import classification as tmc
 from utils import write_json
 
 from . import plots
-from .outputs import DEFAULT_THRESHOLD, predict_labels, probabilities, task_of
+from .outputs import DEFAULT_THRESHOLD, output_names, predict_labels, probabilities
+from .regression_report import write_regression_report
 
 logger = logging.getLogger("report")
 
 
-def write_report(out_dir, outputs, targets, class_names_source, wrong=None, tensorboard_dir=None,
-                 threshold=DEFAULT_THRESHOLD):
-    """Write the report files into `out_dir`; return the JSON summary as a dict.
-    `class_names_source(count)` gives the names once the number of classes is known."""
+def write_report(out_dir, outputs, targets, task, wrong=None, tensorboard_dir=None, threshold=DEFAULT_THRESHOLD,
+                 source_rows=None):
+    """Write the report files of a run's `task` (data_loader/task.py) into `out_dir`; return the
+    JSON summary as a dict. `source_rows(positions)`: the evaluated samples at those positions
+    as written in their files (a DataFrame with an "input" column), when the loader knows them."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    task = task_of(outputs, targets)
-    probs = probabilities(outputs, task)
-    labels, _ = predict_labels(probs, task, threshold)
+    if task.kind == "regression":
+        summary = write_regression_report(out_dir, task.original_units(outputs), task.original_units(targets),
+                                          output_names(task, outputs.shape[1]), source_rows)
+    else:
+        summary = _class_report(out_dir, outputs, targets, task, wrong, tensorboard_dir, threshold, source_rows)
+    write_json(summary, out_dir / "report.json")
+    return summary
+
+
+def _class_report(out_dir, outputs, targets, task, wrong, tensorboard_dir, threshold, source_rows):
+    kind = task.kind
+    probs = probabilities(outputs, kind)
+    labels, _ = predict_labels(probs, kind, threshold)
     targets = targets.reshape(labels.shape).long()
-    num_classes = probs.shape[1] if task != "binary" else 2
-    names = class_names_source(num_classes)
-    table = per_class_table(labels, targets, num_classes, names, task)
+    num_classes = probs.shape[1] if kind != "binary" else 2
+    names = output_names(task, num_classes)
+    table = per_class_table(labels, targets, num_classes, names, kind)
     table.to_csv(out_dir / "classes.csv", index=False)
-    summary = {"task": task, "samples": len(targets), "threshold": threshold if task != "multiclass" else None,
+    summary = {"task": kind, "samples": len(targets), "threshold": threshold if kind != "classification" else None,
                "classes": table.to_dict(orient="records")}
-    if task != "multilabel":
+    if kind != "multilabel":
         summary["accuracy"] = float((labels == targets).float().mean())
         matrix = tmc.MulticlassConfusionMatrix(num_classes)(labels, targets)
         figure = plots.confusion_figure(matrix.numpy(), names)
         _log_figure(tensorboard_dir, "test/confusion_matrix", figure)
         plots.save_figure(figure, out_dir / "confusion_matrix.png")
-    if task == "binary":
-        summary["binary"] = binary_curves(out_dir, probs.squeeze(1), targets)
+    if kind == "binary":
+        summary["binary"] = binary_curves(out_dir, probs.squeeze(1), targets, names[1])
     if wrong is not None:
-        summary["wrong_samples"] = write_wrong_samples(out_dir, wrong, names, task)
-    write_json(summary, out_dir / "report.json")
+        summary["wrong_samples"] = write_wrong_samples(out_dir, wrong, names, kind, source_rows)
     return summary
 
 
@@ -65,8 +77,9 @@ def per_class_table(labels, targets, num_classes, names, task):
     return pd.DataFrame(rows)
 
 
-def binary_curves(out_dir, probs, targets):
-    """ROC and PR PNGs; returns AUC, average precision and the F1-maximising threshold."""
+def binary_curves(out_dir, probs, targets, positive):
+    """ROC and PR PNGs of the `positive` class; returns AUC, average precision and the
+    F1-maximising threshold."""
     fpr, tpr, _ = tmc.BinaryROC()(probs, targets)
     auc = float(tmc.BinaryAUROC()(probs, targets))
     precision, recall, thresholds = tmc.BinaryPrecisionRecallCurve()(probs, targets)
@@ -76,26 +89,40 @@ def binary_curves(out_dir, probs, targets):
     best_at = int(f1.argmax())
     best = {"threshold": float(thresholds[best_at]), "f1": float(f1[best_at]),
             "precision": float(precision[best_at]), "recall": float(recall[best_at])}
-    plots.save_figure(plots.roc_figure(fpr.numpy(), tpr.numpy(), auc), out_dir / "roc.png")
-    plots.save_figure(plots.pr_figure(precision.numpy(), recall.numpy(), average_precision, best), out_dir / "pr.png")
-    return {"roc_auc": auc, "average_precision": average_precision, "best_f1_threshold": best}
+    positives = int(targets.sum())
+    plots.save_figure(plots.roc_figure(fpr.numpy(), tpr.numpy(), auc, positive), out_dir / "roc.png")
+    plots.save_figure(plots.pr_figure(precision.numpy(), recall.numpy(), average_precision, best, positive,
+                                      positives / max(len(targets), 1)), out_dir / "pr.png")
+    return {"positive_class": positive, "roc_auc": auc, "average_precision": average_precision,
+            "best_f1_threshold": best}
 
 
-def write_wrong_samples(out_dir, wrong, names, task):
-    """An image grid for image inputs, CSV rows (with the input's values) otherwise."""
+def write_wrong_samples(out_dir, wrong, names, task, source_rows=None):
+    """An image grid for image inputs; a CSV either way, each row naming its sample as predict.py
+    does (the file, or "<file> line <N>" with the row's values as written) when `source_rows`
+    knows it."""
     if wrong is None or len(wrong["index"]) == 0:
         return {"count": 0}
-    rows = pd.DataFrame({"index": wrong["index"].tolist(), "confidence": wrong["score"].tolist(),
+    positions = wrong["index"].tolist()
+    rows = pd.DataFrame({"confidence": wrong["score"].tolist(),
                          "target": [_label_text(t, names, task) for t in wrong["target"]],
                          "predicted": [_label_text(p, names, task) for p in wrong["predicted"]]})
+    sources = source_rows(positions) if source_rows is not None else None
+    if sources is not None:
+        located = pd.concat([sources[["input"]], rows, sources.drop(columns="input")], axis=1)
+    else:
+        located = pd.concat([pd.DataFrame({"input": [f"sample {p}" for p in positions]}), rows], axis=1)
     inputs = wrong["input"]
     if inputs.dim() >= 3:
-        titles = [f"#{r.index} true {r.target}\npred {r.predicted} ({r.confidence:.2f})" for r in rows.itertuples()]
+        titles = [f"{Path(str(name)).name}\ntrue {r.target}, pred {r.predicted} ({r.confidence:.2f})"
+                  for name, r in zip(located["input"], rows.itertuples())]
         plots.save_figure(plots.wrong_samples_figure(inputs.float().numpy(), titles), out_dir / "wrong_samples.png")
-        rows.to_csv(out_dir / "wrong_samples.csv", index=False)
+        located.to_csv(out_dir / "wrong_samples.csv", index=False)
         return {"count": len(rows), "file": "wrong_samples.png"}
-    features = pd.DataFrame(inputs.reshape(len(rows), -1).float().numpy()).add_prefix("input_")
-    pd.concat([rows, features], axis=1).to_csv(out_dir / "wrong_samples.csv", index=False)
+    if sources is None:  # a custom loader: the model's inputs are all there is
+        features = pd.DataFrame(inputs.reshape(len(rows), -1).float().numpy()).add_prefix("input_")
+        located = pd.concat([located, features], axis=1)
+    located.to_csv(out_dir / "wrong_samples.csv", index=False)
     return {"count": len(rows), "file": "wrong_samples.csv"}
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from run.checkpoints import BEST_CHECKPOINT, has_step_checkpoint
+from run.checkpoints import best_checkpoint, has_step_checkpoint
 from run.folder import RunFolder, test_result_file
 from run.record import last_part
 from run.status import read_status, run_seconds
@@ -83,8 +83,9 @@ def read_run(run):
     config = json.loads(run.config_file.read_text())
     history = pd.read_csv(run.metrics_csv) if run.metrics_csv.is_file() else pd.DataFrame()
     record = read_status(run.models_dir)
-    test_path = test_result_file(run.checkpoint(BEST_CHECKPOINT))
-    test = json.loads(test_path.read_text()) if test_path.is_file() else {}
+    best = best_checkpoint(run.models_dir)
+    test_path = test_result_file(best) if best is not None else None
+    test = json.loads(test_path.read_text()) if test_path is not None and test_path.is_file() else {}
     test = {key: value for key, value in test.items()
             if isinstance(value, (int, float)) and key not in ("epoch", "samples")}
     status = record["status"] if record else _status_without_record(run.models_dir, config, history)

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from run.checkpoints import BEST_CHECKPOINT
+from run.checkpoints import best_checkpoint
 from run.status import SWEEP_ENV, SWEEP_PID_ENV
 
 from .sweep_manifest import MEMBER_OUTPUT, member_config_path, member_state, resumable_checkpoint
@@ -65,9 +65,9 @@ class SweepRunner:
         started = time.monotonic()
         self._run_process(member, command)
         state, run = member_state(self.sweep_dir, member, self.name)
-        if state == "finished" and self.run_test and run is not None and run.checkpoint(BEST_CHECKPOINT).is_file():
-            self._run_process(member, [sys.executable, str(PROJECT_ROOT / "test.py"), "-r",
-                                       str(run.checkpoint(BEST_CHECKPOINT))])
+        best = best_checkpoint(run.models_dir) if run is not None else None
+        if state == "finished" and self.run_test and best is not None:
+            self._run_process(member, [sys.executable, str(PROJECT_ROOT / "test.py"), "-r", str(best)])
         self.outcomes[index] = state
         where = run.models_dir if run is not None else "no run folder"
         print(f"{label}: {state} after {time.monotonic() - started:.0f} s ({where})", flush=True)

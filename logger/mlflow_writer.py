@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from run.checkpoints import best_checkpoint
 from run.status import SWEEP_ENV
 from utils import ConfigError
 
@@ -67,8 +68,8 @@ class MlflowWriter(NullWriter):
         if self.run_id is None:
             return
         self.flush()
-        best = Path(self.run_folder) / "model_best.pth"
-        if best.is_file():
+        best = best_checkpoint(self.run_folder)
+        if best is not None:
             self.client.set_tag(self.run_id, "best_checkpoint", str(best.resolve()))
             with tempfile.TemporaryDirectory() as folder:
                 note = Path(folder) / "best_checkpoint.txt"

@@ -54,9 +54,14 @@ class SmallCnn(BaseModel):
 
 class Mlp(BaseModel):
     """A multi-layer perceptron for table rows: `num_inputs` columns (after the CSV loader's
-    encoding) -> `hidden` layers -> `num_classes` raw scores (use the cross_entropy loss)."""
+    encoding) -> `hidden` layers -> `num_classes` raw scores (use the cross_entropy loss), or
+    `num_outputs` values (regression: one per target, with mse_loss; multi-label: one per label)."""
 
-    def __init__(self, num_inputs, num_classes, hidden=(64,), dropout=0.1):
+    def __init__(self, num_inputs, num_classes=None, hidden=(64,), dropout=0.1, num_outputs=None):
+        if (num_classes is None) == (num_outputs is None):
+            raise ValueError("Mlp needs either num_classes (classification) or num_outputs (regression, "
+                             "multi-label), not both")
+        num_classes = num_classes if num_classes is not None else num_outputs
         super().__init__()
         layers, width = [], num_inputs
         for size in hidden:

@@ -68,10 +68,11 @@ class ModelSummary:
         return lines
 
 
-def summarize(model, batch, optimizer=None, autocast=contextlib.nullcontext):
+def summarize(model, batch, optimizer=None, autocast=contextlib.nullcontext, forward=True):
     """The summary of `model` (unwrapped from DDP) run in eval mode on the first sample of
     `batch`, under `autocast()` (the training's mixed precision). The model's modes, weights
-    and the random generators are as before."""
+    and the random generators are as before. Without `forward` only the parameters and memory
+    are counted (output shapes and FLOPs are left unknown)."""
     sample = batch[:1] if isinstance(batch, torch.Tensor) else batch
     summary = ModelSummary(type(model).__name__, _shape(sample))
     outputs = {}
@@ -85,11 +86,13 @@ def summarize(model, batch, optimizer=None, autocast=contextlib.nullcontext):
     modes = {module: module.training for module in model.modules()}
     rng = get_rng_states()
     counter = FlopCounterMode(display=False)
+    flops = None
     try:
-        model.eval()
-        with torch.no_grad(), autocast(), counter:
-            model(sample)
-        flops = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
+        if forward:
+            model.eval()
+            with torch.no_grad(), autocast(), counter:
+                model(sample)
+            flops = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
     except Exception:  # an op the counter cannot trace: the shapes and counts still help
         flops = None
     finally:

@@ -7,6 +7,10 @@ loads, and the policy of which files a save point writes and which it deletes.
     checkpoint-last.pth                  the newest state, replaced at every save (save_last)
     model_best.pth                       the best by the monitor
     model_swa.pth                        the stochastic weight average (trainer.swa)
+
+A sharded run (trainer.strategy "fsdp") writes the same names with the suffix .dcp: each is a
+folder in torch.distributed.checkpoint format (see utils/dcp.py), e.g. checkpoint-epoch3.dcp/.
+Ordering, keep_last, top-k, model_best and finding the newest valid checkpoint treat both alike.
 """
 import logging
 import math
@@ -14,25 +18,45 @@ import re
 from pathlib import Path
 
 from utils.checkpoint import load_checkpoint
+from utils.dcp import remove_checkpoint
 from utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+FILE, SHARDED = ".pth", ".dcp"  # a torch.save file; a folder in torch.distributed.checkpoint format
+SUFFIXES = (FILE, SHARDED)
 BEST_CHECKPOINT = "model_best.pth"
 LAST_CHECKPOINT = "checkpoint-last.pth"
 SWA_CHECKPOINT = "model_swa.pth"
-CHECKPOINT_PATTERN = re.compile(r"checkpoint-epoch(\d+)(?:-step(\d+))?\.pth$")
-TOP_K_PATTERN = re.compile(r"checkpoint-epoch(\d+)(?:-step(\d+))?-[^/=]+=[^/=]+\.pth$")
+CHECKPOINT_PATTERN = re.compile(r"checkpoint-epoch(\d+)(?:-step(\d+))?\.(?:pth|dcp)$")
+TOP_K_PATTERN = re.compile(r"checkpoint-epoch(\d+)(?:-step(\d+))?-[^/=]+=[^/=]+\.(?:pth|dcp)$")
 FINISHED_EPOCH = 10**12  # the step position of a checkpoint taken at an epoch's end
 
 
-def step_checkpoint_name(epoch, batches_done=0):
+def step_checkpoint_name(epoch, batches_done=0, suffix=FILE):
     """checkpoint-epoch<E>.pth at an epoch's end, checkpoint-epoch<E>-step<K>.pth inside it."""
-    return f"checkpoint-epoch{epoch}{f'-step{batches_done}' if batches_done else ''}.pth"
+    return f"checkpoint-epoch{epoch}{f'-step{batches_done}' if batches_done else ''}{suffix}"
 
 
-def top_k_name(epoch, batches_done, key, value):
+def top_k_name(epoch, batches_done, key, value, suffix=FILE):
     """e.g. checkpoint-epoch7-val_loss=0.0412.pth (inside an epoch: ...-step40-val_loss=...)."""
-    return f"{step_checkpoint_name(epoch, batches_done)[:-len('.pth')]}-{key}={value:.4g}.pth"
+    return f"{step_checkpoint_name(epoch, batches_done, suffix)[:-len(suffix)]}-{key}={value:.4g}{suffix}"
+
+
+def with_suffix(name, suffix):
+    """model_best.pth -> model_best.dcp for a sharded run."""
+    return f"{Path(name).stem}{suffix}"
+
+
+def best_checkpoint(run_dir):
+    """The run's model_best.pth, or its model_best.dcp folder (the newer if both exist); None if neither."""
+    found = [path for path in (Path(run_dir) / with_suffix(BEST_CHECKPOINT, suffix) for suffix in SUFFIXES)
+             if path.exists()]
+    return max(found, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def run_checkpoints(run_dir):
+    """Every checkpoint-epoch* file or folder of a run (rolling and top-k), unordered."""
+    return [path for path in Path(run_dir).glob("checkpoint-epoch*") if path.suffix in SUFFIXES]
 
 
 def is_top_k_file(path):
@@ -65,8 +89,7 @@ def checkpoint_position(path, checkpoint):
 def rolling_checkpoints(run_dir):
     """The checkpoint-epoch<N>[-step<K>].pth files of a run, oldest first: what keep_last prunes
     (top-k files, checkpoint-last and model_best are kept by their own rules)."""
-    return sorted((path for path in Path(run_dir).glob("checkpoint-epoch*.pth") if not is_top_k_file(path)),
-                  key=checkpoint_order)
+    return sorted((path for path in run_checkpoints(run_dir) if not is_top_k_file(path)), key=checkpoint_order)
 
 
 def has_step_checkpoint(run_dir):
@@ -75,8 +98,13 @@ def has_step_checkpoint(run_dir):
 
 
 def has_checkpoint(run_dir):
-    run_dir = Path(run_dir)
-    return any(run_dir.glob("checkpoint-epoch*.pth")) or (run_dir / LAST_CHECKPOINT).is_file()
+    return bool(run_checkpoints(run_dir)) or bool(last_checkpoints(run_dir))
+
+
+def last_checkpoints(run_dir):
+    """checkpoint-last.pth and/or checkpoint-last.dcp of a run (a run may have changed strategy)."""
+    return [path for path in (Path(run_dir) / with_suffix(LAST_CHECKPOINT, suffix) for suffix in SUFFIXES)
+            if path.exists()]
 
 
 def find_latest_checkpoint(run_dir):
@@ -90,7 +118,7 @@ def latest_valid_checkpoint(run_dir):
     leaves it older than the file written just before it. On a tie the named file is taken."""
     run_dir = Path(run_dir)
     last = _load_last(run_dir)
-    for candidate in sorted(run_dir.glob("checkpoint-epoch*.pth"), key=checkpoint_order, reverse=True):
+    for candidate in sorted(run_checkpoints(run_dir), key=checkpoint_order, reverse=True):
         if last is not None and checkpoint_position(*last) > checkpoint_order(candidate):
             return last
         try:
@@ -102,20 +130,20 @@ def latest_valid_checkpoint(run_dir):
     hint = (" It holds run folders: pass one of them, or -c CONFIG -r auto for the newest."
             if any(has_checkpoint(run) for run in run_dir.glob("*/")) else "")
     raise ConfigError(
-        f"no valid checkpoint-epoch*.pth found in '{run_dir}'. Pass a checkpoint file, or a run "
+        f"no valid checkpoint-epoch* found in '{run_dir}'. Pass a checkpoint file, or a run "
         f"folder under saved/models/<name>/ that holds checkpoints.{hint}"
     )
 
 
 def _load_last(run_dir):
-    path = run_dir / LAST_CHECKPOINT
-    if not path.is_file():
-        return None
-    try:
-        return path, load_checkpoint(path, mmap=True)
-    except ConfigError as err:
-        logger.warning(f"Skipping checkpoint {path}: {err}")
-        return None
+    """(path, loaded checkpoint) of the newest checkpoint-last that loads, or None."""
+    loaded = []
+    for path in last_checkpoints(run_dir):
+        try:
+            loaded.append((path, load_checkpoint(path, mmap=True)))
+        except ConfigError as err:
+            logger.warning(f"Skipping checkpoint {path}: {err}")
+    return max(loaded, key=lambda found: checkpoint_position(*found), default=None)
 
 
 def newest_run_checkpoint(runs_dir):
@@ -151,10 +179,14 @@ def check_checkpoint_policy(trainer):
 class CheckpointPolicy:
     """Which files a save point writes (`plan`) and which are deleted after it (`prune`): the
     periodic or step file, model_best, the k best by the monitor (`trainer.save_top_k`),
-    checkpoint-last (`trainer.save_last`), and the newest `trainer.keep_last` rolling files."""
+    checkpoint-last (`trainer.save_last`), and the newest `trainer.keep_last` rolling files.
+    `suffix`: FILE (.pth files) or SHARDED (.dcp folders, written by every process together)."""
 
-    def __init__(self, run_dir, settings, monitor):
+    def __init__(self, run_dir, settings, monitor, suffix=FILE):
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.suffix = suffix
+        self.best_name = with_suffix(BEST_CHECKPOINT, suffix)
+        self.last_name = with_suffix(LAST_CHECKPOINT, suffix)
         self.keep_last, self.save_last = settings.keep_last, settings.save_last
         self.monitor = monitor
         self.top_k = TopK(settings.save_top_k, monitor) if settings.save_top_k else None
@@ -165,16 +197,19 @@ class CheckpointPolicy:
         names = []
         if self.top_k is not None and monitored is not None:
             value = monitored[self.monitor.key]
-            name = top_k_name(epoch, batches_done, self.monitor.key, value)
+            name = top_k_name(epoch, batches_done, self.monitor.key, value, self.suffix)
             if self.top_k.offer(name, value):
                 names.append(name)
         if periodic:
-            names.append(step_checkpoint_name(epoch, batches_done))
+            names.append(self.step_name(epoch, batches_done))
         if best:
-            names.append(BEST_CHECKPOINT)
+            names.append(self.best_name)
         if self.save_last:
-            names.append(LAST_CHECKPOINT)
+            names.append(self.last_name)
         return names
+
+    def step_name(self, epoch, batches_done=0):
+        return step_checkpoint_name(epoch, batches_done, self.suffix)
 
     def prune(self):
         """Delete the top-k files pushed out of the k best, and rolling files beyond keep_last
@@ -183,7 +218,7 @@ class CheckpointPolicy:
             self.top_k.prune(self.run_dir)
         if self.keep_last:
             for old in rolling_checkpoints(self.run_dir)[: -self.keep_last]:
-                old.unlink(missing_ok=True)
+                remove_checkpoint(old)
 
 
 class TopK:
@@ -209,9 +244,9 @@ class TopK:
         """Delete every top-k file of `run_dir` that is not kept: the one just pushed out, and
         any that a run killed between writing a file and deleting the one it replaced left."""
         kept = {name for name, _ in self.kept}
-        for path in run_dir.glob("checkpoint-epoch*.pth"):
+        for path in run_checkpoints(run_dir):
             if is_top_k_file(path) and path.name not in kept:
-                path.unlink(missing_ok=True)
+                remove_checkpoint(path)
 
     def state_dict(self):
         return [list(entry) for entry in self.kept]

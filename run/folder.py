@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from utils import dist
+from utils.dcp import remove_checkpoint
 from utils.errors import ConfigError
 from utils.io import write_json
 from utils.write_faults import write_site
@@ -117,11 +118,16 @@ class RunFolder:
         return self.log_dir / INFO_LOG
 
     def remove_stale_temp_files(self):
-        """Temp files of saves that a killed process left half-written. Only called under the run's
-        lock: no live process is writing them."""
+        """Temp files and folders of saves that a killed process left half-written. A sharded
+        checkpoint folder that a kill caught in the instant of its replacement (see
+        utils.dcp.publish) goes back under its name. Only called under the run's lock: no live
+        process is writing them."""
         for folder in (self.models_dir, self.log_dir):
             for temp in folder.glob(".*.tmp"):
-                temp.unlink(missing_ok=True)
+                if temp.name.endswith(".old.tmp") and temp.is_dir() and not (folder / temp.name[1:-8]).exists():
+                    temp.rename(folder / temp.name[1:-8])
+                else:
+                    remove_checkpoint(temp)
 
 
 def find_run_folders(roots):
@@ -143,16 +149,22 @@ def newest_run_folder(runs_dir):
     return RunFolder.containing(newest) if newest is not None else None
 
 
-def test_result_file(checkpoint_path):
-    """What test.py writes for a checkpoint: <checkpoint>_test.json beside it."""
+def test_result_file(checkpoint_path, test_set=None):
+    """What test.py writes for a checkpoint: <checkpoint>_test.json beside it for the run's own
+    test data, <checkpoint>_test-<test_set>.json for another test set."""
     checkpoint_path = Path(checkpoint_path)
-    return checkpoint_path.with_name(checkpoint_path.stem + "_test.json")
+    return checkpoint_path.with_name(f"{checkpoint_path.stem}_test{_suffix(test_set)}.json")
 
 
-def report_dir(checkpoint_path):
-    """The evaluation report test.py writes for a checkpoint: <checkpoint>_report/ beside it."""
+def report_dir(checkpoint_path, test_set=None):
+    """The evaluation report test.py writes for a checkpoint: <checkpoint>_report/ beside it, or
+    <checkpoint>_report-<test_set>/ for another test set."""
     checkpoint_path = Path(checkpoint_path)
-    return checkpoint_path.with_name(checkpoint_path.stem + "_report")
+    return checkpoint_path.with_name(f"{checkpoint_path.stem}_report{_suffix(test_set)}")
+
+
+def _suffix(test_set):
+    return f"-{test_set}" if test_set else ""
 
 
 def open_run_folder(config, save_dir, name, run_id=None, continued=None, before_writing=None):

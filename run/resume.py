@@ -14,11 +14,14 @@ from utils.checkpoint import Key, load_checkpoint
 from utils.errors import ConfigError
 
 from .checkpoints import (
-    LAST_CHECKPOINT,
+    SHARDED,
+    best_checkpoint,
     checkpoint_order,
     checkpoint_position,
+    last_checkpoints,
     latest_valid_checkpoint,
     newest_run_checkpoint,
+    run_checkpoints,
 )
 from .folder import CONFIG_FILE, RunFolder
 
@@ -37,16 +40,18 @@ class Source:
     trusted: bool = True
 
 
-def load_source(config_path, resume, modification=None):
+def load_source(config_path, resume, modification=None, prefer_best=False):
     """-c alone: new run. -r alone: resume with the checkpoint's config. -c and -r: fine-tune,
     i.e. weights from the checkpoint, everything else from the new config. -c and -r auto:
     resume the newest run of the config's name (after `modification`, the overrides), or start
-    the first one. `config_path` may also be the config as a dict (api.run)."""
+    the first one. `prefer_best`: a run folder given with -r means its model_best.pth when it
+    has one (test.py, export.py), not its newest checkpoint. `config_path` may also be the config
+    as a dict (api.run)."""
     if config_path is None and resume is None:
         raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
     if resume == "auto":
         return _auto_resume(config_path, modification or {})
-    path, checkpoint = _resolve_resume_path(resume) if resume else (None, None)
+    path, checkpoint = _resolve_resume_path(resume, prefer_best) if resume else (None, None)
     if config_path is not None:
         return Source(read_config(config_path), init_weights=path, checkpoint=checkpoint)
     return Source(_checkpoint_config(path, checkpoint), resume=path, checkpoint=checkpoint, trusted=False)
@@ -74,13 +79,18 @@ def _checkpoint_config(path, checkpoint):
     return json.loads(json.dumps(config))
 
 
-def _resolve_resume_path(resume):
-    """(path, loaded checkpoint) for -r: a file, or the newest valid checkpoint of a run folder."""
+def _resolve_resume_path(resume, prefer_best=False):
+    """(path, loaded checkpoint) for -r: a file, or the newest valid checkpoint of a run folder
+    (its model_best.pth with `prefer_best`, when there is one)."""
     path = Path(resume)
-    if path.is_dir():
+    is_run_folder = path.is_dir() and path.suffix != SHARDED  # not a sharded checkpoint
+    best = best_checkpoint(path) if is_run_folder and prefer_best else None
+    if best is not None:
+        return best, load_checkpoint(best, mmap=True)
+    if is_run_folder:
         return latest_valid_checkpoint(path)
     if not path.exists():
-        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint .pth file, a run "
+        raise ConfigError(f"resume path '{path}' does not exist. Pass a checkpoint (.pth file or .dcp folder), a run "
                           "folder under saved/models/, or 'auto' (with -c) for the newest run.")
     return path, load_checkpoint(path, mmap=True)
 
@@ -91,9 +101,8 @@ def check_resumes_newest(checkpoint_path, checkpoint, folder):
     checkpoint files would stay and keep_last would prune the wrong ones). Called under the
     run's lock, so no process adds a newer one meanwhile."""
     position = checkpoint_position(checkpoint_path, checkpoint)
-    newer_by_name = any(checkpoint_order(path) > position for path in folder.models_dir.glob("checkpoint-epoch*.pth"))
-    last = folder.models_dir / LAST_CHECKPOINT
-    other_last = last.is_file() and last.resolve() != Path(checkpoint_path).resolve()
+    newer_by_name = any(checkpoint_order(path) > position for path in run_checkpoints(folder.models_dir))
+    other_last = any(last.resolve() != Path(checkpoint_path).resolve() for last in last_checkpoints(folder.models_dir))
     if not newer_by_name and not other_last:
         return  # nothing can be newer: no file needs reading
     newest, newest_checkpoint = latest_valid_checkpoint(folder.models_dir)  # a file that does not load does not count

@@ -98,7 +98,7 @@ CASES = {
                                 r"checkpoint '.*Tiny\.json' is truncated, corrupt or not a PyTorch checkpoint"),
     "resume corrupt": (truncated_checkpoint, r"checkpoint-epoch1\.pth' is truncated, corrupt"),
     "resume folder without valid checkpoint": (run_folder_without_valid_checkpoint,
-                                               r"no valid checkpoint-epoch\*\.pth found in '.*old_run'"),
+                                               r"no valid checkpoint-epoch\* found in '.*old_run'"),
     "resume the folder above the runs": (
         lambda tmp_path, mnist_dir: ["-r", checkpoint_file(tmp_path, mnist_dir).parents[1]],
         r"no valid checkpoint.*It holds run folders: pass one of them"),
@@ -118,8 +118,29 @@ CASES = {
     "data_dir cannot be created": (data_dir_under_a_file, r"data_dir '.*a_file/data' does not exist and cannot be "
                                                           r"created: '.*a_file' is not a writable folder"),
     "data_dir missing without download": (
-        lambda tmp_path, mnist_dir: config_with({"data_loader.args.data_dir": str(tmp_path / "no" / "mnist")})(
-            tmp_path, mnist_dir), r"data_dir '.*/no/mnist' does not exist and data_loader\.args\.download is false"),
+        lambda tmp_path, mnist_dir: config_with({"data_loader": {"type": "TorchvisionDataLoader", "args": {
+            "dataset": "FashionMNIST", "data_dir": str(tmp_path / "no" / "fashion")}}})(tmp_path, mnist_dir),
+        r"data_dir '.*/no/fashion' does not exist and data_loader\.args\.download is false"),
+    # one batch through the model and the loss before the run folder (trainer/batch_check.py)
+    "fewer outputs than classes": (config_with({"arch.args": {"num_classes": 1, "logits": True},
+                                                "loss": "cross_entropy"}),
+                                   r"arch\.args\.num_classes is 1.*10 classes.*Set arch\.args\.num_classes to 10\."),
+    "more outputs than classes": (config_with({"arch.args.num_classes": 12}),
+                                  r"arch\.args\.num_classes is 12.*Set arch\.args\.num_classes to 10\."),
+    "binary target with one output per class": (
+        config_with({"data_loader.args.binary_target": 0, "arch.args": {"num_classes": 2, "logits": True},
+                     "loss": "bce_with_logits", "metrics": ["binary_accuracy"]}),
+        r"task is binary.*Set arch\.args\.num_classes to 1\."),
+    "regression loss on class labels": (config_with({"loss": "mse_loss"}),
+                                        r"loss is mse_loss, a regression loss, but the task is classification"),
+    "sigmoid loss on class labels": (config_with({"loss": "bce_with_logits", "arch.args.logits": True}),
+                                     r"loss is bce_with_logits, a binary / multilabel loss, but the task is "
+                                     r"classification"),
+    "class metric on the wrong output": (config_with({"metrics": [{"type": "BinaryAccuracy"}]}),
+                                         r"metrics\.0 \(BinaryAccuracy\) fails on one batch"),
+    "val_* monitor without validation data": (
+        config_with({"data_loader.args.validation_split": 0.0, "trainer.monitor": "min val_loss"}),
+        r"'val_loss' is never logged: val_\* metrics are only logged with validation data"),
 }
 
 # settings out of their declared range or choices, typos in the file, and mistakes that used to

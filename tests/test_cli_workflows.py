@@ -206,3 +206,29 @@ def test_tune_prints_a_line_per_trial_and_keeps_the_full_log_in_the_trial(tmp_pa
     for trial in (0, 1):
         log = tmp_path / "saved" / "log" / "Tiny" / f"trial-{trial}" / "info.log"
         assert "MnistModel(" in log.read_text()
+
+
+def test_a_torchvision_download_failure_without_text_names_its_type(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    from data_loader.torchvision_source import torchvision_samples
+
+    class Offline(torchvision.datasets.FashionMNIST):
+        def __init__(self, root, train=True, download=False):
+            raise OSError()  # what some network failures carry: no text at all
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", Offline)
+    with pytest.raises(ConfigError, match=r"could not be loaded from '.*' \(OSError\)"):
+        torchvision_samples("FashionMNIST", tmp_path, True, True, None, None, None)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="about machines without a GPU")
+def test_training_on_a_machine_without_gpu_is_no_warning(caplog):
+    import logging
+
+    from utils.device import prepare_device
+
+    with caplog.at_level(logging.INFO, logger="utils.device"):
+        device, ids = prepare_device(1)
+    assert device.type == "cpu" and ids == []
+    assert [r.levelno for r in caplog.records if r.name == "utils.device"] == [logging.INFO]

@@ -271,3 +271,17 @@ def test_ddp_ranks_train_on_disjoint_shards_and_save_a_checkpoint(tmp_path, digi
                 labels = np.asarray(rank["labels"])[rank["indices"]]
                 assert np.bincount(rank["targets"], minlength=10).tolist() == \
                     np.bincount(labels, minlength=10).tolist(), case
+
+
+@pytest.mark.parametrize("monitor", ["max val_accuracy"])
+def test_a_val_dir_is_validation_data_that_a_monitor_can_follow(tmp_path, digits, monkeypatch, capsys, monitor):
+    config_path = folder_config(tmp_path, digits, val_dir=str(digits / "test"))
+    config = json.loads(config_path.read_text())
+    config["data_loader"]["args"].update(validation_split=0.0, stratify=False)
+    config["trainer"].update(monitor=monitor, epochs=1)
+    config_path.write_text(json.dumps(config))
+    code, captured = run_train_in_process(monkeypatch, capsys, "-c", config_path)
+    assert code == 0, captured.err
+    run = only_run(tmp_path / "saved")
+    assert (run / "model_best.pth").is_file()
+    assert "val_accuracy" in pd.read_csv(tmp_path / "saved" / "log" / "Tiny" / run.name / "metrics.csv")

@@ -14,7 +14,7 @@ from conftest import run_script, tiny_config
 from parse_config import ConfigParser
 from tuning.batch_size_finder import find_batch_size, try_batch_size
 from tuning.finder_commands import batch_size_find, lr_find
-from tuning.lr_finder import LRSweep, suggest_lr, sweep_lr
+from tuning.lr_finder import LRSweep, suggest_lr, sweep_figure, sweep_lr
 from tuning.parts import build_parts
 from utils import ConfigError
 
@@ -41,6 +41,19 @@ def test_suggestions_fall_on_the_descent_before_the_minimum():
     assert abs(suggested["steepest"][1] - 60) <= 1  # the inflection point
     assert suggested["valley"][1] == 39  # the longest descent is steps 0..79: a third and a sixth in
     assert suggested["valley"][0] < suggested["steepest"][0]  # the valley rule is the more careful one
+
+
+def test_the_plot_shows_every_raw_loss_below_the_blow_up():
+    x = np.linspace(0, 1, 100)
+    smoothed = 2.3 - 1.5 / (1 + np.exp(-(x - 0.6) * 30)) + np.where(x > 0.8, (x - 0.8) * 20, 0)
+    raw = smoothed + np.random.default_rng(0).normal(0, 0.3, 100)  # noisy steps dip below the smoothed curve
+    sweep = LRSweep(list(np.logspace(-6, 1, 100)), list(raw), list(smoothed), diverged=False)
+    figure = sweep_figure(sweep, 40, "valley")
+    bottom, top = figure.axes[0].get_ylim()
+    assert bottom < raw.min() and top < raw.max()  # no raw loss cut off at the bottom; the blow-up is
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 def test_a_loss_that_never_falls_has_no_suggestion():

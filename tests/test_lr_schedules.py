@@ -2,6 +2,7 @@
 "auto" lengths computed from epochs, batches, accum_steps, and exact resume (also with an EMA of
 the weights) from an epoch checkpoint and from a checkpoint saved inside an epoch."""
 import json
+import re
 import signal
 
 import pytest
@@ -11,7 +12,7 @@ import train
 from config.validation import Problems
 from conftest import only_run, run_dirs, tiny_config
 from parse_config import ConfigParser
-from reliability_helpers import assert_same_training, load
+from reliability_helpers import assert_same_training, load, run_train_in_process
 from trainer import Trainer
 from trainer.preflight import check_before_run
 from trainer.schedules import build_lr_scheduler
@@ -135,3 +136,19 @@ def check_config_objects(config):
     problems = Problems()
     check_before_run(config, problems)
     problems.raise_if_any()
+
+
+def test_training_a_finished_one_cycle_run_further_stops_before_training_and_says_how(tmp_path, mnist_dir,
+                                                                                       monkeypatch, capsys):
+    config = tiny_config(tmp_path, mnist_dir, {"lr_scheduler": ONE_CYCLE, "trainer.epochs": 1,
+                                               "data_loader.args.limit": 128})
+    assert run_train_in_process(monkeypatch, capsys, "-c", config)[0] == 0
+    run = only_run(tmp_path / "saved")
+    files = sorted(p.name for p in run.iterdir())
+    code, captured = run_train_in_process(monkeypatch, capsys, "-r", run, "-o", "trainer.epochs=2")
+    assert code == 2 and "Traceback" not in captured.err
+    assert sorted(p.name for p in run.iterdir()) == files  # nothing written to the run
+    advice = re.search(r"python train\.py (-c \S+ -r \S+ -o trainer\.epochs=1)", captured.err)
+    assert advice, captured.err
+    assert run_train_in_process(monkeypatch, capsys, *advice.group(1).split())[0] == 0  # the advice works
+    assert len(run_dirs(tmp_path / "saved")) == 2

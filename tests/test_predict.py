@@ -17,6 +17,7 @@ import predict
 import test as test_script
 import train
 from conftest import only_run, run_script, tiny_config
+from data_loader.task import Task
 from evaluation.report import write_report
 from parse_config import ConfigParser
 from utils import ConfigError
@@ -145,10 +146,10 @@ def test_binary_report_has_curves_and_best_threshold(tmp_path):
     generator = torch.Generator().manual_seed(0)
     targets = torch.randint(0, 2, (200,), generator=generator).float()
     scores = (targets * 1.5 + torch.randn(200, generator=generator)).unsqueeze(1)  # raw scores, one per sample
-    summary = write_report(tmp_path, scores, targets, lambda count: ["other", "zero"])
+    summary = write_report(tmp_path, scores, targets, Task("binary", ("other", "zero")))
     from sklearn.metrics import f1_score, roc_auc_score
 
-    assert summary["task"] == "binary"
+    assert summary["task"] == "binary" and summary["binary"]["positive_class"] == "zero"
     assert summary["binary"]["roc_auc"] == pytest.approx(roc_auc_score(targets, scores.squeeze(1)), abs=1e-5)
     best = summary["binary"]["best_f1_threshold"]
     probs = torch.sigmoid(scores.squeeze(1))
@@ -165,11 +166,11 @@ def test_table_inputs_get_wrong_sample_rows(tmp_path):
     features = torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
     output = torch.tensor([[5.0, 0.0], [0.0, 5.0], [1.0, 0.0]])
     targets = torch.tensor([1, 1, 1])
-    wrong = WrongSamples(4, "multiclass")
+    wrong = WrongSamples(4, "classification")
     wrong.update(features, output, targets, 0)
-    write_report(tmp_path, output, targets, lambda count: ["a", "b"], wrong.result())
+    write_report(tmp_path, output, targets, Task("classification", ("a", "b")), wrong.result())
     rows = pd.read_csv(tmp_path / "wrong_samples.csv")
-    assert list(rows["index"]) == [0, 2]  # most confidently wrong first
+    assert list(rows["input"]) == ["sample 0", "sample 2"]  # most confidently wrong first
     assert list(rows["input_1"]) == [1.0, 5.0]
 
 
@@ -209,11 +210,7 @@ def test_table_rows_with_problems_go_to_errors(tmp_path):
 
 class FixedModel:
     def __init__(self, task, names):
-        self.task, self.names = task, names
-
-    def class_names(self, count):
-        assert count == len(self.names)
-        return self.names
+        self.task = Task(task, tuple(names))
 
 
 def test_binary_and_multilabel_rows_hold_probabilities_and_threshold():

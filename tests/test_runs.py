@@ -73,6 +73,7 @@ def test_table_lists_sorts_and_diffs_real_runs_and_plots(tmp_path, mnist_dir, mo
 
     table = pd.read_csv(io.StringIO(run_cli(monkeypatch, capsys, tmp_path / "saved", "--csv")))
     assert table["run_id"].tolist() == [first.name, second.name]
+    assert table["task"].tolist() == ["classification", "classification"]
     assert table["status"].tolist() == ["finished", "finished"]
     assert table["epochs"].tolist() == [2, 3]
     assert table["differs_from_first"].tolist() == ["-", "optimizer.args.lr=0.01, trainer.epochs=3"]
@@ -99,3 +100,32 @@ def test_bad_runs_arguments_exit_2(tmp_path, monkeypatch, capsys, argv, message)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(monkeypatch, capsys, *argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_differences_skip_empty_objects_recorded_data_and_stay_short():
+    from experiments.run_table import MAX_DIFFERENCES, differences
+
+    reference = {"arch": {"type": "Mlp", "args": {}}, "class_names": ["a"], "trainer": {"save_dir": "x"}}
+    with_args = {"arch": {"type": "Mlp", "args": {"num_inputs": 3}}, "class_names": ["b"], "trainer": {"save_dir": "y"}}
+    assert differences(with_args, reference) == "arch.args.num_inputs=3"  # never "arch.args=(absent)"
+    assert differences(reference, with_args) == "arch.args.num_inputs=(absent)"
+    many = {f"key{i}": "v" * 200 for i in range(20)}
+    shown = differences(many, {})
+    assert shown.endswith(f"({20 - MAX_DIFFERENCES} more)") and len(shown) < 600
+
+
+def test_table_of_two_experiments_prints_no_warning_and_short_lines(tmp_path, mnist_dir, monkeypatch, capsys):
+    first = train_in_process(tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 64, "trainer.epochs": 1}))
+    other = tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 64, "trainer.epochs": 1,
+                                              "arch.args": {"num_classes": 10, "dropout": 0.1}}, name="Other")
+    train_in_process(other)
+    (first / "model_best_test.json").write_text(json.dumps({"epoch": 1, "samples": 10, "accuracy": 0.5}))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' FutureWarning / Pandas4Warning included
+        out = run_cli(monkeypatch, capsys, tmp_path / "saved")
+    lines = out.splitlines()
+    assert len(lines) == 3 and max(map(len, lines)) < 250
+    table = pd.read_csv(io.StringIO(run_cli(monkeypatch, capsys, tmp_path / "saved", "--csv")))
+    assert table["differs_from_first"].tolist() == ["-", "-"]  # each against the first run of its own name

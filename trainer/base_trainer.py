@@ -6,29 +6,23 @@ import pandas as pd
 
 from config.schema import declare_trainer_settings
 from config.validation import Problems, check_section, fill_section, section_view
+from data_loader.task import task_of_run
 from logger.hparams import log_final_hparams
 from logger.writers import make_writer
-from run.checkpoints import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
-    CheckpointPolicy,
-    check_checkpoint_policy,
-    is_rolling_file,
-    rolling_checkpoints,
-    step_checkpoint_name,
-)
+from run.checkpoints import CheckpointPolicy, check_checkpoint_policy, is_rolling_file, rolling_checkpoints
 from run.folder import RunFolder
 from utils import ConfigError, atomic_write_csv, dist, unwrap_model
-from utils.checkpoint import Key, load_checkpoint, load_weights
+from utils.checkpoint import Key, load_checkpoint, whole_checkpoint
 from utils.errors import PartFailed, TrainingStopped
-from utils.io import atomic_link_or_save
 from utils.monitor import Monitor
 from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
 from utils.state import StateParts
 from utils.write_faults import WriteFailed, write_site
 
+from . import checkpoint_io
 from .callback import CallbackList, EarlyStopping, EpochFunction
+from .fsdp import is_sharded
 from .template_names import TemplateNames
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
@@ -77,7 +71,9 @@ class BaseTrainer(TemplateNames):
         self.early_stopping = EarlyStopping(self.settings.early_stop)  # a callback, added last in train()
         self.should_stop = False  # set by a callback (early stopping) to end training after this epoch
         check_checkpoint_policy(config["trainer"])
-        self.checkpoint_policy = CheckpointPolicy(config.save_dir, self.settings, self.monitor)
+        # .pth files, or .dcp folders that every process writes its shards into (FSDP)
+        self.checkpoint_policy = CheckpointPolicy(config.save_dir, self.settings, self.monitor,
+                                                  checkpoint_io.checkpoint_suffix(model))
         self.validates_in_epoch = False  # Trainer: the monitor is updated by validations inside epochs
 
         self.start_epoch = 1
@@ -99,9 +95,11 @@ class BaseTrainer(TemplateNames):
 
     def _register_state_parts(self):
         parts = self.state_parts
-        parts.register(Key.STATE_DICT, save=lambda: unwrap_model(self.model).state_dict(),
-                       load=lambda weights, _: load_weights(unwrap_model(self.model), weights, self.config.resume))
-        parts.register(Key.OPTIMIZER, self.optimizer)
+        parts.register(Key.STATE_DICT, save=lambda: checkpoint_io.model_state(self.model),
+                       load=lambda weights, _: checkpoint_io.load_model_state(self.model, weights, self.config.resume))
+        parts.register(Key.OPTIMIZER, save=lambda: checkpoint_io.optimizer_state(self.model, self.optimizer),
+                       load=lambda state, checkpoint: checkpoint_io.load_optimizer_state(self.model, self.optimizer,
+                                                                                         state, checkpoint))
         parts.register(Key.LR_SCHEDULER, save=self._scheduler_state, load=self._load_scheduler_state)
         parts.register(Key.MONITOR_BEST, save=lambda: self.monitor.best,
                        load=lambda best, _: self.monitor.load_state_dict({"best": best}))
@@ -115,6 +113,11 @@ class BaseTrainer(TemplateNames):
         # None where the loader names no classes; read by test.py and predict.py, not on resume
         parts.register(Key.CLASS_NAMES, save=lambda: self.config.config.get("class_names"),
                        load=lambda names, _: None)
+        # the task, the regression targets' names and scaling (data_loader/task.py), where recorded
+        if self.config.config.get("task"):
+            task_entries = task_of_run(self.config).checkpoint_entries()
+            for key, value in task_entries.items():
+                parts.register(key, save=lambda value=value: value, load=lambda _value, _checkpoint: None)
 
     def _scheduler_state(self):
         lr_scheduler = getattr(self, "lr_scheduler", None)  # set by subclasses after this __init__
@@ -294,7 +297,7 @@ class BaseTrainer(TemplateNames):
         state = self._checkpoint_state(epoch, batches_done)
         self._write_checkpoints(state, names)
         if best:
-            self.logger.info(f"Saving current best: {self.checkpoint_dir / BEST_CHECKPOINT} "
+            self.logger.info(f"Saving current best: {self.checkpoint_dir / self.checkpoint_policy.best_name} "
                              f"({self.monitor_metric} {self.monitor_best:.6g})")
 
     def _write_checkpoints(self, state, names):
@@ -302,26 +305,29 @@ class BaseTrainer(TemplateNames):
         it), then let the policy prune; returns the path of the last file."""
         written = None
         for name in names:
-            written = self._save_checkpoint_file(state, name, same_as=written if name == LAST_CHECKPOINT else None)
+            same_as = written if name == self.checkpoint_policy.last_name else None
+            written = self._save_checkpoint_file(state, name, same_as=same_as)
         if dist.is_main_process():
             self.checkpoint_policy.prune()
         return written
 
     def _save_checkpoint(self, epoch, save_best=False):
         """pytorch-template API: write checkpoint-epoch<N>.pth (and model_best.pth)."""
-        names = [step_checkpoint_name(epoch)] + ([BEST_CHECKPOINT] if save_best else [])
+        policy = self.checkpoint_policy
+        names = [policy.step_name(epoch)] + ([policy.best_name] if save_best else [])
         self._write_checkpoints(self._checkpoint_state(epoch), names)
 
     def _save_checkpoint_file(self, state, filename, same_as=None):
-        """Write `state` to `filename` atomically (rank 0); `same_as`: a file already holding it."""
+        """Write `state` to `filename` atomically (a file by rank 0, or a sharded folder by every
+        rank); `same_as`: a checkpoint already holding it."""
         path = self.checkpoint_dir / filename
-        if dist.is_main_process():  # DDP: every rank holds the same state; one writes it
-            with write_site(path):
-                atomic_link_or_save(state, path, same_as)
+        with write_site(path):
+            checkpoint_io.write_checkpoint(self.model, state, path, same_as)
+        if dist.is_main_process():
             if is_rolling_file(filename):
                 self.last_checkpoint = path  # a point to resume from (top-k files may be deleted)
-            if filename not in (BEST_CHECKPOINT, LAST_CHECKPOINT):  # the best is announced with its value
-                self.logger.info(f"Saving checkpoint: {path} ...")
+            if filename not in (self.checkpoint_policy.best_name, self.checkpoint_policy.last_name):
+                self.logger.info(f"Saving checkpoint: {path} ...")  # the best is announced with its value
         dist.barrier()  # DDP: no rank goes on (or exits after a stop) before the file is complete
         return path
 
@@ -329,7 +335,8 @@ class BaseTrainer(TemplateNames):
         if self.config.resume is not None:
             self._resume_checkpoint(self.config.resume)
         elif getattr(self.config, "init_weights", None) is not None:
-            load_weights(unwrap_model(self.model), self.config.checkpoint, self.config.init_weights)
+            checkpoint_io.load_model_state(self.model, self.config.checkpoint[Key.STATE_DICT],
+                                           self.config.init_weights)
             self.logger.info(f"Fine-tuning: weights loaded from {self.config.init_weights}; "
                              "optimizer, schedule and epochs start fresh.")
 
@@ -339,6 +346,8 @@ class BaseTrainer(TemplateNames):
         self.logger.info(f"Loading checkpoint: {resume_path} ...")
         same_file = resume_path == self.config.resume and self.config.checkpoint is not None
         checkpoint = self.config.checkpoint if same_file else load_checkpoint(resume_path)
+        if not is_sharded(self.model):  # a sharded checkpoint read whole, as a .pth file holds it
+            checkpoint = whole_checkpoint(checkpoint)
         saved_config = checkpoint[Key.CONFIG]
         if saved_config["arch"] != self.config["arch"]:
             self.logger.warning("Warning: Architecture configuration given in config file is different from "
@@ -394,12 +403,13 @@ class BaseTrainer(TemplateNames):
 
     def _stop_inside_epoch(self, stop):
         state = self._checkpoint_state(stop.epoch, batches_done=stop.batches_done)
-        filename = step_checkpoint_name(stop.epoch, stop.batches_done)
-        self._write_checkpoints(state, [filename] + ([LAST_CHECKPOINT] if self.settings.save_last else []))
+        filename = self.checkpoint_policy.step_name(stop.epoch, stop.batches_done)
+        last = [self.checkpoint_policy.last_name] if self.settings.save_last else []
+        self._write_checkpoints(state, [filename] + last)
         self._exit_after_stop(filename)
 
     def _stop_after_epoch(self, epoch):
-        path = self.checkpoint_dir / step_checkpoint_name(epoch)
+        path = self.checkpoint_dir / self.checkpoint_policy.step_name(epoch)
         if not dist.broadcast_object(path.exists()):  # rank 0's view: other nodes may not share the disk
             self._write_checkpoints(self._checkpoint_state(epoch), [path.name])
         self._exit_after_stop(path.name)

@@ -20,7 +20,8 @@ from utils.monitor import Monitor, scheduler_monitor
 
 from .averaging import check_ema_settings
 from .callbacks import build_callbacks
-from .schedules import build_lr_scheduler, check_scheduler_entry
+from .fsdp import check_fsdp_settings
+from .schedules import build_lr_scheduler, check_schedule_fits_resume, check_scheduler_entry
 from .swa import check_swa_settings
 
 # how many positional arguments the scripts pass: the optimizer gets the parameters, the
@@ -60,6 +61,9 @@ def check_before_run(config, problems):
             _check_monitor(Monitor(config["trainer"]["monitor"]), metric_names, _validation_on(config, loader_class))
     if "optimizer" in resolved:
         _check_optimizer_steps(config, problems)
+    if config.resume is not None and config.checkpoint is not None and not problems.about("lr_scheduler"):
+        with problems.collect("lr_scheduler"):
+            check_schedule_fits_resume(config, config.checkpoint, config.resume)
     weights = config.resume or config.init_weights
     if weights is not None and "arch" in resolved:
         with problems.collect("arch"):
@@ -105,7 +109,12 @@ def loader_parameters(loader_class):
 
 
 def _validation_on(config, loader_class):
-    split = _arg_value(config["data_loader"].get("args", {}), loader_class, "validation_split")
+    """Whether the loader will yield validation data: a validation split, k-fold, or a separate
+    validation folder or table (val_dir, val_csv)."""
+    args = config["data_loader"].get("args", {})
+    if any(args.get(key) for key in ("val_dir", "val_csv", "n_folds")):
+        return True
+    split = _arg_value(args, loader_class, "validation_split")
     return split is None or bool(split)  # unknown: a custom loader may validate on its own data
 
 
@@ -117,8 +126,9 @@ def _check_monitor(monitor, metric_names, validation):
     if monitor.key in logged:
         return
     if monitor.key.startswith("val_") and not validation:
-        reason = ("val_* metrics are only logged with a validation split, and "
-                  "data_loader.args.validation_split is 0. Set it (e.g. 0.1) or monitor a training metric")
+        reason = ("val_* metrics are only logged with validation data, and the data loader has none "
+                  "(data_loader.args.validation_split is 0, and no val_dir, val_csv or n_folds is set). Set "
+                  "validation_split (e.g. 0.1) or monitor a training metric")
     else:
         close = difflib.get_close_matches(monitor.key, logged, n=3)
         reason = f"logged keys are {', '.join(logged)}{'; did you mean ' + close[0] + '?' if close else ''}"
@@ -140,6 +150,8 @@ def _check_training_policies(config, problems):
         check_swa_settings(config["trainer"].get("swa"), config["trainer"].get("ema"), config["trainer"].get("epochs"))
     with problems.collect("callbacks"):
         build_callbacks(config, check_only=True)
+    with problems.collect("trainer.fsdp"):
+        check_fsdp_settings(config["trainer"])
 
 
 def _check_optimizer_steps(config, problems):
@@ -185,7 +197,8 @@ def _check_data_dir(args, loader_class):
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise ConfigError(f"{key} '{path}' does not exist and cannot be created: '{ancestor}' is not "
                           "a writable folder. Point data_dir at a folder you can write to.")
-    if _arg_value(args, loader_class, "download") is False:
+    offline = getattr(loader_class, "has_offline_source", None)
+    if _arg_value(args, loader_class, "download") is False and not (offline is not None and offline()):
         raise ConfigError(f"{key} '{path}' does not exist and data_loader.args.download is false. "
                           "Fix the path, or set download to true to fetch the data there.")
 

@@ -9,11 +9,13 @@ run (epochs, or epochs x optimizer steps per epoch), or inside SequentialLR the 
 milestone to the next one. SequentialLR takes its schedulers as {"type", "args"} entries."""
 import copy
 import math
+from pathlib import Path
 
 import torch
 
 from config.instantiate import check_entry, instantiate, resolve
 from utils import ConfigError
+from utils.checkpoint import Key
 
 INTERVALS = ("epoch", "step")
 AUTO = "auto"
@@ -96,3 +98,31 @@ def _children(entry, key_path, length):
                           f"milestone between each pair of its {len(children)} schedulers, all below the "
                           f"schedule's length of {length} steps.")
     return [(c, bounds[i + 1] - bounds[i]) for i, c in enumerate(children)]
+
+
+def _has_auto(value):
+    if isinstance(value, dict):
+        return any(_has_auto(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_auto(v) for v in value)
+    return value == AUTO
+
+
+def check_schedule_fits_resume(config, checkpoint, checkpoint_path):
+    """A schedule with "auto" lengths was sized for the run's trainer.epochs when it started, and
+    its state (loaded on resume) keeps that length. Resuming with another epoch count would run
+    it past its end (OneCycleLR raises there) or restart it (a cosine rises again): refuse that
+    before training, and say how to train further."""
+    entry = config.get("lr_scheduler")
+    recorded = (checkpoint.get(Key.CONFIG) or {}).get("trainer", {}).get("epochs")
+    epochs = config["trainer"]["epochs"]
+    if not entry or not _has_auto(entry.get("args", {})) or recorded is None or recorded == epochs:
+        return
+    run_config = Path(checkpoint_path).parent / "config.json"
+    more = max(epochs - recorded, 1)
+    raise ConfigError(
+        f"lr_scheduler {entry.get('type')} has an \"auto\" length, which was sized for trainer.epochs={recorded} "
+        f"when the run started; its saved state keeps that length, so it cannot run to trainer.epochs={epochs} "
+        f"(it would step past its end). Resume with -o trainer.epochs={recorded}, or train further as a new run "
+        f"that starts from these weights with a schedule of its own: python train.py -c {run_config} "
+        f"-r {checkpoint_path} -o trainer.epochs={more}")

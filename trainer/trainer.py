@@ -5,8 +5,9 @@ import torch
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
+from data_loader.task import task_of_run
 from evaluation.evaluate import CollectedOutputs, evaluate_into, to_device
-from evaluation.metrics import PassMetrics
+from evaluation.metrics import PassMetrics, metric_units
 from run.checkpoints import SWA_CHECKPOINT
 from utils import ConfigError, dist, unwrap_model
 from utils.checkpoint import Key
@@ -15,6 +16,7 @@ from utils.errors import blame, blamed_iter
 from utils.monitor import scheduler_monitor
 from utils.seed import get_rng_states, seed_everything, set_rng_states
 
+from . import fsdp
 from .amp import make_grad_scaler
 from .averaging import WeightAverage
 from .base_trainer import BaseTrainer, StopRequested
@@ -22,7 +24,6 @@ from .profiling import make_profiler
 from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
 from .step_events import StepSchedule, summed_over_ranks
-from .summary import log_model_summary
 from .swa import StochasticWeightAverage
 
 
@@ -62,13 +63,16 @@ class Trainer(BaseTrainer):
         self.swa = StochasticWeightAverage(unwrap_model(self.model), optimizer, settings.swa, settings.ema) \
             if settings.swa else None
         self.model = maybe_compile(self.model, settings.compile, device)
+        self.sharded = fsdp.is_sharded(self.model)
         self.show_progress = settings.verbosity > 0 and sys.stderr.isatty() and dist.is_main_process()
 
         # function metrics: sample-weighted averages of per-batch values (train_metrics and
         # valid_metrics, the template's MetricTrackers); torchmetrics classes: stateful epoch
         # metrics, exact over the epoch (F1, AUC)
-        self.train_pass = PassMetrics(self.metric_ftns, device)
-        self.valid_pass = PassMetrics(self.metric_ftns, device)
+        self.task = task_of_run(config)  # what the outputs mean: the report and the metrics' units
+        original_units = metric_units(config)
+        self.train_pass = PassMetrics(self.metric_ftns, device, original_units)
+        self.valid_pass = PassMetrics(self.metric_ftns, device, original_units)
         self.train_metrics, self.train_epoch_metrics = self.train_pass.tracker, self.train_pass.epoch_metrics
         self.valid_metrics, self.valid_epoch_metrics = self.valid_pass.tracker, self.valid_pass.epoch_metrics
         # trainer.validation_report: the evaluation report of the last validation epoch
@@ -141,6 +145,8 @@ class Trainer(BaseTrainer):
             # wasted traffic, so sync only on the window's last micro-batch (nanoGPT's flag; the
             # no_sync() context does the same but must wrap forward and backward).
             self.model.require_backward_grad_sync = self._at_step_boundary(batch_idx)
+        elif self.sharded:  # FSDP: the same for its gradient reduce-scatter
+            fsdp.set_gradient_sync(self.model, self._at_step_boundary(batch_idx))
         with self.profiler.range("forward"), self.autocast():
             with blame("arch"):
                 output = self.model(data)
@@ -320,7 +326,8 @@ class Trainer(BaseTrainer):
         return results
 
     def _write_histograms(self, epoch):
-        if self.writer.enabled and epoch % self.histogram_period == 0:
+        # a sharded model's weights are spread over the processes; rank 0 alone cannot draw them
+        if self.writer.enabled and epoch % self.histogram_period == 0 and not self.sharded:
             for name, param in self.model.named_parameters():
                 self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(),
                                           self._steps_done(epoch + 1, 0))
@@ -339,17 +346,26 @@ class Trainer(BaseTrainer):
         if self.swa is not None:
             model = self.swa.eval_model(model)
             model.eval()
-        collected = CollectedOutputs() if self.validation_report else None
+        collected = CollectedOutputs(task_kind=self.task.kind) if self.validation_report else None
+        # sharded: every forward pass is a collective, so each rank runs as many as the rank with
+        # the most validation batches (agreed before the pass, not inside it)
+        most_batches = dist.max_over_ranks(len(self.valid_data_loader)) if self.sharded else 0
+        if self.sharded:
+            fsdp.share_buffers(model)
         evaluate_into(self.valid_pass, model, self.valid_data_loader, self.criterion, self.device, self.settings,
                       on_batch=collected.update if collected is not None else None)
+        if self.sharded:  # unpadded shards: the ranks may have run different numbers of batches
+            fsdp.repeat_forward_passes(model, most_batches - len(self.valid_data_loader), self._any_batch)
         self.last_validation = collected
         self.valid_metrics.all_reduce()  # DDP: each rank saw its share; sum totals and counts
         return self.valid_pass.result()
 
+    def _any_batch(self):
+        """An input batch of this rank (validation data, or training data when it has none)."""
+        loader = self.valid_data_loader if len(self.valid_data_loader) else self.data_loader
+        return self._to_device(next(iter(loader))[0])
+
     def train(self):
-        if dist.is_main_process():  # info.log: modules, shapes, parameters, FLOPs, memory
-            self.model_summary = log_model_summary(self.logger, self.model, self.data_loader, self.optimizer,
-                                                   self.device, self.autocast)
         try:
             super().train()
         finally:
@@ -389,11 +405,18 @@ class Trainer(BaseTrainer):
         from evaluation.report import write_report  # matplotlib and torchmetrics: only when asked
 
         out_dir = self.run_folder.validation_report_dir
-        names = self.config.get("class_names")
-        write_report(out_dir, outputs, targets,
-                     lambda count: names if names and len(names) == count else [str(i) for i in range(count)],
-                     wrong, tensorboard_dir=self.config.log_dir)
+        write_report(out_dir, outputs, targets, self.task, wrong, tensorboard_dir=self.config.log_dir,
+                     source_rows=self._validation_sample_rows())
         self.logger.info(f"Evaluation report of the last validation epoch in {out_dir}")
+
+    def _validation_sample_rows(self):
+        """The validation samples' rows as their files hold them (single process: positions in
+        the validation pass are positions in the loader's validation indices)."""
+        describe = getattr(self.data_loader, "describe_samples", None)
+        indices = getattr(self.data_loader, "valid_indices", None)
+        if describe is None or indices is None or dist.is_distributed():
+            return None
+        return lambda positions: describe([indices[p] for p in positions])
 
     # ---- checkpoint parts --------------------------------------------------------------------
     def _register_trainer_state(self):

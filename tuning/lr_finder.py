@@ -105,11 +105,21 @@ def _valley(losses):
 
 def plot_sweep(sweep, index, rule, path):
     """Write the loss-vs-LR curve (log x axis) with the suggestion marked, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from utils.io import atomic_open
+
+    fig = sweep_figure(sweep, index, rule)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+
+
+def sweep_figure(sweep, index, rule):
+    """The loss-vs-LR figure: every step's loss and the smoothed one, the suggestion marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(sweep.lrs, sweep.losses, color="0.75", linewidth=0.8, label="loss per step")
@@ -119,13 +129,14 @@ def plot_sweep(sweep, index, rule, path):
     ax.plot([lr], [loss], "o", color="tab:red", markersize=8, label=f"suggested lr = {lr:.2e} ({rule})")
     ax.set_xscale("log")
     top = max(sweep.smoothed[0], min(sweep.smoothed)) * 1.5  # the blow-up would squash the curve
-    ax.set_ylim(min(sweep.smoothed) * 0.9 if min(sweep.smoothed) > 0 else None, top)
+    finite = [value for value in (*sweep.losses, *sweep.smoothed) if math.isfinite(value)]
+    bottom = min(finite)  # the lowest raw loss too: the steps' noise is drawn, not cut off
+    margin = 0.05 * (top - bottom)
+    ax.set_ylim(bottom - margin, top)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title("Learning-rate range test")
     ax.legend(loc="upper left")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
+    return fig

@@ -1,13 +1,18 @@
 """Loading checkpoints safely, their keys, and putting their weights into a model. Loading always
 uses weights_only=True, so a file that carries pickled code is refused rather than executed.
-Which checkpoint files a run has, and their names, is run/checkpoints.py's business."""
+Which checkpoint files a run has, and their names, is run/checkpoints.py's business. A sharded
+checkpoint is a folder (see utils/dcp.py); it loads here too, its weights as ShardedWeights."""
+import logging
 import pickle
 import re
 from pathlib import Path
 
 import torch
 
+from .dcp import OPTIMIZER_TENSORS, TRAINER_STATE, ShardedWeights, gather_tensors, is_complete, missing_parts
 from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 class Key:
@@ -32,19 +37,54 @@ class Key:
     SWA = "swa"  # the stochastic weight average and its SWALR state (trainer.swa)
     CALLBACKS = "callbacks"  # each config callback's state_dict
     CLASS_NAMES = "class_names"  # the data loader's class names, for evaluation and prediction
+    TASK = "task"  # classification, binary, multilabel or regression (data_loader/task.py)
+    TARGET_NAMES = "target_names"  # regression: the target columns, in the order of the model's outputs
+    TARGET_SCALING = "target_scaling"  # regression: {"mean": [...], "scale": [...]} of the standardised targets
     TOP_K = "top_k"  # trainer.save_top_k: [[file name, monitored value], ...], best first
     STEP_VALIDATION = "step_validation"  # trainer.val_every_n_steps: the epoch's latest val_* values
+    TORCH_VERSION = "torch_version"  # sharded checkpoints: the torch that wrote them
 
 
 def load_checkpoint(path, map_location="cpu", mmap=False):
     path = Path(path)
+    if path.is_dir() and path.suffix == ".dcp":
+        return load_sharded_checkpoint(path)
     if not path.is_file():
         raise ConfigError(f"resume path '{path}' does not exist or is not a file. Pass a .pth "
-                          "checkpoint or a run folder.")
+                          "checkpoint, a .dcp checkpoint folder or a run folder.")
     checkpoint = safe_load(path, map_location, mmap)
     if not isinstance(checkpoint, dict) or Key.STATE_DICT not in checkpoint:
         raise ConfigError(f"'{path}' is not a checkpoint of this framework (it has no 'state_dict').")
     return checkpoint
+
+
+def load_sharded_checkpoint(path):
+    """A .dcp folder: its trainer state, with the weights as ShardedWeights (shapes; read on use)."""
+    if not is_complete(path):
+        raise ConfigError(f"'{path}' is not a complete sharded checkpoint: it lacks .metadata or {TRAINER_STATE} "
+                          "(a copy cut short, or not a checkpoint folder). Resume from another checkpoint, or "
+                          "pass the run folder to pick the newest valid one.")
+    checkpoint = safe_load(path / TRAINER_STATE)
+    try:
+        checkpoint[Key.STATE_DICT] = ShardedWeights(path)
+        missing = missing_parts(path)
+    except Exception as err:  # a damaged or foreign .metadata
+        raise ConfigError(_unreadable_message(path / ".metadata", err)) from None
+    if missing:
+        raise ConfigError(f"'{path}' is not a complete sharded checkpoint: {', '.join(missing)} (named in its "
+                          ".metadata) is missing. Resume from another checkpoint, or pass the run folder to pick "
+                          "the newest valid one.")
+    saved_torch = checkpoint.get(Key.TORCH_VERSION)
+    if saved_torch != str(torch.__version__) and path not in _WARNED_VERSIONS:
+        _WARNED_VERSIONS.add(path)
+        logger.warning(f"'{path}' was written by torch {saved_torch} and is read by torch {torch.__version__}: "
+                       "torch.distributed.checkpoint makes no promise across versions. If loading fails or the "
+                       "numbers look wrong, load it with the torch that wrote it and convert it to a .pth file "
+                       "(python -m trainer.convert_checkpoint).")
+    return checkpoint
+
+
+_WARNED_VERSIONS = set()
 
 
 def safe_load(path, map_location="cpu", mmap=False):
@@ -110,6 +150,8 @@ def load_weights(model, weights, source, strict=True):
     strict, any missing, unexpected or reshaped key is a ConfigError that lists them; otherwise
     the fitting keys load and (missing, unexpected) are returned."""
     state_dict = weights[Key.STATE_DICT] if isinstance(weights.get(Key.STATE_DICT), dict) else weights
+    if isinstance(state_dict, ShardedWeights):  # a .dcp checkpoint: read every part into whole tensors
+        state_dict = state_dict.gather()
     state_dict = strip_module_prefix(state_dict)
     own = model.state_dict()
     if strict:
@@ -118,3 +160,50 @@ def load_weights(model, weights, source, strict=True):
     fitting = {k: v for k, v in state_dict.items() if k in own and v.shape == own[k].shape}
     model.load_state_dict(fitting, strict=False)
     return missing, unexpected + [r.split(":")[0] for r in reshaped]
+
+
+# ---- sharded checkpoints as whole ones -----------------------------------------------------------
+def split_optimizer_state(state):
+    """An optimizer state keyed by parameter name ({"state": {name: {key: value}}, "param_groups"})
+    as (its tensors {name: {key: tensor}}, the rest as plain values)."""
+    tensors, plain = {}, {}
+    for name, entry in state["state"].items():
+        for key, value in entry.items():
+            (tensors if isinstance(value, torch.Tensor) else plain).setdefault(name, {})[key] = value
+    return tensors, {"state": plain, "param_groups": state["param_groups"]}
+
+
+def merge_optimizer_state(tensors, plain):
+    """The inverse of split_optimizer_state."""
+    state = {name: dict(entry) for name, entry in plain["state"].items()}
+    for name, entry in tensors.items():
+        state.setdefault(name, {}).update(entry)
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def optimizer_state_by_index(state):
+    """A name-keyed optimizer state in torch's own format (parameters numbered in group order)."""
+    index = {name: i for i, name in enumerate(name for group in state["param_groups"] for name in group["params"])}
+    return {"state": {index[name]: entry for name, entry in state["state"].items()},
+            "param_groups": [{**group, "params": [index[name] for name in group["params"]]}
+                             for group in state["param_groups"]]}
+
+
+def optimizer_state_by_name(state, names):
+    """torch's optimizer format keyed by parameter name; `names[i]` names parameter i (group order)."""
+    return {"state": {names[index]: entry for index, entry in state["state"].items()},
+            "param_groups": [{**group, "params": [names[index] for index in group["params"]]}
+                             for group in state["param_groups"]]}
+
+
+def whole_checkpoint(checkpoint):
+    """A loaded sharded checkpoint as a checkpoint file would hold it (whole weights, torch's
+    optimizer format), read in this process; any other checkpoint unchanged."""
+    weights = checkpoint.get(Key.STATE_DICT)
+    if not isinstance(weights, ShardedWeights):
+        return checkpoint
+    whole = {**checkpoint, Key.STATE_DICT: weights.gather()}
+    if checkpoint.get(Key.OPTIMIZER) is not None:
+        tensors = gather_tensors(weights.path, OPTIMIZER_TENSORS)
+        whole[Key.OPTIMIZER] = optimizer_state_by_index(merge_optimizer_state(tensors, checkpoint[Key.OPTIMIZER]))
+    return whole

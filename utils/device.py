@@ -10,11 +10,11 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def prepare_device(n_gpu_use, warn=True):
     """Return the device to train on and the GPU ids DataParallel may use (pytorch-template
-    semantics: fall back to what the machine has, with a warning unless `warn` is false)."""
+    semantics: fall back to what the machine has, saying so unless `warn` is false)."""
     n_gpu = torch.cuda.device_count()
     if n_gpu_use > 0 and n_gpu == 0:
-        if warn:
-            logger.warning("There's no GPU available on this machine, training will be performed on CPU.")
+        if warn:  # what a machine without a GPU does, not a problem: said once, not as a warning
+            logger.info("No GPU on this machine: training on the CPU.")
         n_gpu_use = 0
     if n_gpu_use > n_gpu:
         logger.warning(

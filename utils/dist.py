@@ -101,6 +101,13 @@ def max_over_ranks(value):
     return int(tensor.item())
 
 
+def broadcast_tensors(tensors):
+    """Overwrite each tensor with rank 0's, in place (tensors on this rank's device)."""
+    if is_distributed():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
+
+
 def all_gather_object(obj):
     """[obj of rank 0, obj of rank 1, ...] on every rank; [obj] for a single process."""
     if not is_distributed():
