@@ -3,6 +3,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # extra arguments for train.py / pytest: make train ARGS="-o trainer.epochs=5", make test ARGS="-k resume"
 ARGS =
+# parallel test processes (pytest-xdist): one per core; make test WORKERS=0 runs them in this process.
+# loadgroup: the tests marked xdist_group("name") run in one worker, sharing their module fixtures
+WORKERS = auto
+PARALLEL = -n $(WORKERS) --dist loadgroup
 
 .PHONY: venv train test test-slow lint clean
 
@@ -17,13 +21,13 @@ venv: $(BIN)/activate
 train: venv
 	$(BIN)/python train.py -c config.json $(ARGS)
 
-# the suite in two tiers: `test` (about 6 minutes on 2 cores) and `test-slow`, the long
-# end-to-end runs (every documented command, torchrun with signals, random kills, a tune study)
+# the suite in two tiers: `test` (about 2 minutes on 2 cores) and `test-slow` (about 10), the long
+# end-to-end runs (every documented command, torchrun launches, signals and kills to processes)
 test: venv
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(PARALLEL) $(ARGS)
 
 test-slow: venv
-	$(BIN)/python -m pytest -q -m slow $(ARGS)
+	$(BIN)/python -m pytest -q -m slow $(PARALLEL) $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from config.cli import add_common_arguments, option_dest, parse_command_line  # noqa: F401 (add_common_arguments: public here)
 from config.instantiate import bind, instantiate, named_callable
 from config.overrides import parse_override
 from config.sources import apply_modification
@@ -73,18 +74,14 @@ class ConfigParser:
     def from_args(cls, args, options=(), create_dirs=True, argv=None, prefer_best=False):
         """Build from the command line (`argv`, default sys.argv): -c config, -r checkpoint or
         run folder, -d devices, the custom `options` (--lr, --bs) and any number of
-        `-o key.path=value`. Every mistake found here leaves no run folder behind.
+        `-o key.path=value`. `args` is the parser, or the namespace that
+        config.cli.parse_command_line made of it. Every mistake found here leaves no run folder behind.
         `prefer_best`: -r RUN_FOLDER means the run's model_best.pth when it has one."""
-        for opt in options:  # the template's (flags, type, target), optionally help, nargs, const, metavar
-            extra = {key: getattr(opt, key) for key in ("help", "nargs", "const", "metavar")
-                     if getattr(opt, key, None)}
-            args.add_argument(*opt.flags, default=None, type=opt.type, **extra)
-        add_common_arguments(args)
         if isinstance(args, argparse.ArgumentParser):
-            args = args.parse_args(argv)
+            args = parse_command_line(args, options, argv)
         if args.device is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
-        modification = {opt.target: getattr(args, _dest(opt.flags)) for opt in options}
+        modification = {opt.target: getattr(args, option_dest(opt.flags)) for opt in options}
         modification.update(_override_modification(args.override))
         parser = cls.from_source(args.config, args.resume, modification, trust=args.trust,
                                  new_run=getattr(args, "new_run", False), prefer_best=prefer_best)
@@ -216,16 +213,6 @@ class ConfigParser:
         return self.run_folder.log_dir if self.run_folder is not None else None
 
 
-def add_common_arguments(parser):
-    """Flags shared by train.py and test.py (the template's -c/-r/-d are added by the scripts)."""
-    parser.add_argument("-o", "--override", action="append", metavar="KEY.PATH=VALUE",
-                        help="set any config key, e.g. -o optimizer.args.lr=0.01 (value parsed as "
-                             "JSON where it parses); prefix the key with + to add a new key")
-    parser.add_argument("--trust", action="store_true",
-                        help="allow a checkpoint's config to import modules outside the project and torch")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
-
-
 def _override_modification(overrides):
     """The `-o key.path=value` flags as a modification for `_apply_modification`."""
     modification = {}
@@ -233,9 +220,3 @@ def _override_modification(overrides):
         keys, value, force = parse_override(text)
         modification[(tuple(keys), force)] = value
     return modification
-
-
-def _dest(flags):
-    """argparse's attribute name for the option: its first long flag."""
-    long_flags = [flag for flag in flags if flag.startswith("--")] or flags
-    return long_flags[0].lstrip("-").replace("-", "_")

@@ -8,23 +8,15 @@ INPUT is a folder of images (searched recursively), one image file, or a CSV fil
 table's format. Inputs are prepared with the checkpoint's own eval transforms or table
 preprocessing. Each row of the output holds the input, the predicted class, its probability and
 the top-k classes (regression: one predicted value per target, in the data's units); inputs that
-cannot be used go to <output>_errors.csv with the reason."""
+cannot be used go to <output>_errors.csv with the reason. The command line is read first, so --help
+answers before torch is imported."""
 import argparse
 import csv
 import os
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
-
 from config.sources import read_json_object
-from data_loader.task import task_of_run
-from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline, list_inputs, table_inputs
-from evaluation.outputs import DEFAULT_THRESHOLD, output_names, predict_labels, probabilities
-from parse_config import ConfigParser
-from run.resume import load_source
-from utils import ConfigError, main_guard, prepare_device
+from utils import ConfigError, main_guard
 from utils.io import atomic_open
 
 
@@ -33,7 +25,11 @@ class TorchModel:
     test.py: it may only name the project's and torch's modules unless `trusted`."""
 
     def __init__(self, checkpoint_path, trusted=False, n_gpu=None):
+        from data_loader.task import task_of_run
         from evaluation.evaluate import model_from_checkpoint
+        from parse_config import ConfigParser
+        from run.resume import load_source
+        from utils import prepare_device
 
         path = Path(checkpoint_path)
         if not path.exists():
@@ -51,10 +47,12 @@ class TorchModel:
         self.data_loader_section, self.trusted = self.config["data_loader"], trusted
         self.task = task_of_run(self.config, checkpoint)
 
-    @torch.inference_mode()
     def __call__(self, batch):
         """The model's outputs; a regression model's in the data's units."""
-        return self.task.original_units(self.model(batch.to(self.device, non_blocking=True)).float())
+        import torch
+
+        with torch.inference_mode():
+            return self.task.original_units(self.model(batch.to(self.device, non_blocking=True)).float())
 
 
 class OnnxModel:
@@ -88,6 +86,8 @@ class OnnxModel:
         self.fixed_batch = self.sidecar["input_shape"][0] if isinstance(self.sidecar["input_shape"][0], int) else None
 
     def __call__(self, batch):
+        import torch
+
         if self.fixed_batch is None:
             return self._run(batch)
         # a model exported without --dynamic-batch takes exactly its batch size: pad the last one
@@ -99,6 +99,8 @@ class OnnxModel:
         return torch.cat(parts)
 
     def _run(self, batch):
+        import torch
+
         try:
             outputs = self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})
         except Exception as err:  # a model that loads but does not fit its sidecar's input
@@ -131,6 +133,8 @@ def check_input_pipeline(data_loader_section, sidecar_path):
     if isinstance(args, dict) and args.get("preprocessing"):
         return
     try:
+        from evaluation.inputs import image_pipeline
+
         image_pipeline(data_loader_section, trusted=False)
     except Exception as err:  # a damaged section fails in many ways: all mean this sidecar is unusable
         raise ConfigError(f"ONNX sidecar '{sidecar_path}': its data_loader section cannot rebuild the input "
@@ -143,21 +147,30 @@ def _first_line(err):
 
 
 def task_of_sidecar(sidecar):
+    from data_loader.task import task_of_run
+
     """The Task an export sidecar records (older sidecars: "multiclass" and class_names)."""
     return task_of_run({"task": sidecar.get("task") or "classification", "class_names": sidecar.get("class_names"),
                         "target_names": sidecar.get("target_names")})
 
 
-def main(model, input_path, output, top_k=3, batch_size=256, threshold=DEFAULT_THRESHOLD, num_workers=None):
-    """Predict every input; write the predictions and errors CSVs. Returns (rows, errors)."""
+def main(model, input_path, output, top_k=3, batch_size=256, threshold=None, num_workers=None):
+    """Predict every input; write the predictions and errors CSVs. Returns (rows, errors).
+    `threshold`: binary and multi-label models (default evaluation.outputs.DEFAULT_THRESHOLD)."""
     rows, errors = predictions(model, input_path, top_k, batch_size, threshold, num_workers)
     write_outputs(Path(output), rows, errors)
     return rows, errors
 
 
-def predictions(model, inputs, top_k=3, batch_size=256, threshold=DEFAULT_THRESHOLD, num_workers=None):
+def predictions(model, inputs, top_k=3, batch_size=256, threshold=None, num_workers=None):
     """(rows, errors) for `inputs`: a folder of images, an image, a CSV file, or a list of image
     files (api.predict)."""
+    from tqdm import tqdm
+
+    from evaluation.inputs import list_inputs
+    from evaluation.outputs import DEFAULT_THRESHOLD
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     kind, source = ("images", [Path(p) for p in inputs]) if isinstance(inputs, (list, tuple)) else list_inputs(inputs)
     rows, errors = [], []
     if kind == "images":
@@ -176,6 +189,11 @@ def predictions(model, inputs, top_k=3, batch_size=256, threshold=DEFAULT_THRESH
 
 
 def image_batches(files, data_loader_section, batch_size, num_workers, trusted=False):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from evaluation.inputs import ImageInputs, collate_inputs, image_pipeline
+
     pipeline = image_pipeline(data_loader_section, trusted)
     workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
     loader = DataLoader(ImageInputs(files, pipeline), batch_size=batch_size, num_workers=workers,
@@ -184,6 +202,8 @@ def image_batches(files, data_loader_section, batch_size, num_workers, trusted=F
 
 
 def table_batches(csv_path, data_loader_section, batch_size):
+    from evaluation.inputs import table_inputs
+
     labels, rows, errors = table_inputs(csv_path, data_loader_section)
     yield [], None, errors
     for start in range(0, len(labels), batch_size):
@@ -193,6 +213,8 @@ def table_batches(csv_path, data_loader_section, batch_size):
 def prediction_rows(keys, output, model, top_k, threshold):
     """One dict per input: input, then the predicted values (regression), or predicted,
     probability, then top-k or per-label columns."""
+    from evaluation.outputs import output_names, predict_labels, probabilities
+
     task = model.task
     if task.kind == "regression":
         names = output_names(task, output.shape[1])
@@ -254,7 +276,7 @@ def parse_args(argv=None):
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: predictions.csv)")
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per input (default: 3)")
     parser.add_argument("--batch-size", type=int, default=256, help="inputs per forward pass (default: 256)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=float, default=None,
                         help="binary and multi-label models: probability above which a label is predicted")
     parser.add_argument("--num-workers", type=int, default=None, help="image decoding processes (default: up to 4)")
     parser.add_argument("-d", "--device", default=None, help="indices of GPUs to use (default: all; none: CPU)")

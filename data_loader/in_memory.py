@@ -15,7 +15,6 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.dataloader import default_collate
-from torchvision import transforms
 
 from data_loader.base_data_loader import BaseDataLoader
 from utils import ConfigError, dist
@@ -168,6 +167,8 @@ def transformed_targets(dataset, targets):
 
 def normalize_stats(transform, channels):
     """(mean, std) of a ToTensor [+ Normalize] transform; anything else cannot be batched."""
+    from torchvision import transforms  # a dataset's own transform: torchvision is loaded already
+
     steps = transform.transforms if isinstance(transform, transforms.Compose) else [transform]
     if steps and isinstance(steps[0], transforms.ToTensor):
         if len(steps) == 1:

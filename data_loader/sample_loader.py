@@ -3,6 +3,7 @@ bad samples, the split, "auto" normalisation, the transforms of each split, clas
 the choice between the in-memory fast path and the per-sample path."""
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,10 +17,8 @@ from data_loader.in_memory import InMemoryData, InMemoryDataLoader
 from data_loader.splits import balanced_class_weights, split_indices
 from utils import ConfigError
 
-from .batch_augment import BatchAugment
 from .decode_cache import decoded_images
 from .samples import ImageFiles, SeededDraws, TensorSamples, Transformed, decode_all
-from .table import TableRows
 from .task import TargetScaling, Task, class_index
 from .transforms import measure_normalize, normalize_values, pipeline, transform_steps
 
@@ -84,7 +83,7 @@ class SampleDataLoader(InMemoryDataLoader):
         train_idx = self._split[0]
         self.fitted_args = {"task": self.task.kind}
         labels = self._scaled_targets(sample_set.labels, train_idx, target_scaling, training)
-        if isinstance(sample_set.samples, TableRows):
+        if _is_table(sample_set.samples):
             cached = sample_set.samples.tensor(train_idx)
             self.fitted_args["preprocessing"] = sample_set.samples.preprocessing
         self.normalize = self._resolve_normalize(normalize, sample_set, cached, train_idx, training)
@@ -110,7 +109,7 @@ class SampleDataLoader(InMemoryDataLoader):
         """The samples at `indices` as their files hold them: a DataFrame whose "input" column
         names each one as predict.py does (an image path, or "<file> line <N>" followed by the
         row's columns); None for samples without a file."""
-        if isinstance(self.source, TableRows):
+        if _is_table(self.source):
             return self.source.source_rows(indices)
         if isinstance(self.source, ImageFiles):
             return pd.DataFrame({"input": [self.source.paths[int(i)] for i in indices]})
@@ -122,7 +121,7 @@ class SampleDataLoader(InMemoryDataLoader):
         samples = sample_set.samples
         if isinstance(samples, TensorSamples):  # torchvision tensors: already in memory
             return in_memory is not False, samples.data, {}
-        if isinstance(samples, TableRows):  # turned into a tensor once the training rows are known
+        if _is_table(samples):  # turned into a tensor once the training rows are known
             return in_memory is not False, None, samples.problems
         fits, reason = _fits(samples, in_memory, budget_gb)
         if fits and not isinstance(samples, ImageFiles):  # a torchvision dataset's own images
@@ -229,6 +228,8 @@ class SampleDataLoader(InMemoryDataLoader):
         targets = torch.tensor(np.asarray(labels))
         if cached.dtype != torch.uint8:
             return InMemoryData(cached, targets), True
+        from .batch_augment import BatchAugment  # torchvision: image data only
+
         augment, reason = BatchAugment.from_steps(train_steps, tuple(cached.shape[2:]))
         if augment is not None and eval_steps:
             augment, reason = None, "the eval transforms are not empty"
@@ -290,3 +291,10 @@ def _check_choice(key, value, allowed):
     if not any(matches(option) for option in allowed):
         raise ConfigError(f"data_loader.args.{key} is {value!r}; use one of "
                           f"{', '.join(repr(a) for a in allowed)}.")
+
+
+def _is_table(samples):
+    """True for TableRows. Only the table loaders import data_loader.table (and pandas): without
+    it, no sample set can be one."""
+    table = sys.modules.get("data_loader.table")
+    return table is not None and isinstance(samples, table.TableRows)

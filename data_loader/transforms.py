@@ -13,7 +13,6 @@ and the run's saved config holds the numbers, so `build_transform(config["data_l
 test and prediction code exactly the pipeline the model was trained with.
 """
 import torch
-from torchvision.transforms import v2
 
 from config.instantiate import instantiate
 from utils import ConfigError
@@ -31,6 +30,8 @@ def build_transform(data_loader_section, split="eval", trusted=True):
 
 def pipeline(steps, normalize):
     """Compose `steps`, the uint8 -> [0, 1] float scaling and (mean, std) normalisation."""
+    from torchvision.transforms import v2  # torchvision: image data only (tables never get here)
+
     tail = [v2.ToDtype(torch.float32, scale=True)]
     if normalize is not None:
         tail.append(v2.Normalize(*normalize))

@@ -4,14 +4,16 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
+from logger.figures import figure_pixels
 from run.folder import CONFIG_FILE, CURVES_PNG, METRICS_CSV, RunFolder
 from utils.io import atomic_open
 from utils.monitor import Monitor
-
-from . import plots
 
 SKIPPED_COLUMNS = ("epoch",)
 
@@ -79,8 +81,9 @@ def curves_figure(runs):
     panels = panels_of(histories)
     rows, columns = grid_shape(len(panels))
     size = (PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows)
-    fig, axes = plots.plt.subplots(rows, columns, figsize=size, squeeze=False, layout="constrained")
-    colours = plots.plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=size, dpi=100, layout="constrained")  # no pyplot: drawn on a worker thread
+    axes = fig.subplots(rows, columns, squeeze=False)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
@@ -130,8 +133,9 @@ def read_run(run_dir):
 
 
 def write_curves(runs, path):
-    """Draw the figure and write it atomically (a reader never sees half a PNG)."""
-    figure = curves_figure(runs)
+    """Draw the figure once, write it atomically as a PNG (a reader never sees half a file) and
+    return its pixels, for the experiment writers."""
+    pixels = figure_pixels(curves_figure(runs))
     with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100, bbox_inches="tight")
-    plots.plt.close(figure)
+        Image.fromarray(pixels).save(handle, format="png")
+    return pixels

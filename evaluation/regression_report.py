@@ -6,6 +6,7 @@ import torch
 from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
 
 from . import plots
+from .report_figures import ReportFigures
 
 WORST_RESIDUALS = 16
 
@@ -37,17 +38,18 @@ def worst_residuals(predicted, true, names, count=WORST_RESIDUALS):
     return order.tolist(), pd.DataFrame(table)
 
 
-def write_regression_report(out_dir, predicted, true, names, source_rows=None):
+def write_regression_report(out_dir, predicted, true, names, source_rows=None, figures=None):
     """Write targets.csv, predicted_vs_true.png, residuals.png and worst_residuals.csv into
     `out_dir`; return the report's summary. `predicted` and `true` are (N, targets) tensors in
-    the data's units; `source_rows(positions)` gives the samples' rows as written."""
+    the data's units; `source_rows(positions)` gives the samples' rows as written; `figures`
+    (a ReportFigures) also sends the figures to an experiment writer."""
+    figures = figures or ReportFigures(out_dir)
     predicted, true = predicted.float().reshape(len(predicted), -1), true.float().reshape(len(true), -1)
     per_target = target_metrics(predicted, true, names)
     pd.DataFrame(per_target).to_csv(out_dir / "targets.csv", index=False)
     r2 = [row["r2"] for row in per_target]
-    plots.save_figure(plots.predicted_vs_true_figure(predicted.numpy(), true.numpy(), names, r2),
-                      out_dir / "predicted_vs_true.png")
-    plots.save_figure(plots.residuals_figure(predicted.numpy(), true.numpy(), names), out_dir / "residuals.png")
+    figures.save(plots.predicted_vs_true_figure(predicted.numpy(), true.numpy(), names, r2), "predicted_vs_true")
+    figures.save(plots.residuals_figure(predicted.numpy(), true.numpy(), names), "residuals")
     positions, worst = worst_residuals(predicted, true, names)
     sources = source_rows(positions) if source_rows is not None else None
     if sources is not None:

@@ -1,41 +1,44 @@
 """The evaluation report. Class tasks: per-class precision, recall, F1 and support with macro and
 weighted averages (CSV and JSON), a confusion matrix, the most confidently wrong samples and,
 for binary tasks, ROC and precision-recall curves. Regression: see regression_report.py. All
-counting is done by torchmetrics."""
-import logging
+counting is done by torchmetrics. Each figure also goes to the experiment writer (TensorBoard,
+W&B, MLflow) as <tag_prefix>/<name>."""
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torchmetrics import classification as tmc
 
+from logger.figures import DRAWING
 from utils import write_json
 
 from . import plots
 from .outputs import DEFAULT_THRESHOLD, output_names, predict_labels, probabilities
 from .regression_report import write_regression_report
+from .report_figures import ReportFigures
 
-logger = logging.getLogger("report")
 
-
-def write_report(out_dir, outputs, targets, task, wrong=None, tensorboard_dir=None, threshold=DEFAULT_THRESHOLD,
-                 source_rows=None):
+def write_report(out_dir, outputs, targets, task, wrong=None, writer=None, threshold=DEFAULT_THRESHOLD,
+                 source_rows=None, tag_prefix="test", step=None):
     """Write the report files of a run's `task` (data_loader/task.py) into `out_dir`; return the
     JSON summary as a dict. `source_rows(positions)`: the evaluated samples at those positions
-    as written in their files (a DataFrame with an "input" column), when the loader knows them."""
+    as written in their files (a DataFrame with an "input" column), when the loader knows them.
+    `writer` (a logger writer) gets each figure as `<tag_prefix>/<name>` at `step`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if task.kind == "regression":
-        summary = write_regression_report(out_dir, task.original_units(outputs), task.original_units(targets),
-                                          output_names(task, outputs.shape[1]), source_rows)
-    else:
-        summary = _class_report(out_dir, outputs, targets, task, wrong, tensorboard_dir, threshold, source_rows)
+    figures = ReportFigures(out_dir, writer, tag_prefix, step)
+    with DRAWING:  # curves.png may be drawing on its worker thread
+        if task.kind == "regression":
+            summary = write_regression_report(out_dir, task.original_units(outputs), task.original_units(targets),
+                                              output_names(task, outputs.shape[1]), source_rows, figures)
+        else:
+            summary = _class_report(figures, outputs, targets, task, wrong, threshold, source_rows)
     write_json(summary, out_dir / "report.json")
     return summary
 
 
-def _class_report(out_dir, outputs, targets, task, wrong, tensorboard_dir, threshold, source_rows):
-    kind = task.kind
+def _class_report(figures, outputs, targets, task, wrong, threshold, source_rows):
+    out_dir, kind = figures.out_dir, task.kind
     probs = probabilities(outputs, kind)
     labels, _ = predict_labels(probs, kind, threshold)
     targets = targets.reshape(labels.shape).long()
@@ -48,13 +51,11 @@ def _class_report(out_dir, outputs, targets, task, wrong, tensorboard_dir, thres
     if kind != "multilabel":
         summary["accuracy"] = float((labels == targets).float().mean())
         matrix = tmc.MulticlassConfusionMatrix(num_classes)(labels, targets)
-        figure = plots.confusion_figure(matrix.numpy(), names)
-        _log_figure(tensorboard_dir, "test/confusion_matrix", figure)
-        plots.save_figure(figure, out_dir / "confusion_matrix.png")
+        figures.save(plots.confusion_figure(matrix.numpy(), names), "confusion_matrix")
     if kind == "binary":
-        summary["binary"] = binary_curves(out_dir, probs.squeeze(1), targets, names[1])
+        summary["binary"] = binary_curves(figures, probs.squeeze(1), targets, names[1])
     if wrong is not None:
-        summary["wrong_samples"] = write_wrong_samples(out_dir, wrong, names, kind, source_rows)
+        summary["wrong_samples"] = write_wrong_samples(figures, wrong, names, kind, source_rows)
     return summary
 
 
@@ -77,7 +78,7 @@ def per_class_table(labels, targets, num_classes, names, task):
     return pd.DataFrame(rows)
 
 
-def binary_curves(out_dir, probs, targets, positive):
+def binary_curves(figures, probs, targets, positive):
     """ROC and PR PNGs of the `positive` class; returns AUC, average precision and the
     F1-maximising threshold."""
     fpr, tpr, _ = tmc.BinaryROC()(probs, targets)
@@ -90,19 +91,20 @@ def binary_curves(out_dir, probs, targets, positive):
     best = {"threshold": float(thresholds[best_at]), "f1": float(f1[best_at]),
             "precision": float(precision[best_at]), "recall": float(recall[best_at])}
     positives = int(targets.sum())
-    plots.save_figure(plots.roc_figure(fpr.numpy(), tpr.numpy(), auc, positive), out_dir / "roc.png")
-    plots.save_figure(plots.pr_figure(precision.numpy(), recall.numpy(), average_precision, best, positive,
-                                      positives / max(len(targets), 1)), out_dir / "pr.png")
+    figures.save(plots.roc_figure(fpr.numpy(), tpr.numpy(), auc, positive), "roc")
+    figures.save(plots.pr_figure(precision.numpy(), recall.numpy(), average_precision, best, positive,
+                                 positives / max(len(targets), 1)), "pr")
     return {"positive_class": positive, "roc_auc": auc, "average_precision": average_precision,
             "best_f1_threshold": best}
 
 
-def write_wrong_samples(out_dir, wrong, names, task, source_rows=None):
+def write_wrong_samples(figures, wrong, names, task, source_rows=None):
     """An image grid for image inputs; a CSV either way, each row naming its sample as predict.py
     does (the file, or "<file> line <N>" with the row's values as written) when `source_rows`
     knows it."""
     if wrong is None or len(wrong["index"]) == 0:
         return {"count": 0}
+    out_dir = figures.out_dir
     positions = wrong["index"].tolist()
     rows = pd.DataFrame({"confidence": wrong["score"].tolist(),
                          "target": [_label_text(t, names, task) for t in wrong["target"]],
@@ -116,7 +118,7 @@ def write_wrong_samples(out_dir, wrong, names, task, source_rows=None):
     if inputs.dim() >= 3:
         titles = [f"{Path(str(name)).name}\ntrue {r.target}, pred {r.predicted} ({r.confidence:.2f})"
                   for name, r in zip(located["input"], rows.itertuples())]
-        plots.save_figure(plots.wrong_samples_figure(inputs.float().numpy(), titles), out_dir / "wrong_samples.png")
+        figures.save(plots.wrong_samples_figure(inputs.float().numpy(), titles), "wrong_samples")
         located.to_csv(out_dir / "wrong_samples.csv", index=False)
         return {"count": len(rows), "file": "wrong_samples.png"}
     if sources is None:  # a custom loader: the model's inputs are all there is
@@ -130,15 +132,3 @@ def _label_text(label, names, task):
     if task == "multilabel":
         return "|".join(name for name, on in zip(names, label.tolist()) if on) or "(none)"
     return names[int(label)]
-
-
-def _log_figure(log_dir, tag, figure):
-    if log_dir is None:
-        return
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        logger.warning("tensorboard is not installed: the confusion matrix is written as a PNG only.")
-        return
-    with SummaryWriter(str(log_dir)) as writer:
-        writer.add_figure(tag, figure, close=False)

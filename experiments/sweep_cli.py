@@ -1,57 +1,24 @@
 """train.py's sweep mode: `-m KEY=V1,V2 ...` makes a sweep folder and runs its members;
 `-r SWEEP_FOLDER` continues one; `--member I` runs one member (a SLURM array task)."""
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from parse_config import ConfigParser, _dest, add_common_arguments
+from config.cli import option_dest, parse_command_line
+from parse_config import ConfigParser
 from utils import ConfigError
 from utils.errors import TrainingStopped
 
+from .sweep_args import SWEEP_ONLY_FLAGS, add_sweep_arguments, is_sweep_command  # noqa: F401 (public here)
 from .sweep_grid import REPEAT_KEYS, member_label, members, parse_grid, parsed_values
-from .sweep_manifest import is_sweep_dir, member_state, new_sweep_dir, read_manifest, write_sweep
+from .sweep_manifest import member_state, new_sweep_dir, read_manifest, write_sweep
 from .sweep_runner import SweepRunner
 from .sweep_summary import write_summary
-
-SWEEP_ONLY_FLAGS = ("jobs", "member", "prepare_only", "test")
-
-
-def add_sweep_arguments(parser):
-    group = parser.add_argument_group("sweeps (see docs/experiments.md)")
-    group.add_argument("-m", "--multirun", nargs="+", metavar="KEY=V1,V2",
-                       help="run the grid of these values, each combination as its own run, e.g. "
-                            "-m optimizer.args.lr=1e-3,1e-2 seed=1,2,3")
-    group.add_argument("--jobs", type=int, default=None, help="sweep members to run at a time (default 1)")
-    group.add_argument("--member", type=int, default=None,
-                       help="with -r SWEEP_FOLDER: run only the member with this index (a SLURM array task)")
-    group.add_argument("--test", action="store_true",
-                       help="run test.py on each finished member's model_best.pth; the summary adds its results")
-    group.add_argument("--prepare-only", action="store_true",
-                       help="write the sweep folder and print the sbatch command that runs it, run nothing")
-
-
-def is_sweep_command(argv):
-    """True for `-m ...` or `-r <sweep folder>`; sweep-only flags elsewhere are an error."""
-    early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("-r", "--resume")
-    add_sweep_arguments(early)
-    known = early.parse_known_args(argv)[0]
-    if known.multirun or is_sweep_dir(known.resume):
-        return True
-    given = [f"--{flag.replace('_', '-')}" for flag in SWEEP_ONLY_FLAGS if getattr(known, flag) not in (None, False)]
-    if given:
-        raise ConfigError(f"{', '.join(given)} applies to sweeps only: add -m KEY=V1,V2 to start one, or "
-                          "-r SWEEP_FOLDER to continue one.")
-    return False
 
 
 def run_sweep(argv, make_arg_parser):
     parser, options = make_arg_parser()
-    for opt in options:
-        parser.add_argument(*opt.flags, default=None, type=opt.type)
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, options, argv)
     _check_sweep_args(args, options)
     if args.multirun:
         sweep_dir, manifest = create_sweep(args, options, make_arg_parser)
@@ -71,7 +38,7 @@ def create_sweep(args, options, make_arg_parser):
     points = members(grid)
     common = list(args.override or [])
     for opt in options:  # --lr / --bs as the overrides they stand for
-        value = getattr(args, _dest(opt.flags), None)
+        value = getattr(args, option_dest(opt.flags), None)
         if value is not None:
             common.append(f"{opt.target.replace(';', '.')}={value}")
     configs = []
@@ -130,7 +97,7 @@ def _check_sweep_args(args, options):
     if args.member is not None and args.multirun:
         raise ConfigError("--member runs one member of an existing sweep: use it with -r SWEEP_FOLDER.")
     extra = [flag for flag, given in (("-c", args.config), ("-o", args.override),
-                                      *((o.flags[0], getattr(args, _dest(o.flags), None)) for o in options))
+                                      *((o.flags[0], getattr(args, option_dest(o.flags), None)) for o in options))
              if given]
     if args.resume and extra:
         raise ConfigError(f"-r {args.resume} continues a sweep with its members' own configs; {', '.join(extra)} "

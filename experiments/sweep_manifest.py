@@ -16,13 +16,10 @@ from run.folder import RunFolder, newest_run_folder
 from run.status import read_status
 from utils import ConfigError, write_json
 
-MANIFEST = "sweep.json"
+from .sweep_args import MANIFEST, is_sweep_dir  # noqa: F401 (public here)
+
 MEMBER_CONFIG = "member_config.json"
 MEMBER_OUTPUT = "output.log"
-
-
-def is_sweep_dir(path):
-    return path is not None and (Path(path) / MANIFEST).is_file()
 
 
 def new_sweep_dir(save_dir, name):

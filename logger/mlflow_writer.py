@@ -1,7 +1,7 @@
 """MLflow behind the writer interface. Each run of the framework is one MLflow run: the
 resolved config as params, every scalar as a metric (the epoch or batch step as its step),
-config.json and the best checkpoint's path as artifacts, and the run id (and sweep, for a
-sweep member) as tags. With no "tracking_uri" the run goes to MLflow's default local store,
+config.json, the best checkpoint's path and the figures (figures/<tag>.png) as artifacts, and
+the run id (and sweep, for a sweep member) as tags. With no "tracking_uri" the run goes to MLflow's default local store,
 the one `mlflow ui` opens when started in the same folder."""
 import os
 import tempfile
@@ -12,6 +12,7 @@ from run.checkpoints import best_checkpoint
 from run.status import SWEEP_ENV
 from utils import ConfigError
 
+from .figures import figure_pixels
 from .hparams import config_hparams
 from .visualization import NullWriter
 
@@ -54,6 +55,10 @@ class MlflowWriter(NullWriter):
     def add_scalar(self, tag, value, step=None):
         step = self.step if step is None else step
         self.pending.append(self.Metric(tag, float(value), int(time.time() * 1000), int(step)))
+
+    def add_figure(self, tag, figure, step=None):
+        """An artifact figures/<tag>.png; a later figure with the same tag replaces it."""
+        self.client.log_image(self.run_id, figure_pixels(figure), artifact_file=f"figures/{tag}.png")
 
     def add_hparams(self, hparams, metrics):
         for key, value in metrics.items():

@@ -6,6 +6,8 @@ import threading
 
 from utils.write_faults import resource_error, write_site
 
+from .figures import figure_pixels
+
 
 class NullWriter:
     enabled = False
@@ -37,6 +39,9 @@ class NullWriter:
 
     def add_histogram(self, tag, values, step=None, bins="auto"):
         pass
+
+    def add_figure(self, tag, figure, step=None):
+        """A matplotlib figure (or its pixels from logger.figures.figure_pixels) as an image."""
 
     def add_hparams(self, hparams, metrics):
         pass
@@ -103,6 +108,12 @@ class TensorboardWriter(NullWriter):
         if self.enabled:
             with write_site(self.events):
                 self._summary_writer().add_histogram(tag, values, self.step if step is None else step, bins=bins)
+
+    def add_figure(self, tag, figure, step=None):
+        if self.enabled:
+            pixels = figure_pixels(figure)
+            with write_site(self.events):
+                self._summary_writer().add_image(tag, pixels, self.step if step is None else step, dataformats="HWC")
 
     def add_hparams(self, hparams, metrics):
         if self.enabled:

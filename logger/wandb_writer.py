@@ -7,6 +7,7 @@ import numpy as np
 
 from utils import ConfigError
 
+from .figures import figure_pixels
 from .visualization import NullWriter
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
@@ -55,6 +56,9 @@ class WandbWriter(NullWriter):
 
     def add_image(self, tag, image, step=None):
         self.run.log({tag: self.wandb.Image(image), "step": self.step if step is None else step})
+
+    def add_figure(self, tag, figure, step=None):
+        self.run.log({tag: self.wandb.Image(figure_pixels(figure)), "step": self.step if step is None else step})
 
     def add_histogram(self, tag, values, step=None, bins="auto"):
         histogram = np.histogram(np.asarray(values), bins=bins)

@@ -6,6 +6,7 @@ import logging
 
 from utils import dist
 
+from .figures import figure_pixels
 from .visualization import NullWriter, TensorboardWriter
 
 
@@ -38,6 +39,12 @@ class MultiWriter(NullWriter):
     def add_histogram(self, tag, values, step=None, bins="auto"):
         for writer in self.writers:
             writer.add_histogram(tag, values, step, bins)
+
+    def add_figure(self, tag, figure, step=None):
+        if self.enabled:
+            pixels = figure_pixels(figure)  # drawn once for all writers
+            for writer in self.writers:
+                writer.add_figure(tag, pixels, step)
 
     def add_hparams(self, hparams, metrics):
         for writer in self.writers:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -44,6 +45,19 @@ class ScriptProcess:
                 raise AssertionError(f"process ended ({self.process.returncode}) before '{pattern}':\n{self.output}")
             time.sleep(0.01)
         raise AssertionError(f"no line matching '{pattern}' within {timeout} s:\n{self.output}")
+
+    def wait_for_file(self, root, pattern, timeout=300):
+        """Block until a file matching `pattern` exists under `root`; return it. Fail if the
+        process ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = sorted(Path(root).glob(pattern))
+            if found:
+                return found[0]
+            if self.process.poll() is not None:
+                raise AssertionError(f"process ended ({self.process.returncode}) before {pattern}:\n{self.output}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern} under {root} within {timeout} s:\n{self.output}")
 
     def finish(self, timeout=300):
         """Wait for the exit; return the exit code."""
@@ -104,14 +118,14 @@ def run_in_process(monkeypatch, capsys, script, *argv, check=False):
         code = exit_info.code
     finally:
         torch.set_num_threads(threads)
-        _remove_root_handlers()  # they write to this test's captured streams, closed after it
+        remove_root_handlers()  # they write to this test's captured streams, closed after it
     captured = capsys.readouterr()
     if check and code != 0:
         raise AssertionError(f"{script}.py {argv} exited {code}\n{captured.out}\n{captured.err}")
     return code, captured
 
 
-def _remove_root_handlers():
+def remove_root_handlers():
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

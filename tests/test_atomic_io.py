@@ -1,16 +1,22 @@
 """A writer killed with SIGKILL in the middle of a save leaves the previous file whole: the
 target is always one complete version, never a mix or a truncated file. The same holds for a
 training run killed while it writes checkpoint-last.pth or a top-k checkpoint, which then resumes."""
+import io
+import json
 import os
 import random
 import signal
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import only_run, tiny_config
 from reliability_helpers import ScriptProcess, load, run_train_in_process
+from run.checkpoints import find_latest_checkpoint
 from utils import write_json
+from utils.io import atomic_write_rows
 
 CHUNK, CHUNKS = 64 * 1024, 40  # one version: 40 chunks written 10 ms apart, about 0.4 s
 WRITER = f"""
@@ -40,6 +46,24 @@ def test_sigkill_during_atomic_write_leaves_the_old_file_whole(tmp_path, seed):
     assert len(content) == CHUNK * CHUNKS
     assert set(content) in ({2}, {3}), "the target must be exactly one complete version"
     assert list(tmp_path.glob(".checkpoint.pth.*.tmp")), "the kill must have landed inside a save"
+
+
+# epoch logs as the trainer keeps them: a column that appears later (validation every other
+# epoch), whole numbers, fractions, a whole number among fractions, text, a float32 value
+HISTORIES = [
+    [{"epoch": 1, "loss": 0.5, "lr": 0.01}, {"epoch": 2, "loss": 0.25, "lr": 0.01, "val_loss": 0.3}],
+    [{"epoch": 1, "loss": 1, "note": "a,b"}, {"epoch": 2, "loss": 0.1 + 0.2, "note": None}],
+    [{"epoch": 1, "steps": 12, "loss": float("nan")}, {"epoch": 2, "loss": 1e-9}],
+    [{"epoch": 1, "x": np.float32(0.1)}, {"epoch": 2, "x": np.float32(0.7)}],
+]
+
+
+@pytest.mark.parametrize("history", HISTORIES)
+def test_metrics_csv_rows_are_written_as_pandas_writes_them(tmp_path, history):
+    atomic_write_rows(history, tmp_path / "metrics.csv")
+    expected = io.StringIO()
+    pd.DataFrame(history).to_csv(expected, index=False)
+    assert (tmp_path / "metrics.csv").read_text() == expected.getvalue()
 
 
 def test_atomic_write_gives_the_file_the_usual_permissions(tmp_path):
@@ -109,9 +133,11 @@ def test_sigkill_while_writing_checkpoint_last_or_a_top_k_file_keeps_the_previou
     previous = [path for path in run.glob("checkpoint-*.pth") if target in path.name]
     assert len(previous) == 1 and load(previous[0])["epoch"] == 1  # whole, and still the epoch-1 file
 
+    resumes_from = find_latest_checkpoint(run)  # what -r RUN_FOLDER takes: the epoch-1 state
+    assert load(resumes_from)["epoch"] == 1
     code, captured = run_train_in_process(monkeypatch, capsys, "-r", run)
     assert code == 0, captured.err
-    assert "Resume training from epoch 2" in captured.out + captured.err
+    assert json.loads((run / "status.json").read_text())["resumed_from"] == str(resumes_from)
     assert not list(run.glob(".*.tmp"))
     final = [path for path in run.glob("checkpoint-*.pth") if target in path.name]
     assert len(final) == 1

@@ -10,7 +10,7 @@ import torch
 
 from conftest import only_run
 from data_loader.data_loaders import CsvDataLoader, ImageFolderDataLoader, TorchvisionDataLoader
-from reliability_helpers import assert_same_training, run_train_in_process
+from reliability_helpers import run_train_in_process
 from scripts.make_digits_folder import write_digits_folder
 from scripts.make_wine_csv import write_wine_csv
 from utils import ConfigError
@@ -145,24 +145,6 @@ def test_bad_image_stops_train_py_with_exit_2_and_no_traceback(small_digits, tmp
     code, output = run_train_in_process(monkeypatch, capsys, "-c", folder_config(tmp_path, small_digits))
     assert code == 2
     assert "Traceback" not in output.err and str(bad) in output.err
-
-
-def test_resumed_run_with_batched_augmentation_matches_the_uninterrupted_one(small_digits, tmp_path, monkeypatch,
-                                                                             capsys):
-    for name in ("straight", "stopped"):
-        (tmp_path / name).mkdir()
-    straight = folder_config(tmp_path / "straight", small_digits, validation_split=0.2)
-    assert run_train_in_process(monkeypatch, capsys, "-c", straight, "-o", "trainer.epochs=2",
-                                "-o", "lr_scheduler.args.T_max=2")[0] == 0
-    stopped = folder_config(tmp_path / "stopped", small_digits, validation_split=0.2)
-    assert run_train_in_process(monkeypatch, capsys, "-c", stopped, "-o", "trainer.epochs=1",
-                                "-o", "lr_scheduler.args.T_max=2")[0] == 0
-    first = only_run(tmp_path / "stopped" / "saved")
-    assert run_train_in_process(monkeypatch, capsys, "-r", first / "checkpoint-epoch1.pth",
-                                "-o", "trainer.epochs=2")[0] == 0
-    assert only_run(tmp_path / "stopped" / "saved") == first  # the resumed run went on in its own folder
-    assert_same_training(only_run(tmp_path / "straight" / "saved") / "checkpoint-epoch2.pth",
-                         first / "checkpoint-epoch2.pth")
 
 
 def test_missing_torchvision_files_name_the_folder_to_fill(tmp_path):

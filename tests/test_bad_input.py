@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import DELETE, run_script, tiny_config
+from conftest import DELETE, tiny_config
 from model.model import MnistModel
 from reliability_helpers import run_train_in_process
 
@@ -236,11 +236,11 @@ def test_debug_flag_shows_the_traceback(tmp_path, mnist_dir, monkeypatch, capsys
     assert captured.err.strip().splitlines()[-1].startswith("error: arch.type 'MnistModle' was not found")
 
 
-def test_command_line_reports_invalid_json_with_exit_2(tmp_path):
+def test_command_line_reports_invalid_json_with_exit_2(tmp_path, monkeypatch, capsys):
     (tmp_path / "broken.json").write_text('{\n  "name": "x",\n}\n')
-    result = run_script("train.py", "-c", tmp_path / "broken.json")
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: config file '{tmp_path / 'broken.json'}' is not valid JSON: Expecting "
+    code, captured = run_train_in_process(monkeypatch, capsys, "-c", tmp_path / "broken.json")
+    assert code == 2
+    assert captured.err.strip() == (f"error: config file '{tmp_path / 'broken.json'}' is not valid JSON: Expecting "
                                      "property name enclosed in double quotes at line 3, column 1. Fix the file (a "
                                      "trailing comma or a missing quote is the usual cause).")
     assert not (tmp_path / "saved").exists()

@@ -8,7 +8,7 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import pytest
 import torch
@@ -16,6 +16,7 @@ import torch
 from config.overrides import parse_override
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, script_env, tiny_config
 from reliability_helpers import run_train_in_process
+from run.checkpoints import find_latest_checkpoint
 from utils import ConfigError
 
 NEW_HEAD = {"arch.args": {"logits": True}, "arch.replace_head": {"path": "fc2", "num_classes": 1},
@@ -174,7 +175,7 @@ def test_download_failure_reason_is_never_empty():
 
 @pytest.mark.slow
 def test_launcher_stopped_by_sigterm_exits_143_after_the_workers_saved(tmp_path, mnist_dir):
-    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 50, "data_loader.args.limit": 2048})
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1000})
     launcher = subprocess.Popen([sys.executable, "-m", "utils.launch", "--standalone", "--nproc_per_node=2",
                                  "train.py", "-c", str(config)], cwd=PROJECT_ROOT, env=script_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -182,6 +183,7 @@ def test_launcher_stopped_by_sigterm_exits_143_after_the_workers_saved(tmp_path,
         checkpoints = tmp_path / "saved" / "models" / "Tiny"
         while not list(checkpoints.glob("*/checkpoint-epoch1.pth")):
             assert launcher.poll() is None, launcher.communicate()
+            time.sleep(0.1)
         launcher.send_signal(signal.SIGTERM)
         stdout, stderr = launcher.communicate(timeout=120)
     finally:
@@ -189,8 +191,9 @@ def test_launcher_stopped_by_sigterm_exits_143_after_the_workers_saved(tmp_path,
             launcher.kill()
     assert launcher.returncode == 143, stderr
     assert "Traceback" not in stderr
-    resume_from = Path(stderr.split("python train.py -r ")[1].split()[0])
-    assert torch.load(resume_from, weights_only=True)["world_size"] == 2
+    run = only_run(tmp_path / "saved")
+    assert json.loads((run / "status.json").read_text())["status"] == "stopped"
+    assert torch.load(find_latest_checkpoint(run), weights_only=True)["world_size"] == 2
 
 
 @pytest.mark.slow

@@ -55,10 +55,8 @@ def test_debug_shows_the_original_traceback_of_a_late_failure(tmp_path, mnist_di
     assert "No checkpoint was written before it" in output.err
 
 
-def test_resume_reads_the_checkpoint_file_once(tmp_path, mnist_dir, monkeypatch, capsys):
-    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1})
-    assert run_train_in_process(monkeypatch, capsys, "-c", config)[0] == 0
-    checkpoint = only_run(tmp_path / "saved") / "checkpoint-epoch1.pth"
+def test_resume_reads_the_checkpoint_file_once(tmp_path, finished_run, monkeypatch, capsys):
+    checkpoint = finished_run / "checkpoint-epoch1.pth"
     reads = []
     real_load = torch.load
     monkeypatch.setattr(utils.checkpoint.torch, "load", lambda path, *a, **k: reads.append(str(path))

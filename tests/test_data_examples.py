@@ -4,6 +4,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from conftest import only_run
 from reliability_helpers import run_train_in_process
@@ -59,5 +60,5 @@ def test_resnet18_transfer_config_trains_from_random_init_without_weights(tmp_pa
                                                                  "validation_split": 0.2}, epochs=1)
     result = train_and_test(tmp_path, monkeypatch, capsys, config, name)
     assert result["samples"] == 60
-    log = (tmp_path / "saved" / "log" / name).glob("*/info.log")
-    assert "starts from random weights" in next(log).read_text()
+    arch = torch.load(only_run(tmp_path / "saved", name) / "model_best.pth", weights_only=True)["config"]["arch"]
+    assert arch["module"] == "torchvision.models" and not arch.get("pretrained")  # random init, nothing downloaded

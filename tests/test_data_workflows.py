@@ -1,9 +1,7 @@
-"""What works for MNIST works for the image folder and CSV loaders: exact resume after an epoch
-and after a SIGTERM inside one (in memory with batched augmentation, and per sample), --dry-run,
-limit, test.py on the test split, tune.py, and DDP where each rank trains on its own shard."""
+"""What works for MNIST works for the image folder and CSV loaders: --dry-run, limit, test.py on
+the test split, tune.py, and DDP where each rank trains on its own shard. Their exact resume is
+in test_resume_exact.py's matrix."""
 import json
-import os
-import signal
 
 import numpy as np
 import pandas as pd
@@ -13,10 +11,9 @@ import torch
 from conftest import PROJECT_ROOT, only_run, run_dirs, run_script
 from data_loader import data_loaders
 from data_loader.data_loaders import CsvDataLoader, ImageFolderDataLoader
-from reliability_helpers import assert_same_training, load, run_in_process, run_train_in_process
+from reliability_helpers import load, run_in_process, run_train_in_process
 from scripts.make_digits_folder import write_digits_folder
 from scripts.make_wine_csv import write_wine_csv
-from trainer import Trainer
 from utils import ConfigError
 
 EPOCHS = 2
@@ -67,59 +64,11 @@ def csv_config(tmp_path, wine, updates=None, **args):
 
 CASES = {"folder_in_memory_augmented": lambda tmp, digits, wine: folder_config(tmp, digits),
          "csv_per_sample": lambda tmp, digits, wine: csv_config(tmp, wine)}
-# per sample with random transforms in worker processes: each sample's draws follow its position
-RESUME_CASES = {**CASES, "folder_per_sample_workers":
-                lambda tmp, digits, wine: folder_config(tmp, digits, in_memory=False, num_workers=2)}
 
 
 def loader_of(config_path):
     entry = json.loads(config_path.read_text())["data_loader"]
     return getattr(data_loaders, entry["type"])(**entry["args"])
-
-
-def sigterm_at(monkeypatch, epoch, batch_idx):
-    """Send this process a real SIGTERM while the trainer runs batch `batch_idx` of `epoch`."""
-    real_step = Trainer._train_step
-
-    def step(self, data, target, index):
-        if index == batch_idx and len(self.history) == epoch - 1 and self.stop_signal is None:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_step(self, data, target, index)
-
-    monkeypatch.setattr(Trainer, "_train_step", step)
-
-
-# ---- exact resume ------------------------------------------------------------------------------
-@pytest.mark.slow  # about 20 s: four short runs
-@pytest.mark.parametrize("case", RESUME_CASES)
-def test_resume_after_sigterm_mid_epoch_and_after_an_epoch_is_bit_identical(case, tmp_path, digits, wine,
-                                                                           monkeypatch, capsys):
-    def config(name):
-        return RESUME_CASES[case](tmp_path / name, digits, wine)
-
-    loader = loader_of(config("straight"))  # the path this case is about
-    assert loader.in_memory == case.startswith("folder_in")
-    assert not loader.in_memory or loader.batches.augment is not None
-    assert run_train_in_process(monkeypatch, capsys, "-c", config("straight"))[0] == 0
-    reference = only_run(tmp_path / "straight" / "saved") / f"checkpoint-epoch{EPOCHS}.pth"
-
-    # a SIGTERM during the third batch of epoch 2: the step finishes, its position is saved
-    with monkeypatch.context() as patch:
-        sigterm_at(patch, epoch=2, batch_idx=2)
-        code, _ = run_train_in_process(monkeypatch, capsys, "-c", config("stopped"))
-    assert code == 128 + signal.SIGTERM
-    stopped_run = only_run(tmp_path / "stopped" / "saved")
-    stopped = load(stopped_run / "checkpoint-epoch2-step3.pth")
-    assert stopped["epoch"] == 2 and stopped["batches_done"] == 3
-    assert not (stopped_run / f"checkpoint-epoch{EPOCHS}.pth").exists()
-    assert run_train_in_process(monkeypatch, capsys, "-r", stopped_run / "checkpoint-epoch2-step3.pth")[0] == 0
-    assert_same_training(reference, stopped_run / f"checkpoint-epoch{EPOCHS}.pth")
-
-    # from the end of epoch 1 of the same run, in a run folder of its own
-    assert run_train_in_process(monkeypatch, capsys, "-r", stopped_run / "checkpoint-epoch1.pth", "--new-run")[0] == 0
-    from_epoch = [run for run in run_dirs(tmp_path / "stopped" / "saved") if run != stopped_run]
-    assert len(from_epoch) == 1
-    assert_same_training(reference, from_epoch[0] / f"checkpoint-epoch{EPOCHS}.pth")
 
 
 # ---- data_device, dry run, limit, test.py ------------------------------------------------------

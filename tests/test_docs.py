@@ -166,6 +166,14 @@ def run_block(block, project, timeout=900):
 ALL_BLOCKS = [block for path in DOC_FILES for block in shell_blocks(path)]
 
 
+def heavy_commands(path):
+    """How many of a file's commands that run start training, evaluation or torchrun: the files
+    with most start first, so that parallel workers (pytest -n) do not end on a long one."""
+    heavy = re.compile(r"\b(train|tune|test|predict|export)\.py\b|make train|torchrun|utils\.launch|\.sh\b")
+    return sum(bool(heavy.search(command)) for block in shell_blocks(path) if block.not_run is None
+               for command in block.commands)
+
+
 def test_docs_have_shell_blocks_and_every_marker_gives_a_reason():
     assert len(ALL_BLOCKS) >= 20
     for path in DOC_FILES:
@@ -197,7 +205,7 @@ def test_rewrites(command, expected):
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="the docs' commands use the project's virtual environment")
-@pytest.mark.parametrize("doc", DOC_FILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("doc", sorted(DOC_FILES, key=heavy_commands, reverse=True), ids=lambda path: path.name)
 def test_every_documented_command_runs(doc, tmp_path, mnist_dir):
     project = fresh_copy(tmp_path, mnist_dir)
     for block in shell_blocks(doc):

@@ -1,9 +1,8 @@
 """Per-step LR schedules: OneCycleLR and warmup + cosine (SequentialLR) written in the config,
-"auto" lengths computed from epochs, batches, accum_steps, and exact resume (also with an EMA of
-the weights) from an epoch checkpoint and from a checkpoint saved inside an epoch."""
+"auto" lengths computed from epochs, batches, accum_steps. Their exact resume (also with an EMA of
+the weights) is in test_resume_exact.py's matrix."""
 import json
 import re
-import signal
 
 import pytest
 import torch
@@ -12,12 +11,10 @@ import train
 from config.validation import Problems
 from conftest import only_run, run_dirs, tiny_config
 from parse_config import ConfigParser
-from reliability_helpers import assert_same_training, load, run_train_in_process
-from trainer import Trainer
+from reliability_helpers import run_train_in_process
 from trainer.preflight import check_before_run
 from trainer.schedules import build_lr_scheduler
 from utils import ConfigError
-from utils.errors import TrainingStopped
 
 # 512 digits, a quarter held out: 384 training samples = 12 batches of 32 = 6 optimizer steps
 # with accum_steps 2, so a 2-epoch run has 12 scheduler steps
@@ -96,39 +93,6 @@ def test_bad_schedule_is_reported_before_a_run_folder_exists(tmp_path, mnist_dir
         build_lr_scheduler(config, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 6)
     assert message in str(err.value), str(err.value)
     assert not (tmp_path / "saved").exists()
-
-
-@pytest.mark.parametrize("scheduler, ema", [(ONE_CYCLE, None), (WARMUP_COSINE, None), (ONE_CYCLE, {"decay": 0.9})],
-                         ids=["one_cycle", "warmup_cosine", "one_cycle_ema"])
-def test_resume_continues_the_schedule_exactly(tmp_path, mnist_dir, monkeypatch, scheduler, ema):
-    config = config_for(tmp_path, mnist_dir, scheduler, **{"trainer.ema": ema}).config
-    train_in_process(config, tmp_path, run_id="reference")
-    reference = only_run(tmp_path / "saved") / f"checkpoint-epoch{EPOCHS}.pth"
-
-    train_in_process(config, tmp_path, resume=reference.parent / "checkpoint-epoch1.pth", run_id="from_epoch")
-    assert_same_training(reference, reference.parents[1] / "from_epoch" / f"checkpoint-epoch{EPOCHS}.pth")
-
-    stop_at_batch(monkeypatch, epoch=2, batch_idx=4)  # inside an accumulation window: stops after it
-    with pytest.raises(TrainingStopped):
-        train_in_process(config, tmp_path, run_id="stopped")
-    stopped = reference.parents[1] / "stopped" / "checkpoint-epoch2-step6.pth"
-    assert load(stopped)["batches_done"] == 6 and load(stopped)["lr_scheduler"]["last_epoch"] == 9
-    monkeypatch.undo()
-    train_in_process(config, tmp_path, resume=stopped, run_id="from_step")
-    assert_same_training(reference, reference.parents[1] / "from_step" / f"checkpoint-epoch{EPOCHS}.pth")
-    assert len(run_dirs(tmp_path / "saved")) == 4
-
-
-def stop_at_batch(monkeypatch, epoch, batch_idx):
-    """Make the trainer behave as if SIGTERM arrived during (epoch, batch_idx)."""
-    real_step = Trainer._train_step
-
-    def step(self, data, target, index):
-        if index == batch_idx and self.train_metrics.state() and self.history and len(self.history) == epoch - 1:
-            self.stop_signal = signal.SIGTERM
-        return real_step(self, data, target, index)
-
-    monkeypatch.setattr(Trainer, "_train_step", step)
 
 
 def check_config_objects(config):

@@ -18,6 +18,7 @@ def train_in_process(config_path):
 
 
 @pytest.mark.slow  # MLflow creates its database tables on first use: about 20 s here
+@pytest.mark.curves  # the learning curves are an artifact
 def test_mlflow_run_has_params_metrics_artifacts_and_tags(tmp_path, mnist_dir, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -40,7 +41,8 @@ def test_mlflow_run_has_params_metrics_artifacts_and_tags(tmp_path, mnist_dir, m
     history = json.loads((config.save_dir / "status.json").read_text())
     assert history["status"] == "finished"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert artifacts == {"config.json", "best_checkpoint.txt"}
+    assert artifacts == {"config.json", "best_checkpoint.txt", "figures"}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/curves.png"]
     logged_config = client.download_artifacts(run.info.run_id, "config.json", str(tmp_path / "download"))
     assert json.loads(open(logged_config).read()) == config.config
     assert list((tmp_path / "mlruns").rglob("best_checkpoint.txt"))

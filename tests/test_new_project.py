@@ -25,8 +25,7 @@ def test_new_project_is_clean_trains_and_passes_its_tests(tmp_path, mnist_dir):
     assert json.loads((only_run(tmp_path / "saved") / "config.json").read_text())["trainer"]["epochs"] == 1
     own_tests = run_script("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_config.py",
                            "tests/test_smoke.py", cwd=target)
-    assert own_tests.returncode == 0, own_tests.stdout[-3000:]
-    assert " passed" in own_tests.stdout
+    assert own_tests.returncode == 0, own_tests.stdout[-3000:]  # 0: tests ran and passed (none would be 5)
 
 
 def test_new_project_refuses_a_non_empty_target(tmp_path):

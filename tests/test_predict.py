@@ -23,6 +23,7 @@ from parse_config import ConfigParser
 from utils import ConfigError
 from utils.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.xdist_group("predict")  # one trained run and one set of PNGs for the module
 TORCHMETRICS_F1 = {"type": "MulticlassF1Score", "module": "torchmetrics.classification",
                    "args": {"num_classes": 10}, "name": "f1"}
 
@@ -58,6 +59,7 @@ def checkpoint_config(checkpoint, *extra):
     return ConfigParser.from_args(parser, create_dirs=False, argv=["-r", str(checkpoint), *extra])
 
 
+@pytest.mark.curves
 def test_training_logs_epoch_metrics_and_draws_curves(trained_run):
     checkpoint, log_dir = trained_run
     history = pd.read_csv(log_dir / "metrics.csv")

@@ -24,12 +24,9 @@ def metrics_epochs(run):
 
 
 @pytest.fixture
-def one_epoch_run(tmp_path, mnist_dir, monkeypatch, capsys):
-    """A finished 1-epoch run (TensorBoard on): its run folder."""
-    config = tiny_config(tmp_path, mnist_dir, {**SETTINGS, "trainer.tensorboard": True})
-    code, _ = run_train_in_process(monkeypatch, capsys, "-c", config)
-    assert code == 0
-    return only_run(tmp_path / "saved")
+def one_epoch_run(finished_run):
+    """A finished 1-epoch run (256 digits, TensorBoard on; a copy of the session's): its run folder."""
+    return finished_run
 
 
 @pytest.mark.parametrize("target", ["run folder", "checkpoint file", "auto"])
@@ -98,8 +95,7 @@ def test_second_process_on_a_running_run_exits_2_and_sigkill_frees_the_lock(tmp_
     config = tiny_config(tmp_path, mnist_dir, {**SETTINGS, "trainer.epochs": 1000})
     first = ScriptProcess("train.py", "-c", config)
     try:
-        first.wait_for(r"Saving checkpoint: .*checkpoint-epoch1\.pth", timeout=600)
-        run = only_run(tmp_path / "saved")
+        run = first.wait_for_file(tmp_path / "saved", "models/Tiny/*/checkpoint-epoch1.pth", timeout=600).parent
         checkpoints_before = set(run.glob("checkpoint-epoch*.pth"))
         code, captured = run_train_in_process(monkeypatch, capsys, "-r", run)
         print(captured.err)  # what a second process prints

@@ -1,36 +1,23 @@
 """trainer.swa: stochastic weight averaging on torch.optim.swa_utils (AveragedModel, SWALR,
-update_bn). The average and SWALR's state are in every checkpoint and resume exactly;
-model_swa.pth holds the final average with recomputed batch-norm statistics, and evaluation
-uses it; bad settings are reported."""
+update_bn). The average and SWALR's state are in every checkpoint (their exact resume is in
+test_resume_exact.py's matrix); model_swa.pth holds the final average with recomputed
+batch-norm statistics, and evaluation uses it; bad settings are reported."""
 import json
 
 import pytest
 import torch
-from test_lr_schedules import ONE_CYCLE, stop_at_batch
 
 import train
-from base import BaseTrainer
 from conftest import only_run, tiny_config
 from evaluation.evaluate import evaluation_weights
 from parse_config import ConfigParser
-from reliability_helpers import assert_same_training, load
+from reliability_helpers import load
 from utils import ConfigError
-from utils.errors import TrainingStopped
 
 TRAIN_BATCHES = 6  # 192 training digits in batches of 32
 SWA_LR = 0.0005
 # a small network with batch norm, so that update_bn has statistics to recompute
 BATCH_NORM_MODEL = {"type": "SmallCnn", "args": {"width": 4, "dropout": 0.1}}
-
-
-@pytest.fixture(autouse=True)
-def no_curve_drawing(monkeypatch):
-    skip_curves(monkeypatch)
-
-
-def skip_curves(monkeypatch):
-    """curves.png (matplotlib) costs seconds per epoch here; these tests read checkpoints only."""
-    monkeypatch.setattr(BaseTrainer, "_write_curves", lambda self: None)
 
 
 def swa_config(tmp_path, mnist_dir, swa, epochs=3, **updates):
@@ -80,31 +67,6 @@ def test_final_model_has_batch_norm_statistics_of_the_training_data(tmp_path, mn
     assert not torch.equal(final["features.1.running_mean"], last["features.1.running_mean"])
     trained = {k: v for k, v in final.items() if "running" not in k and "num_batches" not in k}
     assert all(torch.equal(trained[k], last[k]) for k in trained)  # the weights are not touched
-
-
-def test_resume_continues_the_average_and_swalr_exactly(tmp_path, mnist_dir, monkeypatch):
-    """Batch norm, a per-step OneCycle schedule until SWA starts at epoch 2, annealing over 2
-    epochs; resumed before SWA, after its first epoch, and from inside an SWA epoch."""
-    config = swa_config(tmp_path, mnist_dir, {"start_epoch": 2, "lr": SWA_LR, "anneal_epochs": 2},
-                        arch=BATCH_NORM_MODEL, loss="cross_entropy", lr_scheduler=ONE_CYCLE)
-    train_in_process(config, run_id="reference")
-    reference = only_run(tmp_path / "saved")
-    assert load(reference / "checkpoint-epoch3.pth")["lr_scheduler"]["last_epoch"] == TRAIN_BATCHES
-
-    for start in ("checkpoint-epoch1.pth", "checkpoint-epoch2.pth"):
-        run_id = f"from_{start[:-4]}"
-        train_in_process(config, resume=reference / start, run_id=run_id)
-        for name in ("checkpoint-epoch3.pth", "model_swa.pth"):
-            assert_same_training(reference / name, reference.parent / run_id / name)
-
-    stop_at_batch(monkeypatch, epoch=3, batch_idx=5)
-    with pytest.raises(TrainingStopped):
-        train_in_process(config, run_id="stopped")
-    monkeypatch.undo()
-    skip_curves(monkeypatch)
-    train_in_process(config, resume=reference.parent / "stopped" / "checkpoint-epoch3-step6.pth", run_id="from_step")
-    for name in ("checkpoint-epoch3.pth", "model_swa.pth"):
-        assert_same_training(reference / name, reference.parent / "from_step" / name)
 
 
 @pytest.mark.parametrize("swa, ema, message", [

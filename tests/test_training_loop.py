@@ -4,6 +4,7 @@ in this process (the scripted-sequence rules are in test_policies.py)."""
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import PROJECT_ROOT, only_run, run_dirs, tiny_config
@@ -19,6 +20,8 @@ def train(monkeypatch, capsys):
 def metrics_csv(save_dir, run, name="Tiny"):
     return pd.read_csv(save_dir / "log" / name / run.name / "metrics.csv")
 
+SMALL = {"data_loader.args.limit": 256}  # 6 batches per epoch, where the count does not matter
+
 # The lr used in each epoch is logged and can be monitored: with MultiStepLR(milestones [2, 3],
 # gamma 0.5) it is 1, 1, 0.5, 0.25, 0.25, ... so "min lr" improves exactly at epochs 1, 3, 4.
 LR_SCHEDULE = {"optimizer.type": "SGD", "optimizer.args": {"lr": 1.0e-2},
@@ -26,7 +29,7 @@ LR_SCHEDULE = {"optimizer.type": "SGD", "optimizer.args": {"lr": 1.0e-2},
 
 
 def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir, train):
-    config = tiny_config(tmp_path, mnist_dir, {**LR_SCHEDULE, "trainer.epochs": 10, "trainer.save_period": 4,
+    config = tiny_config(tmp_path, mnist_dir, {**LR_SCHEDULE, **SMALL, "trainer.epochs": 10, "trainer.save_period": 4,
                                                "trainer.monitor": "min lr", "trainer.early_stop": 2})
     train("-c", config)
     # epochs 5 and 6 do not improve: early stop after exactly 2 epochs, at epoch 6
@@ -43,7 +46,7 @@ def test_best_early_stop_and_save_period_epoch_by_epoch(tmp_path, mnist_dir, tra
 def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, mnist_dir, train):
     updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.04, "momentum": 0.9},
                "lr_scheduler": {"type": "StepLR", "args": {"step_size": 1, "gamma": 0.5}}}
-    config = tiny_config(tmp_path, mnist_dir, updates)
+    config = tiny_config(tmp_path, mnist_dir, {**updates, **SMALL})
     train("-c", config)
     first_run = only_run(tmp_path / "saved")
     checkpoint = torch.load(first_run / "checkpoint-epoch2.pth", weights_only=True)
@@ -61,13 +64,14 @@ def test_checkpoint_is_plain_and_resume_continues_epochs_and_schedule(tmp_path, 
 
 
 def test_len_epoch_runs_exactly_that_many_steps(tmp_path, mnist_dir, train):
-    config = tiny_config(tmp_path, mnist_dir, {"trainer.len_epoch": 5, "trainer.epochs": 3})
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.len_epoch": 5, "trainer.epochs": 3, **SMALL})
     train("-c", config)
     checkpoint = torch.load(only_run(tmp_path / "saved") / "checkpoint-epoch3.pth", weights_only=True)
     adam_steps = {int(state["step"]) for state in checkpoint["optimizer"]["state"].values()}
     assert adam_steps == {15}
 
 
+@pytest.mark.curves  # the learning curves go to TensorBoard too
 def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir, train):
     config = tiny_config(tmp_path, mnist_dir, {"trainer.tensorboard": True, "trainer.log_step": 4})
     train("-c", config)
@@ -82,7 +86,11 @@ def test_tensorboard_events_hold_the_expected_tags(tmp_path, mnist_dir, train):
     assert [e.step for e in events.Scalars("loss/valid")] == [12, 24]
     # logged every 4 batches and at the epoch's last batch
     assert [e.step for e in events.Scalars("train_step/loss")] == [1, 5, 9, 12, 13, 17, 21, 24]
-    assert tags["images"] == ["input"] and len(events.Images("input")) == 2
+    assert sorted(tags["images"]) == ["curves", "input"] and len(events.Images("input")) == 2
+    # the learning curves once, at the step of the last epoch's end, as big as curves.png
+    (curves,) = events.Images("curves")
+    with Image.open(tmp_path / "saved" / "log" / "Tiny" / only_run(tmp_path / "saved").name / "curves.png") as png:
+        assert (curves.step, curves.width, curves.height) == (24, *png.size)
     assert "params/conv1.weight" in tags["histograms"]
 
 
@@ -101,7 +109,7 @@ def test_original_pytorch_template_config_runs_unchanged(tmp_path, mnist_dir, tr
 def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir, train):
     # Monitoring the lr itself makes the plateau deterministic: every second epoch repeats the
     # previous lr, which (patience 0) halves it. Fed val_loss instead, the sequence would differ.
-    updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.01}, "trainer.epochs": 6,
+    updates = {"optimizer.type": "SGD", "optimizer.args": {"lr": 0.01}, "trainer.epochs": 6, **SMALL,
                "trainer.monitor": "min lr",
                "lr_scheduler": {"type": "ReduceLROnPlateau", "args": {"patience": 0, "factor": 0.5}}}
     train("-c", tiny_config(tmp_path, mnist_dir, updates))
@@ -109,9 +117,8 @@ def test_reduce_lr_on_plateau_steps_on_the_monitored_value(tmp_path, mnist_dir, 
     assert history["lr"].tolist() == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
 
 
-def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir, train):
-    train("-c", tiny_config(tmp_path, mnist_dir))
-    source = only_run(tmp_path / "saved") / "model_best.pth"
+def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir, train, finished_run):
+    source = finished_run / "model_best.pth"
     new_config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "optimizer.args.lr": 1e-9}, name="Tuned")
     train("-c", new_config, "-r", source)
     tuned = torch.load(only_run(tmp_path / "saved", name="Tuned") / "checkpoint-epoch1.pth", weights_only=True)
@@ -122,18 +129,17 @@ def test_config_plus_checkpoint_fine_tunes_from_epoch_one(tmp_path, mnist_dir, t
         assert torch.allclose(tuned["state_dict"][name], weight, atol=1e-5), name
 
 
-def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, mnist_dir, train):
-    config = tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1})
-    train("-c", config)
-    train("-c", config, "-r", "auto", "-o", "trainer.epochs=2")
+def test_resume_auto_continues_the_newest_run_of_the_config(tmp_path, train, finished_run):
+    train("-c", tmp_path / "Tiny.json", "-r", "auto", "-o", "trainer.epochs=2")  # the config finished_run ran
     (run,) = run_dirs(tmp_path / "saved")  # -r auto went on in the same run folder
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth"]
     assert metrics_csv(tmp_path / "saved", run)["epoch"].tolist() == [1, 2]
 
 
-# the epochs each drawing of curves.png showed: a short run draws once, when it ends; with no
-# minimum interval, after every epoch and at the end
-@pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3, 3])])
+# the epochs each drawing of curves.png showed: a short run draws once, after its last epoch;
+# with no minimum interval, after every epoch
+@pytest.mark.curves
+@pytest.mark.parametrize("redraw_seconds, epochs_drawn", [(60, [3]), (0, [1, 2, 3])])
 def test_curves_are_redrawn_at_most_every_minute_and_when_training_ends(tmp_path, mnist_dir, train, monkeypatch,
                                                                          redraw_seconds, epochs_drawn):
     import evaluation.curves

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import PROJECT_ROOT, run_dirs, run_script, script_env, tiny_config
-from reliability_helpers import run_in_process
+from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, script_env, tiny_config
+from reliability_helpers import load, run_in_process
 from tune import tune
 from tuning.space import parse_space
 from utils import ConfigError
@@ -39,12 +39,13 @@ def test_bad_space_names_the_key(space, message):
     assert str(err.value).startswith(message), str(err.value)
 
 
-def test_bad_space_exits_2_from_the_script(tmp_path, mnist_dir):
+def test_bad_space_exits_2_from_the_script(tmp_path, mnist_dir, monkeypatch, capsys):
     config = tiny_config(tmp_path, mnist_dir, {"tune.space": {"optimizer.args.lr": {"type": "float", "low": 1,
                                                                                    "high": 1}}})
-    result = run_script("tune.py", "-c", config)
-    assert result.returncode == 2
-    assert "error: tune.space.optimizer.args.lr: 'low' must be < 'high'" in result.stderr
+    code, captured = run_in_process(monkeypatch, capsys, "tune", "-c", config)
+    assert code == 2 and "Traceback" not in captured.err
+    assert "error: tune.space.optimizer.args.lr: 'low' must be < 'high'" in captured.err
+    assert not (tmp_path / "saved").exists()
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -68,29 +69,32 @@ def tune_config(tmp_path, mnist_dir, tune, updates=None):
     return tiny_config(tmp_path, mnist_dir, {"data_loader.args.limit": 256, "tune": tune, **(updates or {})})
 
 
-@pytest.mark.slow
-def test_study_resumes_prunes_and_writes_a_best_config_that_trains(tmp_path, mnist_dir):
+def trials_table(tmp_path):
+    return pd.read_csv(tmp_path / "saved" / "tune" / "Tiny" / "trials.csv").sort_values("number")
+
+
+def test_study_resumes_prunes_and_writes_a_best_config_that_trains(tmp_path, mnist_dir, monkeypatch, capsys):
     config = tune_config(tmp_path, mnist_dir, {
         "n_trials": 4, "sampler": "random", "seed": 11, "space": SPACE,
         "pruner": {"type": "median", "args": {"n_startup_trials": 1}}})
-    first = run_script("tune.py", "-c", config, "--n-trials", "2", check=True)  # "interrupted" after 2
-    assert "Study 'Tiny': 2 trials" in first.stdout
-    second = run_script("tune.py", "-c", config, check=True)  # the rerun adds the missing 2
-    assert "Study 'Tiny': 4 trials" in second.stdout
+    run_in_process(monkeypatch, capsys, "tune", "-c", config, "--n-trials", "2", check=True)  # "interrupted" after 2
+    assert len(trials_table(tmp_path)) == 2
+    run_in_process(monkeypatch, capsys, "tune", "-c", config, check=True)  # the rerun adds the missing 2
     assert [p.name for p in run_dirs(tmp_path / "saved")] == [f"trial-{n}" for n in range(4)]
 
     results = tmp_path / "saved" / "tune" / "Tiny"
-    trials = pd.read_csv(results / "trials.csv")
-    assert trials.sort_values("number")["state"].tolist() == ["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"]
+    trials = trials_table(tmp_path)
+    assert trials["state"].tolist() == ["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"]
     complete = trials[trials["state"] == "COMPLETE"]["value"].tolist()
     assert complete == sorted(complete) and trials["value"].iloc[0] == min(complete)
 
     best = json.loads((results / "best_config.json").read_text())
     assert "tune" not in best
     assert best["optimizer"]["args"]["lr"] == trials["params_optimizer.args.lr"].iloc[0]
-    trained = run_script("train.py", "-c", results / "best_config.json", "-o", "trainer.epochs=1",
-                         "-o", f"trainer.save_dir={tmp_path / 'best'}", check=True)
-    assert "val_loss" in trained.stdout
+    run_in_process(monkeypatch, capsys, "train", "-c", results / "best_config.json", "-o", "trainer.epochs=1",
+                   "-o", f"trainer.save_dir={tmp_path / 'best'}", check=True)
+    trained = load(only_run(tmp_path / "best", "Tiny") / "checkpoint-epoch1.pth")
+    assert trained["config"]["optimizer"]["args"]["lr"] == best["optimizer"]["args"]["lr"]
 
 
 # A model whose first construction in each process waits until both processes have built one,
@@ -134,11 +138,12 @@ def run_two_tune_processes(tmp_path, mnist_dir, storage, timeout):
 @pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    _, outputs = run_two_tune_processes(tmp_path, mnist_dir, storage, timeout=300)
-    trials_per_process = [out.count("] Trial ") for out in outputs]
+    workers, outputs = run_two_tune_processes(tmp_path, mnist_dir, storage, timeout=300)
     study = optuna.load_study(study_name="Tiny", storage=storage)
-    assert all(n >= 1 for n in trials_per_process), outputs
-    assert sum(trials_per_process) == len(study.trials)
+    # each trial's run folder records the process that trained it
+    trained_by = [json.loads((run / "status.json").read_text())["pid"] for run in run_dirs(tmp_path / "saved")]
+    assert sorted(set(trained_by)) == sorted(worker.pid for worker in workers), outputs
+    assert len(trained_by) == len(study.trials)
     # each process stops once the study holds 4 finished trials; the other may be mid-trial then
     assert len(study.trials) in (4, 5)
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))

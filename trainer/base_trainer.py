@@ -2,8 +2,6 @@ import signal
 import time
 from abc import abstractmethod
 
-import pandas as pd
-
 from config.schema import declare_trainer_settings
 from config.validation import Problems, check_section, fill_section, section_view
 from data_loader.task import task_of_run
@@ -11,9 +9,10 @@ from logger.hparams import log_final_hparams
 from logger.writers import make_writer
 from run.checkpoints import CheckpointPolicy, check_checkpoint_policy, is_rolling_file, rolling_checkpoints
 from run.folder import RunFolder
-from utils import ConfigError, atomic_write_csv, dist, unwrap_model
+from utils import ConfigError, dist, unwrap_model
 from utils.checkpoint import Key, load_checkpoint, whole_checkpoint
 from utils.errors import PartFailed, TrainingStopped
+from utils.io import atomic_write_rows
 from utils.monitor import Monitor
 from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
@@ -26,8 +25,8 @@ from .fsdp import is_sharded
 from .template_names import TemplateNames
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
-# curves.png takes a second or more to draw: during training it is redrawn at an epoch's end at
-# most this often, and always when training ends
+# curves.png takes about a second of CPU to draw (on a worker thread): during training it is
+# redrawn at an epoch's end at most this often, and always after the last epoch
 CURVES_REDRAW_SECONDS = 60
 
 
@@ -80,6 +79,7 @@ class BaseTrainer(TemplateNames):
         self.resume_batches_done = 0  # >0 when resuming inside an epoch
         self.history = []
         self.curves_drawn_at = time.monotonic()
+        self.curves_drawer = None  # draws curves.png on a worker thread (the main process of a run with a log folder)
         self.checkpoint_dir = config.save_dir
         # None for a trainer without a run folder (a config built with create_dirs=False)
         self.run_folder = RunFolder(config.save_dir, config.log_dir) if config.save_dir is not None else None
@@ -180,19 +180,23 @@ class BaseTrainer(TemplateNames):
                 if self._agree_on_stop() and epoch < self.epochs:  # collective first: every rank calls it
                     self._stop_after_epoch(epoch)
             self.callbacks.fire("on_fit_end", self)
+            self._finish_training()
             log_final_hparams(self.writer, self.config.config, self.history,
                               self.monitor_metric, self.monitor_best)
-            self._write_curves()
+            self._finish_curves()
             finished = True
         finally:
             if not finished:
-                self._write_curves_of_a_stopped_run()
+                self._finish_curves_of_a_stopped_run()
             self._restore_signal_handlers(previous_handlers)
             try:
                 self.writer.close()
             except WriteFailed:
                 if finished:  # otherwise the error that ended training is the one to report
                     raise
+
+    def _finish_training(self):
+        """After the last epoch, before the writers close: what a subclass completes the run with."""
 
     def _steps_done(self, epoch, batches_done):
         """Training batches done at this point of the run: the step of TensorBoard records."""
@@ -214,10 +218,11 @@ class BaseTrainer(TemplateNames):
         # with validations inside the epoch, they updated the monitor and saved the best model
         improved = False if self.validates_in_epoch else self._update_monitor(log)
         stopping = self.should_stop
-        periodic = epoch % self.save_period == 0 or epoch == self.epochs or stopping
+        last = epoch == self.epochs or stopping
+        if last or time.monotonic() - self.curves_drawn_at >= CURVES_REDRAW_SECONDS:
+            self._write_curves()  # drawn on a worker thread while the checkpoint is written
+        periodic = epoch % self.save_period == 0 or last
         self._save_point(epoch, periodic=periodic, best=improved, monitored=None if self.validates_in_epoch else log)
-        if time.monotonic() - self.curves_drawn_at >= CURVES_REDRAW_SECONDS:
-            self._write_curves()
         self.callbacks.fire("on_epoch_end", self, epoch, log)
         return stopping
 
@@ -231,7 +236,7 @@ class BaseTrainer(TemplateNames):
         self._write_scalars(written, self._steps_done(log["epoch"] + 1, 0))  # step: batches done at the epoch's end
         if self.config.log_dir is not None and dist.is_main_process():
             with write_site(self.run_folder.metrics_csv):
-                atomic_write_csv(pd.DataFrame(self.history), self.run_folder.metrics_csv)
+                atomic_write_rows(self.history, self.run_folder.metrics_csv)
 
     def _write_scalars(self, values, step):
         """Log values to the writers: <metric>/train, <metric>/valid for val_<metric>, learning_rate."""
@@ -245,19 +250,32 @@ class BaseTrainer(TemplateNames):
         self.writer.flush()
 
     def _write_curves(self):
-        """curves.png next to metrics.csv: the learning curves so far, best epoch marked."""
+        """Start drawing curves.png (next to metrics.csv) on a worker thread: the learning curves
+        so far, best epoch marked. Training goes on meanwhile."""
         self.curves_drawn_at = time.monotonic()
         if self.config.log_dir is None or not dist.is_main_process() or not self.history:
             return
-        from evaluation.curves import write_curves  # matplotlib: imported only when drawing
+        if self.curves_drawer is None:
+            from evaluation.curves_drawer import CurvesDrawer
 
-        write_curves([(self.config.run_id or "", pd.DataFrame(self.history), self.monitor)],
-                     self.run_folder.curves_png)
+            self.curves_drawer = CurvesDrawer(self.run_folder.curves_png, self.config.run_id or "", self.monitor)
+        self.curves_drawer.draw(self.history)
 
-    def _write_curves_of_a_stopped_run(self):
+    def _finish_curves(self):
+        """Wait until curves.png shows the whole run (drawing it unless the newest drawing
+        does), then send the figure to the writers."""
+        if self.curves_drawer is None or self.curves_drawer.drawn_epochs != len(self.history):
+            self._write_curves()
+        if self.curves_drawer is None:
+            return
+        pixels = self.curves_drawer.finish()
+        if pixels is not None:
+            self.writer.add_figure("curves", pixels, self._steps_done(self.history[-1]["epoch"] + 1, 0))
+
+    def _finish_curves_of_a_stopped_run(self):
         """Training ended early (a stop signal, an error): draw what it did, never hiding why it ended."""
         try:
-            self._write_curves()
+            self._finish_curves()
         except Exception as err:  # the error that ended training is the one to report
             self.logger.warning(f"curves.png was not updated: {type(err).__name__}: {err}")
 

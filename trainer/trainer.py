@@ -2,7 +2,6 @@ import sys
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from data_loader.task import task_of_run
@@ -281,6 +280,8 @@ class Trainer(BaseTrainer):
         if not self.show_progress:
             self.logger.debug(f"Train Epoch: {epoch} {self._progress(batch_idx)} Loss: {loss:.6f}")
         if batch_idx == 0 and self.writer.enabled and epoch % self.image_period == 0 and data.dim() == 4:
+            from torchvision.utils import make_grid  # torchvision: only for image data
+
             self.writer.add_image("input", make_grid(data[:64].float().cpu(), nrow=8, normalize=True), step)
 
     def _progress(self, batch_idx):
@@ -370,6 +371,9 @@ class Trainer(BaseTrainer):
             super().train()
         finally:
             self.profiler.close()
+
+    def _finish_training(self):
+        """After the last epoch, while the writers are open: the SWA model, the validation report."""
         if self.swa is not None:
             self._finish_swa()
         if self.validation_report:
@@ -405,8 +409,9 @@ class Trainer(BaseTrainer):
         from evaluation.report import write_report  # matplotlib and torchmetrics: only when asked
 
         out_dir = self.run_folder.validation_report_dir
-        write_report(out_dir, outputs, targets, self.task, wrong, tensorboard_dir=self.config.log_dir,
-                     source_rows=self._validation_sample_rows())
+        write_report(out_dir, outputs, targets, self.task, wrong, writer=self.writer,
+                     source_rows=self._validation_sample_rows(), tag_prefix="validation",
+                     step=self._steps_done(self.history[-1]["epoch"] + 1, 0))
         self.logger.info(f"Evaluation report of the last validation epoch in {out_dir}")
 
     def _validation_sample_rows(self):

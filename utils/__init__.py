@@ -1,9 +1,20 @@
+import importlib
 from itertools import repeat
 
-from .device import prepare_device, unwrap_model
 from .errors import ConfigError, main_guard
 from .io import atomic_torch_save, atomic_write_csv, read_json, write_json
-from .metric_tracker import MetricTracker
+
+# names whose modules import torch, loaded when first used: `from utils.errors import ...` and
+# the command-line programs' argument parsing (--help) stay free of torch
+LAZY_NAMES = {"prepare_device": "device", "unwrap_model": "device", "MetricTracker": "metric_tracker"}
+
+
+def __getattr__(name):
+    if name not in LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{LAZY_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def inf_loop(data_loader):

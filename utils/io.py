@@ -1,14 +1,15 @@
 """File helpers. Every write goes to a temporary file in the target folder, is flushed and
 fsynced, then renamed into place, so a crash at any instant leaves the old file or the new one."""
+import csv
 import functools
 import json
+import math
+import numbers
 import os
 import tempfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
 
 
 def read_json(fname):
@@ -62,6 +63,8 @@ def write_json(content, fname):
 
 
 def atomic_torch_save(obj, fname):
+    import torch  # here, not at the top: the command-line programs read utils before torch
+
     with atomic_open(fname, "wb") as handle:
         writer = _WriteErrorKeeper(handle)
         try:
@@ -112,3 +115,41 @@ def atomic_write_csv(frame, fname):
     """Write a pandas DataFrame atomically."""
     with atomic_open(fname, "wt") as handle:
         frame.to_csv(handle, index=False)
+
+
+def atomic_write_rows(rows, fname):
+    """Write a list of dicts (one per row) atomically as CSV, cell for cell as pandas writes
+    `DataFrame(rows)` (columns in order of first appearance, a missing value as an empty cell,
+    the whole numbers of a column that also holds fractions or gaps as floats), without
+    importing pandas."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    floats = {column: _float_format([row.get(column) for row in rows]) for column in columns}
+    with atomic_open(fname, "wt") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(_cell(row.get(column), floats[column]) for column in columns)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def _float_format(values):
+    """How pandas writes the numbers of a column of `values`: None when it keeps them as they are
+    (not only numbers, or whole numbers without gaps), `str` for float32 numbers without gaps,
+    else `repr` of float64 (numbers with fractions or gaps)."""
+    present = [value for value in values if value is not None]
+    if not present or not all(_is_number(v) for v in present):
+        return None
+    if len(present) == len(values) and all(type(v).__name__ == "float32" for v in present):
+        return str
+    if len(present) < len(values) or any(not isinstance(v, numbers.Integral) for v in present):
+        return lambda value: repr(float(value))
+    return None
+
+
+def _cell(value, float_format):
+    if value is None or (isinstance(value, numbers.Real) and math.isnan(value)):
+        return ""
+    return value if float_format is None else float_format(value)
