@@ -14,6 +14,7 @@ from config.validation import Problems, check_config, fill_defaults, settings_vi
 from logger import console_logging, setup_logging
 from logger.writers import check_writers
 from run.folder import RunFolder, open_run_folder
+from run.record import write_run_record
 from run.resume import check_not_finished, check_resumes_newest, load_source
 from trainer.preflight import check_before_run
 from utils import ConfigError, dist
@@ -51,7 +52,10 @@ class ConfigParser:
         self.run_id = run_id
         self.cli_args = None  # the parsed command line, when built by from_args
         self.continued_run = None  # the RunFolder when resuming goes on in the run's own folders
+        self.resumes_run = False  # built by from_source: a resume goes on in the run's folder...
+        self.new_run = False  # ...unless this (--new-run) asks for a new one
         self.run_lock = None
+        self.command = None  # what started the run, for its record (default: this process's command line)
         if create_dirs:
             self.make_run_dirs(run_id)
         else:
@@ -79,14 +83,25 @@ class ConfigParser:
             os.environ["CUDA_VISIBLE_DEVICES"] = args.device
         modification = {opt.target: getattr(args, option_dest(opt.flags)) for opt in options}
         modification.update(_override_modification(args.override))
-        source = load_source(args.config, args.resume, modification, prefer_best)
-        # every mistake found here leaves no run folder behind
-        parser = cls(source.config, source.resume, modification, create_dirs=False,
-                     init_weights=source.init_weights, trusted=source.trusted or args.trust,
-                     preflight=True, checkpoint=source.checkpoint)
+        parser = cls.from_source(args.config, args.resume, modification, trust=args.trust,
+                                 new_run=getattr(args, "new_run", False), prefer_best=prefer_best)
         parser.cli_args = args
         if create_dirs:
             parser.make_run_dirs()
+        return parser
+
+    @classmethod
+    def from_source(cls, config, resume=None, modification=None, trust=False, new_run=False, prefer_best=False):
+        """What `-c CONFIG -r RESUME -o ...` asks for, checked (pre-run checks included), with no
+        run folder yet: `config` a file path or a dict, `resume` a checkpoint, a run folder or
+        "auto". A resume continues the run in its own folder unless `new_run`; `prefer_best`
+        takes a run folder's model_best.pth (evaluation)."""
+        source = load_source(config, resume, modification, prefer_best)
+        # every mistake found here leaves no run folder behind
+        parser = cls(source.config, source.resume, modification, create_dirs=False,
+                     init_weights=source.init_weights, trusted=source.trusted or trust,
+                     preflight=True, checkpoint=source.checkpoint)
+        parser.resumes_run, parser.new_run = True, new_run
         return parser
 
     def make_run_dirs(self, run_id=None):
@@ -94,11 +109,11 @@ class ConfigParser:
         info.log and lock the run. A resume continues in the checkpoint's own folders unless
         --new-run was given; a run that has already finished is refused."""
         check_writers(self)  # only a run that writes logs starts the writers (W&B needs a login)
-        # from the command line (train.py -r) a run goes on in its own folder; code that builds a
-        # ConfigParser with `resume` itself gets a new folder, as before
-        if self.resume is not None and self.cli_args is not None:
+        # from the command line (train.py -r) or api.run a run goes on in its own folder; code
+        # that builds a ConfigParser with `resume` itself gets a new folder, as before
+        if self.resume is not None and self.resumes_run:
             check_not_finished(self.resume, self.checkpoint, self._config)
-            if not getattr(self.cli_args, "new_run", False):
+            if not self.new_run:
                 self.continued_run = RunFolder.containing(self.resume)
         self.run_folder, self.run_lock = open_run_folder(
             self._config, self._config["trainer"]["save_dir"], self._config["name"], run_id or self.run_id,
@@ -112,6 +127,14 @@ class ConfigParser:
             logging.getLogger("config").info(
                 f"Resuming run {self.run_folder.models_dir} from {self.resume} at "
                 f"{datetime.now().astimezone().isoformat(timespec='seconds')}")
+        self._write_record()
+
+    def _write_record(self):
+        """record.json: a new part for this start; a resume is compared with the record of the
+        run it continues (its own folder, or the source run of --new-run)."""
+        source = self.continued_run or (RunFolder.containing(self.resume) if self.resume is not None else None)
+        write_run_record(self.run_folder.models_dir, self._config, self.command, self.resume,
+                         source.models_dir if source is not None else None)
 
     def _check_resumes_newest(self, folder):
         """Under the run's lock, before a reopened run folder is written to."""

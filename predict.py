@@ -157,13 +157,21 @@ def task_of_sidecar(sidecar):
 def main(model, input_path, output, top_k=3, batch_size=256, threshold=None, num_workers=None):
     """Predict every input; write the predictions and errors CSVs. Returns (rows, errors).
     `threshold`: binary and multi-label models (default evaluation.outputs.DEFAULT_THRESHOLD)."""
+    rows, errors = predictions(model, input_path, top_k, batch_size, threshold, num_workers)
+    write_outputs(Path(output), rows, errors)
+    return rows, errors
+
+
+def predictions(model, inputs, top_k=3, batch_size=256, threshold=None, num_workers=None):
+    """(rows, errors) for `inputs`: a folder of images, an image, a CSV file, or a list of image
+    files (api.predict)."""
     from tqdm import tqdm
 
     from evaluation.inputs import list_inputs
     from evaluation.outputs import DEFAULT_THRESHOLD
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    kind, source = list_inputs(input_path)
+    kind, source = ("images", [Path(p) for p in inputs]) if isinstance(inputs, (list, tuple)) else list_inputs(inputs)
     rows, errors = [], []
     if kind == "images":
         batches = image_batches(source, model.data_loader_section, batch_size, num_workers, model.trusted)
@@ -177,7 +185,6 @@ def main(model, input_path, output, top_k=3, batch_size=256, threshold=None, num
             if batch is not None:
                 rows += prediction_rows([describe(k) for k in keys], model(batch), model, top_k, threshold)
             progress.update(len(keys) + len(batch_errors))
-    write_outputs(Path(output), rows, errors)
     return rows, errors
 
 

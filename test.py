@@ -34,6 +34,8 @@ TEST_DATA_KEYS = ("test_csv", "test_dir", "data_dir", "dataset", "dataset_args")
 
 
 def main(config, write_evaluation_report=True):
+    """Evaluate the checkpoint of `config` (ConfigParser) on the test split; write and return
+    {"checkpoint", "epoch", "samples", <loss and metrics>}."""
     import torch
 
     import model.loss as module_loss
@@ -59,11 +61,11 @@ def main(config, write_evaluation_report=True):
     results, outputs, targets, wrong = evaluate_with_outputs(model, data_loader, loss_fn, metric_fns, device,
                                                              settings, task=task)
     test_set = test_set_name(config, checkpoint)
-    report(logger, checkpoint_path, checkpoint, results, len(data_loader.sampler), test_set, config)
+    summary = report(logger, checkpoint_path, checkpoint, results, len(data_loader.sampler), test_set, config)
     if write_evaluation_report:
         write_evaluation_report_of(config, checkpoint_path, test_set, outputs, targets, task, wrong,
                                    getattr(data_loader, "describe_samples", None), logger)
-    return results
+    return summary
 
 
 def write_evaluation_report_of(config, checkpoint_path, test_set, outputs, targets, task, wrong, source_rows,
@@ -134,9 +136,11 @@ def report(logger, checkpoint_path, checkpoint, results, n_samples, test_set=Non
         logger.info(f"    {name:<{width}}  {shown}")
     out_path = test_result_file(checkpoint_path, test_set)
     test_data = test_data_of(config["data_loader"]) if config is not None else {}
-    write_json({"checkpoint": str(checkpoint_path), "epoch": checkpoint[Key.EPOCH], "test_data": test_data,
-                "samples": n_samples, **results}, out_path)
+    summary = {"checkpoint": str(checkpoint_path), "epoch": checkpoint[Key.EPOCH], "test_data": test_data,
+               "samples": n_samples, **results}
+    write_json(summary, out_path)
     logger.info(f"Saved to {out_path}")
+    return summary
 
 
 @main_guard

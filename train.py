@@ -38,6 +38,9 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+PROFILE_STEPS = 20  # --profile without a number
+
+
 def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     """Train one run; `callbacks` (base.Callback objects) run after the config's, and
     `epoch_callbacks` (functions of (epoch, log)) after each epoch's checkpoint.
@@ -49,7 +52,7 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     import model.loss as module_loss
     import model.metric as module_metric
     import model.model as module_arch
-    from model.transfer import optimizer_param_groups, parameter_counts
+    from model.transfer import optimizer_param_groups
     from run.status import recorded_status
     from trainer import Trainer
     from trainer.batch_check import check_one_batch
@@ -57,7 +60,9 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     from trainer.dry_run import print_dry_run
     from trainer.schedules import build_lr_scheduler, optimizer_steps_per_epoch
     from trainer.strategy import build_placed_model
+    from trainer.summary import log_model_summary
     from utils import unwrap_model
+    from utils.device import autocast_context
     from utils.seed import seed_everything
 
     logger = config.get_logger("train")
@@ -90,15 +95,17 @@ def main(config, epoch_callbacks=(), dry_run=False, callbacks=()):
     # stops here, before the run folder exists
     batch = check_one_batch(config, unwrap_model(model), data_loader, criterion, metrics, device)
     if dry_run:
-        print_dry_run(config, model, data_loader, batch)
+        print_dry_run(config, model, data_loader, batch, optimizer)
         return None
 
     if config.save_dir is None:  # train.py's own config: its run folder, now that all is built
         config.make_run_dirs()
     write_skipped_samples(config, data_loader, logger)
-    logger.info(repr(unwrap_model(model)))  # BaseModel's str() adds a parameter count; the next line has it
-    trainable, frozen = parameter_counts(model)
-    logger.info(f"Parameters: {trainable:,} trainable, {frozen:,} frozen")
+    logger.info(repr(unwrap_model(model)))  # BaseModel's str() adds a parameter count; the summary has more
+    # modules, output shapes, parameters, FLOPs, memory; every rank runs it (a sharded forward is
+    # a collective), rank 0 logs it
+    log_model_summary(logger, model, batch.data, optimizer,
+                      functools.partial(autocast_context, settings.trainer.amp, device))
     trainer = Trainer(model, criterion, metrics, optimizer,
                       config=config,
                       device=device,
@@ -201,10 +208,14 @@ def make_arg_parser():
     add_sweep_arguments(args)
 
     # custom cli options to modify configuration from default values given in json file.
-    CustomArgs = collections.namedtuple("CustomArgs", "flags type target")
+    CustomArgs = collections.namedtuple("CustomArgs", "flags type target help nargs const metavar",
+                                        defaults=(None,) * 4)
     options = [
         CustomArgs(["--lr", "--learning_rate"], type=float, target="optimizer;args;lr"),
         CustomArgs(["--bs", "--batch_size"], type=int, target="data_loader;args;batch_size"),
+        CustomArgs(["--profile"], type=int, target="trainer;profile", nargs="?", const=PROFILE_STEPS, metavar="N",
+                   help=f"profile N training steps (default {PROFILE_STEPS}) after a warm-up: trace, top operators "
+                        "and time shares in the run's log folder, profile/ (trainer.profile)"),
     ]
     return args, options
 

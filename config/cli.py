@@ -13,9 +13,12 @@ def add_common_arguments(parser):
 
 
 def add_custom_options(parser, options):
-    """The template's custom options (CustomArgs such as --lr and --bs) as flags of `parser`."""
+    """The template's custom options (CustomArgs such as --lr and --bs) as flags of `parser`;
+    an option may also carry help, nargs, const and metavar (train.py's --profile [N])."""
     for opt in options:
-        parser.add_argument(*opt.flags, default=None, type=opt.type)
+        extra = {key: getattr(opt, key) for key in ("help", "nargs", "const", "metavar")
+                 if getattr(opt, key, None)}
+        parser.add_argument(*opt.flags, default=None, type=opt.type, **extra)
 
 
 def parse_command_line(parser, options=(), argv=None):

@@ -207,6 +207,8 @@ TRAINER = (
             "gradients and optimizer state sharded), \"auto\" (ddp)", choices=("auto", "ddp", "fsdp")),
     Setting("fsdp", dict, None, "FSDP settings: {\"shard_modules\", \"reshard_after_forward\", \"param_dtype\", "
             "\"reduce_dtype\", \"cpu_offload\", \"activation_checkpointing\"} (docs/distributed.md)", nullable=True),
+    Setting("profile", int, None, "profile N training steps after a warm-up: a trace, the top operators and "
+            "the time shares in the log folder's profile/ (null: off)", minimum=1, nullable=True),
 )
 
 # keys of a {"type", "args"} entry; the sections below add their own

@@ -16,6 +16,14 @@ def read_config_file(path):
     return resolve_bases(_read_json_object(path), path, _read_json_object)
 
 
+def read_config(config):
+    """A config given as a file path, or as a dict (a private copy; its "base" paths are relative
+    to the working folder), with its bases merged under it."""
+    if not isinstance(config, dict):
+        return read_config_file(config)
+    return resolve_bases(json.loads(json.dumps(config)), Path.cwd() / "(config dict)", _read_json_object)
+
+
 def _read_json_object(path):
     return read_json_object(path, "config file", "Check the path given to -c.")
 

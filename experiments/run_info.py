@@ -8,6 +8,7 @@ import pandas as pd
 
 from run.checkpoints import best_checkpoint, has_step_checkpoint
 from run.folder import RunFolder, test_result_file
+from run.record import last_part
 from run.status import read_status, run_seconds
 from utils.monitor import Monitor
 
@@ -22,6 +23,7 @@ class RunInfo:
     sweep: str | None
     test: dict = field(default_factory=dict)
     stop_signal: str | None = None  # for a stopped run: the signal that stopped it
+    record: dict | None = None  # the last part of record.json: what produced the run (latest start)
 
     @property
     def folder(self):
@@ -51,6 +53,21 @@ class RunInfo:
             return None, None
         return float(self.history.loc[row, self.monitor.key]), int(self.history.loc[row, "epoch"])
 
+    @property
+    def commit(self):
+        """The git commit of the run's latest start, shortened, with "+dirty" for uncommitted
+        changes; "no git" outside a checkout; None for a run without a record."""
+        if self.record is None:
+            return None
+        git = self.record["code"].get("git")
+        if git is None:
+            return "no git"
+        return git["commit"][:10] + ("+dirty" if git["dirty"] else "")
+
+    @property
+    def data_fingerprint(self):
+        return self.record["data"]["sha256"] if self.record is not None else None
+
     def value_at_best(self, key):
         """The logged `key` at the best epoch (the last epoch when nothing is monitored)."""
         if key not in self.history or self.history.empty:
@@ -75,7 +92,7 @@ def read_run(run):
     return RunInfo(run=run, config=config, status=status, history=history,
                    seconds=run_seconds(record) if record else None,
                    sweep=record.get("sweep") if record else None, test=test,
-                   stop_signal=record.get("signal") if record else None)
+                   stop_signal=record.get("signal") if record else None, record=last_part(run.models_dir))
 
 
 def _status_without_record(run_folder, config, history):

@@ -56,6 +56,7 @@ def run_rows(folders):
                "monitor": metric or "-", "best": best, "best_epoch": best_epoch,
                **{f"test_{k}": v for k, v in info.test.items()},
                "duration_s": round(info.seconds, 1) if info.seconds is not None else None,
+               "commit": info.commit, "data": info.data_fingerprint,
                "sweep_member": _sweep_member(info.sweep, info.run), "path": _shown_path(info.folder),
                "_info": info}
         rows.append(row)

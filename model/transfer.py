@@ -135,17 +135,3 @@ def parameter_counts(model):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     return trainable, frozen
-
-
-def parameter_table(model):
-    """Lines: parameters per top-level module, trainable and frozen, and the total."""
-    rows = [(name, *parameter_counts(child)) for name, child in model.named_children()]
-    own = [p for _, p in model.named_parameters(recurse=False)]
-    if own:
-        rows.append(("(own)", sum(p.numel() for p in own if p.requires_grad),
-                     sum(p.numel() for p in own if not p.requires_grad)))
-    rows.append(("total", *parameter_counts(model)))
-    width = max(len(row[0]) for row in rows)
-    lines = [f"{'module':<{width}}  {'trainable':>12}  {'frozen':>12}"]
-    lines += [f"{name:<{width}}  {trainable:>12,}  {frozen:>12,}" for name, trainable, frozen in rows]
-    return lines

@@ -1,8 +1,10 @@
 """A run's folders and the paths of every file a run writes:
 
     <save_dir>/models/<name>/<run_id>/   config.json, checkpoints, status.json, train.lock,
+                                         record.json and record/ (what produced the run),
                                          skipped_samples.txt, validation_report/
-    <save_dir>/log/<name>/<run_id>/      info.log, metrics.csv, curves.png, TensorBoard events
+    <save_dir>/log/<name>/<run_id>/      info.log, metrics.csv, curves.png, TensorBoard events,
+                                         profile/ (trainer.profile)
 
 Everything that finds or names a run's files asks a RunFolder. Making one is `create` (a new
 run, with an unused run id) or `reopen` (a resumed run going on in its own folders), both under
@@ -18,6 +20,7 @@ from utils.io import write_json
 from utils.write_faults import write_site
 
 from .lock import LOCK_NAME, RunLock
+from .record import RECORD_DIR, RECORD_FILE
 from .status import STATUS_FILE
 
 MODELS, LOGS = "models", "log"
@@ -27,6 +30,7 @@ CURVES_PNG = "curves.png"
 INFO_LOG = "info.log"
 SKIPPED_SAMPLES = "skipped_samples.txt"
 VALIDATION_REPORT = "validation_report"
+PROFILE_DIR = "profile"
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,18 @@ class RunFolder:
     @property
     def lock_file(self):
         return self.models_dir / LOCK_NAME
+
+    @property
+    def record_file(self):
+        return self.models_dir / RECORD_FILE
+
+    @property
+    def record_dir(self):
+        return self.models_dir / RECORD_DIR
+
+    @property
+    def profile_dir(self):
+        return self.log_dir / PROFILE_DIR
 
     @property
     def skipped_samples(self):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.schema import default_of
-from config.sources import apply_modification, read_config_file
+from config.sources import apply_modification, read_config, read_config_file
 from utils.checkpoint import Key, load_checkpoint
 from utils.errors import ConfigError
 
@@ -45,14 +45,15 @@ def load_source(config_path, resume, modification=None, prefer_best=False):
     i.e. weights from the checkpoint, everything else from the new config. -c and -r auto:
     resume the newest run of the config's name (after `modification`, the overrides), or start
     the first one. `prefer_best`: a run folder given with -r means its model_best.pth when it
-    has one (test.py, export.py), not its newest checkpoint."""
+    has one (test.py, export.py), not its newest checkpoint. `config_path` may also be the config
+    as a dict (api.run)."""
     if config_path is None and resume is None:
         raise ConfigError("no config given. Add -c config.json to start a run, or -r CHECKPOINT to resume one.")
     if resume == "auto":
         return _auto_resume(config_path, modification or {})
     path, checkpoint = _resolve_resume_path(resume, prefer_best) if resume else (None, None)
     if config_path is not None:
-        return Source(read_config_file(config_path), init_weights=path, checkpoint=checkpoint)
+        return Source(read_config(config_path), init_weights=path, checkpoint=checkpoint)
     return Source(_checkpoint_config(path, checkpoint), resume=path, checkpoint=checkpoint, trusted=False)
 
 
@@ -61,7 +62,7 @@ def _auto_resume(config_path, modification):
     run is looked up by the name and save_dir that the overrides give."""
     if config_path is None:
         raise ConfigError("-r auto needs -c CONFIG to know which run name to look for.")
-    config = read_config_file(config_path)
+    config = read_config(config_path)
     lookup = apply_modification(config, modification)
     save_dir = lookup.get("trainer", {}).get("save_dir", default_of("trainer", "save_dir"))
     runs_dir = RunFolder.runs_dir(save_dir, lookup.get("name", ""))

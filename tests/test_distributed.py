@@ -130,7 +130,9 @@ def test_two_processes_write_one_set_of_outputs(reference_runs):
     ddp_dir, result = reference_runs["ddp_dir"], reference_runs["ddp_result"]
     run = only_run(ddp_dir / "saved")
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "model_best.pth", "status.json", "train.lock"]
+        "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "model_best.pth", "record", "record.json",
+        "status.json", "train.lock"]
+    assert json.loads((run / "record.json").read_text())["parts"][0]["world_size"] == 2  # written once, by rank 0
     assert [p.name for p in (ddp_dir / "saved" / "log" / "Tiny").iterdir()] == [run.name]
     log_dir = ddp_dir / "saved" / "log" / "Tiny" / run.name
     # event files are named events.out.tfevents.<time>.<host>.<pid>.<n>: one process wrote them all

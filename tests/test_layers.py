@@ -12,7 +12,7 @@ from conftest import PROJECT_ROOT
 
 # top to bottom; a module may import its own layer and the layers below it
 LAYERS = [
-    ("entry", ["train", "test", "predict", "export", "tune", "runs", "plot", "new_project", "base",
+    ("entry", ["train", "test", "predict", "export", "tune", "runs", "plot", "new_project", "api", "base",
                "benchmarks"]),
     ("many runs", ["experiments", "tuning"]),
     ("config parser", ["parse_config"]),

@@ -13,8 +13,8 @@ def test_train_then_test_writes_expected_outputs(tmp_path, mnist_dir, monkeypatc
     run_in_process(monkeypatch, capsys, "train", "-c", config, check=True)
     run = only_run(tmp_path / "saved")
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "model_best.pth", "status.json",
-        "train.lock"]
+        "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "config.json", "model_best.pth", "record",
+        "record.json", "status.json", "train.lock"]
     log_dir = tmp_path / "saved" / "log" / "Tiny" / run.name
     assert (log_dir / "info.log").read_text().count("    val_loss ") == 2
     assert (log_dir / "metrics.csv").read_text().splitlines()[0].split(",")[:3] == ["epoch", "loss", "accuracy"]

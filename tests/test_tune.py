@@ -8,12 +8,14 @@ import sys
 import optuna
 import pandas as pd
 import pytest
+import torch
 
-from conftest import PROJECT_ROOT, only_run, run_dirs, script_env, tiny_config
+from conftest import PROJECT_ROOT, only_run, run_dirs, run_script, script_env, tiny_config
 from reliability_helpers import load, run_in_process
 from tune import tune
 from tuning.space import parse_space
 from utils import ConfigError
+from utils.errors import TrainingStopped
 
 CONFIG = {"optimizer": {"type": "Adam", "args": {"lr": 0.01}}, "trainer": {"epochs": 2}}
 # a good and a hopeless learning rate: a seeded random sampler draws 0.003, 1e-6, 0.003, 1e-6
@@ -52,6 +54,8 @@ def test_bad_space_exits_2_from_the_script(tmp_path, mnist_dir, monkeypatch, cap
     ({"space": SPACE, "pruner": {"type": "median", "args": {"startup": 1}}}, "tune.pruner.args do not fit"),
     ({"space": {"optimizer.args.lr": {"type": "float", "low": 0.1, "high": 1}}, "sampler": "grid"},
      "tune.space.optimizer.args.lr: the grid sampler needs a finite set"),
+    ({"space": SPACE, "heartbeat_interval": 0}, "tune.heartbeat_interval is 0; it must be a whole number"),
+    ({"space": SPACE, "max_retry": "3"}, "tune.max_retry is '3'; it must be a whole number"),
 ])
 def test_bad_tune_settings_name_the_key(tmp_path, settings, message):
     config = {**CONFIG, "name": "T", "tune": settings,
@@ -144,3 +148,92 @@ def test_two_processes_share_one_sqlite_study(tmp_path, mnist_dir):
     assert len(study.trials) in (4, 5)
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+# A callback that sends this process SIGTERM at the end of epoch 1, once (a preempted worker)
+STOP_ONCE_MODULE = """
+import os, signal
+from pathlib import Path
+from trainer.callback import Callback
+
+class StopOnce(Callback):
+    def __init__(self, marker):
+        self.marker = Path(marker)
+
+    def on_epoch_end(self, trainer, epoch, log):
+        if epoch == 1 and not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def test_a_trial_stopped_by_a_signal_is_queued_again_and_continues_from_its_checkpoint(tmp_path, mnist_dir,
+                                                                                       monkeypatch):
+    (tmp_path / "stoponce.py").write_text(STOP_ONCE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = json.loads(tune_config(tmp_path, mnist_dir, {"n_trials": 1, "sampler": "random", "seed": 1,
+                                                          "pruner": "none", "space": SPACE},
+                                    {"data_loader.args.limit": 128, "callbacks": [
+                                        {"type": "StopOnce", "module": "stoponce",
+                                         "args": {"marker": str(tmp_path / "stopped")}}]}).read_text())
+    with pytest.raises(TrainingStopped):
+        tune(config)
+    study = optuna.load_study(study_name="Tiny", storage=f"sqlite:///{tmp_path / 'saved/tune/Tiny/study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]  # the stopped trial, queued again
+
+    tune(config)  # the same command again
+    stopped, retry = optuna.load_study(study_name="Tiny",
+                                       storage=f"sqlite:///{tmp_path / 'saved/tune/Tiny/study.db'}").trials
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == stopped.params
+    checkpoint = tmp_path / "saved" / "models" / "Tiny" / "trial-0" / "checkpoint-epoch1.pth"
+    assert retry.user_attrs["resumed_from"] == str(checkpoint)
+    retry_run = tmp_path / "saved" / "models" / "Tiny" / "trial-1"
+    assert sorted(p.name for p in retry_run.glob("checkpoint-epoch*.pth")) == ["checkpoint-epoch2.pth"]
+    assert retry.intermediate_values.keys() == {1, 2}  # epoch 1 inherited, epoch 2 reported by the retry
+
+
+def synthetic_study(storage, name="Tiny"):
+    """A study whose value depends on the learning rate alone, not on the weight decay."""
+    study = optuna.create_study(study_name=name, storage=storage)
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    decay = optuna.distributions.FloatDistribution(1e-6, 1e-3, log=True)
+    for index in range(12):
+        params = {"optimizer.args.lr": 10 ** (-4 + 3 * index / 11),
+                  "optimizer.args.weight_decay": 10 ** (-6 + (index * 7 % 12) / 4)}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions={"optimizer.args.lr": lr,
+                                                  "optimizer.args.weight_decay": decay},
+                                                  value=(index - 5) ** 2 / 10))
+    return study
+
+
+def test_importance_of_an_existing_study_names_the_parameter_that_mattered(tmp_path, mnist_dir, monkeypatch, capsys):
+    config = tune_config(tmp_path, mnist_dir, {"space": SPACE})
+    results = tmp_path / "saved" / "tune" / "Tiny"
+    results.mkdir(parents=True)
+    synthetic_study(f"sqlite:///{results / 'study.db'}")
+    code, _ = run_in_process(monkeypatch, capsys, "tune", "-c", config, "--importance")
+    assert code == 0
+    table = pd.read_csv(results / "importance.csv")
+    assert table["parameter"].tolist() == ["optimizer.args.lr", "optimizer.args.weight_decay"]
+    assert table["importance"].sum() == pytest.approx(1.0) and table["importance"].iloc[0] > 0.8
+    assert (results / "importance.png").stat().st_size > 0
+
+    code, captured = run_in_process(monkeypatch, capsys, "tune", "-c", config, "--importance", "--study-name", "Other")
+    assert code == 2 and captured.err.startswith("error: ")
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_zero_samples_each_trial_and_every_rank_trains_and_prunes_it(tmp_path, mnist_dir):
+    config = tune_config(tmp_path, mnist_dir, {
+        "n_trials": 2, "sampler": "random", "seed": 11, "space": SPACE,  # draws 0.003, then 1e-6
+        "pruner": {"type": "median", "args": {"n_startup_trials": 1}}}, {"data_loader.args.limit": 128})
+    result = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "tune.py", "-c", config,
+                        check=True)
+    assert result.stdout.count("Study 'Tiny': 2 trials") == 1  # rank 0 alone reports
+    study = optuna.load_study(study_name="Tiny", storage=f"sqlite:///{tmp_path / 'saved/tune/Tiny/study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]
+    assert [t.params["optimizer.args.lr"] for t in study.trials] == [0.003, 0.000001]
+    complete, pruned = run_dirs(tmp_path / "saved")
+    assert torch.load(complete / "checkpoint-epoch2.pth", weights_only=True)["world_size"] == 2
+    # every rank stopped the pruned trial after epoch 1 (a rank that trained on would hang the run)
+    assert sorted(p.name for p in pruned.glob("checkpoint-epoch*.pth")) == ["checkpoint-epoch1.pth"]

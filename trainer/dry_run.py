@@ -1,17 +1,17 @@
-"""`train.py --dry-run`: show what a config builds (resolved config, parameters per module, one
-batch through the model and the loss, as the check before every run saw it) without training or
-writing anything."""
+"""`train.py --dry-run`: show what a config builds (resolved config, the model summary, one
+batch through the model and the loss, as the check before every run saw it) without training
+or writing anything."""
 import json
 
-from model.transfer import parameter_table
+from .summary import model_summary
 
 
-def print_dry_run(config, model, data_loader, batch):
+def print_dry_run(config, model, data_loader, batch, optimizer=None):
     """`batch`: the BatchCheck of trainer/batch_check.py."""
     print("Resolved config:")
     print(json.dumps(config.config, indent=2))
-    print("\nModel parameters:")
-    print("\n".join(parameter_table(model)))
+    print()
+    print("\n".join(model_summary(model, batch.data, optimizer).lines()))
     task = getattr(data_loader, "task", None)
     print("\nOne batch:" + (f" (task: {task.kind}, {task.what})" if task is not None else ""))
     print(f"    data    {tuple(batch.data.shape)} {batch.data.dtype}")

@@ -19,6 +19,7 @@ from . import fsdp
 from .amp import make_grad_scaler
 from .averaging import WeightAverage
 from .base_trainer import BaseTrainer, StopRequested
+from .profiling import make_profiler
 from .schedules import scheduler_interval
 from .speed import apply_backend_flags, maybe_compile
 from .step_events import StepSchedule, summed_over_ranks
@@ -80,6 +81,9 @@ class Trainer(BaseTrainer):
         self.step_schedule = StepSchedule(settings, self.len_epoch, self.accum_steps)
         self.validates_in_epoch = self.do_validation and self.step_schedule.validate_every is not None
         self.step_validation = None  # the val_* values of this epoch's latest validation inside it
+        # trainer.profile: torch.profiler over a few steps; else a no-op
+        self.profiler = make_profiler(settings.profile, self.run_folder, device, self.logger, self.len_epoch,
+                                      dist.is_main_process())
         self._register_trainer_state()
 
     # ---- training ----------------------------------------------------------------------------
@@ -95,8 +99,9 @@ class Trainer(BaseTrainer):
         first_bad_step = torch.tensor(-1, device=self.device)  # stays on device: no per-step sync
         progress = tqdm(total=self.len_epoch, initial=skip, desc=f"epoch {epoch}", leave=False,
                         disable=not self.show_progress, dynamic_ncols=True)
-        for batch_idx, (data, target) in self._epoch_batches(epoch, skip):
-            data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
+        for batch_idx, (data, target) in self.profiler.batches(self._epoch_batches(epoch, skip)):
+            with self.profiler.range("data"):
+                data, target = self._to_device(data), target.to(self.device, non_blocking=self.non_blocking)
             loss, output = self._train_step(data, target, batch_idx)
             # a Python scalar, not torch.tensor(batch_idx, device=...): that is a blocking copy
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), batch_idx, first_bad_step)
@@ -106,6 +111,7 @@ class Trainer(BaseTrainer):
                 self.train_epoch_metrics.flush()  # queued metric updates run where the loop waits anyway
                 self._log_step(epoch, batch_idx, data, progress)
             progress.update(1)
+            self.profiler.step()
             if self._at_step_boundary(batch_idx) and self._after_optimizer_step(epoch, batch_idx + 1, first_bad_step):
                 break  # early stopping ended training at this validation: the epoch ends here
             if self._stop_check_due(batch_idx) and self._agree_on_stop():
@@ -114,6 +120,7 @@ class Trainer(BaseTrainer):
                 self.train_metrics.all_reduce()  # the checkpoint keeps the totals of all ranks
                 raise StopRequested(epoch, batch_idx + 1)
         progress.close()
+        self.profiler.end_epoch()
         self._check_finite(first_bad_step, epoch)
         if self.swa is not None and self.swa.active(epoch):
             self.swa.end_epoch(unwrap_model(self.model))
@@ -139,29 +146,34 @@ class Trainer(BaseTrainer):
             self.model.require_backward_grad_sync = self._at_step_boundary(batch_idx)
         elif self.sharded:  # FSDP: the same for its gradient reduce-scatter
             fsdp.set_gradient_sync(self.model, self._at_step_boundary(batch_idx))
-        with self.autocast():
+        with self.profiler.range("forward"), self.autocast():
             with blame("arch"):
                 output = self.model(data)
             with blame("loss"):
                 loss = self.criterion(output, target)
-        with blame("arch"):  # backward runs the model's autograd functions
+        with self.profiler.range("backward"), blame("arch"):  # backward runs the model's autograd functions
             self.scaler.scale(loss / self.accum_steps).backward()
         if self._at_step_boundary(batch_idx):
-            if self.clip_grad_norm:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-            if self.on_nonfinite == "skip":
-                self._skip_nonfinite_gradients(batch_idx)
-            with blame("optimizer"):
-                self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.weight_average is not None:
-                self.weight_average.update(unwrap_model(self.model))
-            if self.scheduler_per_step and not self._swa_sets_lr():
-                self.lr_scheduler.step()
+            with self.profiler.range("optimizer"):
+                self._optimizer_step(batch_idx)
             self.callbacks.fire("on_step_end", self, batch_idx, loss.detach(), output.detach(), target)
         return loss.detach(), output.detach()
+
+    def _optimizer_step(self, batch_idx):
+        """Clip, step (unless the gradients are skipped), zero, average, step a per-step schedule."""
+        if self.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        if self.on_nonfinite == "skip":
+            self._skip_nonfinite_gradients(batch_idx)
+        with blame("optimizer"):
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.weight_average is not None:
+            self.weight_average.update(unwrap_model(self.model))
+        if self.scheduler_per_step and not self._swa_sets_lr():
+            self.lr_scheduler.step()
 
     def _after_optimizer_step(self, epoch, batches_done, first_bad_step):
         """The validation and the save that the step schedule puts after `batches_done` batches of
@@ -353,6 +365,12 @@ class Trainer(BaseTrainer):
         """An input batch of this rank (validation data, or training data when it has none)."""
         loader = self.valid_data_loader if len(self.valid_data_loader) else self.data_loader
         return self._to_device(next(iter(loader))[0])
+
+    def train(self):
+        try:
+            super().train()
+        finally:
+            self.profiler.close()
 
     def _finish_training(self):
         """After the last epoch, while the writers are open: the SWA model, the validation report."""

@@ -1,5 +1,6 @@
 """The Optuna study of a "tune" section: sampler, pruner, storage, and the results files."""
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -20,7 +21,16 @@ DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary"
                    "mysqldb": "mysqlclient"}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 JOURNAL_PREFIX = "journal:"
-SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name")
+SETTINGS = ("space", "n_trials", "sampler", "pruner", "seed", "study_name", "heartbeat_interval", "grace_period",
+            "max_retry")
+# a database storage: each running trial writes a heartbeat; a trial whose heartbeat is older than
+# the grace period (its worker died) is marked failed and queued again with the same parameters
+HEARTBEAT_DEFAULTS = {"heartbeat_interval": 60, "grace_period": 180, "max_retry": 3}
+# Optuna 4.9 renamed RetryFailedTrialCallback and RDBStorage's failed_trial_callback
+if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
+    RETRY_CALLBACK, RETRY_ARGUMENT = optuna.storages.RetryHeartbeatStaleTrialCallback, "heartbeat_stale_trial_callback"
+else:
+    RETRY_CALLBACK, RETRY_ARGUMENT = optuna.storages.RetryFailedTrialCallback, "failed_trial_callback"
 
 
 def check_settings(settings):
@@ -34,6 +44,11 @@ def check_settings(settings):
     seed = settings.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ConfigError(f"tune.seed is {seed!r}; it must be an integer or null.")
+    for key in HEARTBEAT_DEFAULTS:
+        value = settings.get(key, HEARTBEAT_DEFAULTS[key])
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"tune.{key} is {value!r}; it must be a whole number of at least 1, or null "
+                              f"(default {HEARTBEAT_DEFAULTS[key]}).")
 
 
 def _name_and_args(entry, key_path, choices):
@@ -81,11 +96,36 @@ def default_storage(results_dir):
     return f"sqlite:///{(Path(results_dir) / 'study.db').resolve()}"
 
 
+def study_name_of(base_config, study_name=None):
+    return study_name or (base_config.get("tune") or {}).get("study_name") or base_config["name"]
+
+
+def results_folder(base_config, study_name):
+    """<save_dir>/tune/<study name>/: trials.csv, best_config.json, importance, the default storage."""
+    return Path(base_config["trainer"]["save_dir"]) / "tune" / study_name
+
+
+def load_existing_study(base_config, storage=None, study_name=None):
+    """(study, results folder) of a study that exists already, from the same options as the search."""
+    study_name = study_name_of(base_config, study_name)
+    results_dir = results_folder(base_config, study_name)
+    if storage is None and not (results_dir / "study.db").is_file():
+        raise ConfigError(f"there is no study '{study_name}' in {results_dir}. Run the search first, or give "
+                          "the --storage and --study-name it ran with.")
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_make_storage(storage or default_storage(results_dir)))
+    except KeyError:
+        raise ConfigError(f"the storage holds no study named '{study_name}'; pass the --study-name it ran "
+                          "with.") from None
+    results_dir.mkdir(parents=True, exist_ok=True)
+    return study, results_dir
+
+
 def open_study(storage_url, study_name, direction, settings, space):
     """Create the study or join the existing one of that name (an interrupted search, or
     another process working on it)."""
     sampler, pruner = make_sampler(settings, space), make_pruner(settings)  # settings errors before any file
-    storage = _make_storage(storage_url)
+    storage = _make_storage(storage_url, settings)
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     if study.trials:
@@ -93,25 +133,41 @@ def open_study(storage_url, study_name, direction, settings, space):
     return study
 
 
-def _make_storage(url):
+def _make_storage(url, settings=None):
     """journal:PATH -> Optuna's journal file (for a file system that several machines share,
-    such as NFS, where SQLite's locking is unreliable); a database URL -> RDBStorage."""
+    such as NFS, where SQLite's locking is unreliable); a database URL -> RDBStorage, with
+    heartbeats unless tune.heartbeat_interval is null."""
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
         if not path.parent.is_dir():
             raise ConfigError(f"--storage {url}: the folder '{path.parent}' does not exist; create it first.")
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    return _database_storage(url) if "://" in url else url
+    return _database_storage(url, heartbeat_options(settings or {})) if "://" in url else url
 
 
-def _database_storage(url, attempts=3):
+def heartbeat_options(settings):
+    """RDBStorage's heartbeat arguments from the "tune" section ({} when the interval is null)."""
+    values = {key: settings.get(key, default) for key, default in HEARTBEAT_DEFAULTS.items()}
+    if values["heartbeat_interval"] is None:
+        return {}
+    # the retry inherits the reported epochs, so the pruner judges it like the trial it repeats
+    with warnings.catch_warnings():  # Optuna marks the retry callback experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RETRY_CALLBACK(max_retry=values["max_retry"], inherit_intermediate_values=True)
+    return {"heartbeat_interval": values["heartbeat_interval"],
+            "grace_period": values["grace_period"] or 2 * values["heartbeat_interval"], RETRY_ARGUMENT: retry}
+
+
+def _database_storage(url, heartbeat=None, attempts=3):
     """RDBStorage for `url`. Processes that start on a new database together all try to create
     its tables; the ones that lose the race fail once and find the tables on the next try."""
     # several processes on one SQLite file: wait for the write lock instead of failing
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else None
     for attempt in range(1, attempts + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            with warnings.catch_warnings():  # Optuna marks heartbeats experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **(heartbeat or {}))
         except ImportError:  # SQLAlchemy imports the URL's database driver only now
             driver = sqlalchemy.engine.make_url(url).get_dialect().driver
             raise ConfigError(
