@@ -1,16 +1,18 @@
 """The model summary (shapes, parameters, FLOPs, memory) and the profiler (trainer.profile,
 train.py --profile)."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torchvision
+from torch.autograd import DeviceType
 
 from conftest import only_run, tiny_config
 from model.model import MnistModel
 from model.summary import optimizer_state_bytes, summarize
 from reliability_helpers import run_train_in_process
-from trainer.profiling import RANGES
+from trainer.profiling import RANGES, report_lines, summarize_profile
 
 RESNET18_PUBLISHED_GMACS = 1.814  # torchvision's table ("GFLOPS 1.81") counts multiply-adds at 224 x 224
 
@@ -74,3 +76,22 @@ def test_profile_writes_a_trace_the_time_shares_and_the_top_operators(tmp_path, 
     events = json.loads((profile / "trace.json").read_text())["traceEvents"]
     assert sum(event.get("name", "").startswith("ProfilerStep#") for event in events) == 3
     assert {event["name"] for event in events} >= set(RANGES.values())
+
+
+def test_on_cuda_the_shares_come_from_the_host_ranges_and_the_table_lists_kernels_with_short_names():
+    def event(key, device, cpu_us=0, self_device_us=0, annotation=False):
+        return SimpleNamespace(key=key, device_type=device, cpu_time_total=cpu_us, self_cpu_time_total=0,
+                               self_device_time_total=self_device_us, count=2, is_user_annotation=annotation)
+
+    kernel = "void at::native::elementwise_kernel<" + "x" * 300 + ">"
+    averages = [event("train/forward", DeviceType.CPU, cpu_us=400_000),
+                event("train/forward", DeviceType.CUDA, self_device_us=390_000, annotation=True),
+                event("Optimizer.step#Adam.step", DeviceType.CUDA, self_device_us=300_000, annotation=True),
+                event("aten::convolution", DeviceType.CPU, self_device_us=250_000),
+                event(kernel, DeviceType.CUDA, self_device_us=200_000),
+                event("Memcpy HtoD", DeviceType.CUDA, self_device_us=100_000)]
+    result = summarize_profile(averages, window_seconds=1.0, steps=10, warmup=5, on_cuda=True)
+    assert result["shares"]["forward"] == pytest.approx(0.4)
+    assert [row["operator"] for row in result["top_operators"]] == [kernel, "Memcpy HtoD"]
+    lines = report_lines(result, "trace.json")
+    assert max(len(line) for line in lines) < 130 and any(line.strip().startswith("void at::native") for line in lines)

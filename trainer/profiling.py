@@ -15,6 +15,7 @@ import contextlib
 import time
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from utils.io import atomic_open, write_json
@@ -23,6 +24,7 @@ RANGES = {"data": "train/data", "forward": "train/forward", "backward": "train/b
           "optimizer": "train/optimizer"}
 WARMUP_STEPS = 5  # steps before the window: the first steps allocate memory, autotune and compile
 TOP_OPERATORS = 15
+NAME_WIDTH = 90  # CUDA kernels' names run to hundreds of characters; summary.json keeps them whole
 _NULL = contextlib.nullcontext()
 
 
@@ -142,14 +144,16 @@ class StepProfiler(NoProfiler):
 
 def summarize_profile(averages, window_seconds, steps, warmup, on_cuda):
     """The shares of the window's wall time per range, the framework's rest, and the top
-    operators by self time."""
-    by_key = {event.key: event for event in averages}
+    operators by self time (on CUDA: the kernels, by device time)."""
     window_us = window_seconds * 1e6
-    spent = {name: (by_key[label].cpu_time_total if label in by_key else 0.0) for name, label in RANGES.items()}
+    # on CUDA a range is also recorded on the device timeline under the same name, with no CPU
+    # time: the host-side event is the one that spans the range
+    spent = {name: max((event.cpu_time_total for event in averages if event.key == label), default=0.0)
+             for name, label in RANGES.items()}
     shares = {name: us / window_us for name, us in spent.items()}
     shares["framework"] = max(0.0, 1.0 - sum(shares.values()))
     time_key = "self_device_time_total" if on_cuda else "self_cpu_time_total"
-    operators = [event for event in averages if not event.key.startswith(("train/", "ProfilerStep"))]
+    operators = [event for event in averages if _is_operator(event, on_cuda)]
     operators.sort(key=lambda event: getattr(event, time_key), reverse=True)
     top = [{"operator": event.key, "calls": event.count, "self_ms": getattr(event, time_key) / 1e3,
             "share_of_window": getattr(event, time_key) / window_us} for event in operators[:TOP_OPERATORS]]
@@ -158,17 +162,33 @@ def summarize_profile(averages, window_seconds, steps, warmup, on_cuda):
             "shares": shares, "top_operators": top}
 
 
+def _is_operator(event, on_cuda):
+    """A row of the top-operators table: not one of our ranges or a step marker; on CUDA a
+    kernel or copy on the device (annotations there span whole ranges, and host-side operators
+    would count their kernels a second time)."""
+    if event.key.startswith(("train/", "ProfilerStep")):
+        return False
+    if on_cuda:
+        return event.device_type != DeviceType.CPU and not getattr(event, "is_user_annotation", False)
+    return True
+
+
 def report_lines(result, trace_path):
     lines = [f"Profile of {result['steps']} training steps after {result['warmup_steps']} warm-up steps: "
              f"{result['seconds_per_step'] * 1e3:.1f} ms per step. Time shares:"]
     lines += [f"    {name:<10} {share:6.1%}" for name, share in result["shares"].items()]
-    width = max([len(row["operator"]) for row in result["top_operators"]] + [8])
+    names = [_shortened(row["operator"]) for row in result["top_operators"]]
+    width = max([len(name) for name in names] + [8])
     lines.append(f"Top operators by self {result['time']} time:")
     lines.append(f"    {'operator':<{width}}  {'calls':>6}  {'self ms':>9}  {'share':>6}")
-    lines += [f"    {row['operator']:<{width}}  {row['calls']:>6}  {row['self_ms']:>9.2f}  "
-              f"{row['share_of_window']:>6.1%}" for row in result["top_operators"]]
+    lines += [f"    {name:<{width}}  {row['calls']:>6}  {row['self_ms']:>9.2f}  "
+              f"{row['share_of_window']:>6.1%}" for name, row in zip(names, result["top_operators"])]
     lines.append(f"Trace: {trace_path} (open it in https://ui.perfetto.dev or chrome://tracing)")
     return lines
+
+
+def _shortened(name):
+    return name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 3] + "..."
 
 
 def make_profiler(steps, run_folder, device, logger, steps_per_epoch, main_process):
