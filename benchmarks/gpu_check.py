@@ -8,7 +8,9 @@
    about one per logging step, none per step);
 3. FSDP next to DDP through torchrun on every visible GPU (benchmarks/fsdp_check.py): wall time,
    final val_loss and its difference from DDP's for plain FSDP, bf16 weights, activation
-   checkpointing and CPU offload; test.py and the .pth conversion read the sharded model_best.dcp.
+   checkpointing and CPU offload; test.py and the .pth conversion read the sharded model_best.dcp;
+4. train.py --profile on CUDA with bf16: the model summary it logs and the profiler's time shares
+   and top operators by device time.
 
     python benchmarks/gpu_check.py            # exits with a message where CUDA is missing
 """
@@ -102,6 +104,33 @@ def trainer_check(tmp):
               f"{syncs} host-device syncs for {steps} steps, log_step {trainer.log_step}")
 
 
+def profile_check(tmp):
+    """train.py as a user runs it, with --profile: what info.log and profile/ show on CUDA."""
+    import json
+    import subprocess
+
+    from benchmarks.overhead import benchmark_config
+    from benchmarks.tiled_mnist import tiled_mnist_dir
+
+    config = benchmark_config(tiled_mnist_dir(Path(tmp) / "data", 20000), Path(tmp) / "saved-profile", 128,
+                              epochs=1, in_memory=True)
+    config["trainer"].update(amp="bf16", channels_last=True)
+    config_path = Path(tmp) / "profile_config.json"
+    config_path.write_text(json.dumps(config))
+    done = subprocess.run([sys.executable, "train.py", "-c", str(config_path), "--profile", "20"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    print(f"train.py --profile 20 (bf16, channels_last): exit {done.returncode}")
+    if done.returncode:
+        print(done.stderr[-3000:])
+        return
+    info_log = next((Path(tmp) / "saved-profile").rglob("info.log"))
+    summary = [line for line in info_log.read_text().splitlines()
+               if any(f"INFO -     {word}" in line for word in ("parameters:", "forward:", "memory:"))]
+    print("\n".join(summary[:8]))
+    top = next((Path(tmp) / "saved-profile").rglob("top_operators.txt"))
+    print(top.read_text()[:2500])
+
+
 def main():
     if not torch.cuda.is_available():
         print("gpu_check: CUDA is not available on this machine; nothing to measure. Run it on a GPU "
@@ -113,6 +142,7 @@ def main():
         trainer_check(tmp)
         from benchmarks.fsdp_check import fsdp_table
 
+        profile_check(tmp)
         fsdp_table(tmp, torch.cuda.device_count(), cpu=False, train_size=20000)
 
 
