@@ -5,11 +5,16 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+from PIL import Image
+
 from conftest import PROJECT_ROOT, script_env, tiny_config
 
 # top-level packages that only some configs or commands use
 OPTIONAL = ("torch", "torchvision", "pandas", "sklearn", "scipy", "matplotlib", "torchmetrics", "optuna",
             "tensorboard", "mlflow", "wandb")
+# about a second to import; a training run gets them through torch (its optimizer imports torch._dynamo)
+SHARDING = ("torch.distributed.fsdp", "torch.distributed.checkpoint")
 PROBE = """
 import json, runpy, sys
 command_lines, packages, loaded = json.loads(sys.argv[1]), json.loads(sys.argv[2]), {}
@@ -24,11 +29,11 @@ print(json.dumps(loaded))
 """
 
 
-def imported_after(*command_lines):
-    """{command line: the OPTIONAL packages loaded once it has run}; the command lines run one
-    after the other in one fresh interpreter, as `python <command line>`."""
+def imported_after(*command_lines, packages=OPTIONAL):
+    """{command line: the `packages` loaded once it has run}; the command lines run one after
+    the other in one fresh interpreter, as `python <command line>`."""
     argv = [list(map(str, line)) for line in command_lines]
-    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(OPTIONAL)],
+    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(packages)],
                             cwd=PROJECT_ROOT, env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
@@ -55,3 +60,11 @@ def test_building_a_run_imports_only_the_libraries_its_config_uses(tmp_path, mni
                                               ["train.py", "-c", mnist_path, "--dry-run"]).values()
     assert after_table == ["pandas", "torch"]  # no torchvision, no scikit-learn, no matplotlib
     assert sorted(set(after_mnist) - set(after_table)) == ["torchvision"]  # its MNIST dataset
+
+
+def test_predicting_and_listing_runs_import_no_sharding_code(finished_run, tmp_path):
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
+    predict = ["predict.py", "-r", finished_run / "model_best.pth", "-i", image, "-o", tmp_path / "p.csv"]
+    loaded = imported_after(predict, ["runs.py", tmp_path / "saved"], packages=SHARDING)
+    assert list(loaded.values()) == [[], []]

@@ -11,22 +11,16 @@ The model is built with its parameters on the meta device (no memory), sharded, 
 given memory: each process allocates its own shards. A new run takes its initial weights from
 rank 0, which builds the model once on the CPU with the run's seed (so they equal a
 single-process run's); a resumed run reads each process's shards from the checkpoint folder.
+
+torch's FSDP and distributed state-dict modules are imported inside the functions that use them:
+importing them takes most of a second, which a run that shards nothing should not pay.
 """
 import functools
+import sys
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
-from torch.utils.checkpoint import checkpoint
 
 from utils import ConfigError, dist, unwrap_model
 from utils.checkpoint import merge_optimizer_state, optimizer_state_by_name, split_optimizer_state
@@ -43,7 +37,9 @@ SETTINGS = {  # key: (default, accepted types, what it is)
 
 
 def is_sharded(model):
-    return isinstance(unwrap_model(model), FSDPModule)
+    # a sharded model's class derives from FSDPModule, which exists once shard_model imported it
+    fsdp_module = sys.modules.get("torch.distributed.fsdp")
+    return fsdp_module is not None and isinstance(unwrap_model(model), fsdp_module.FSDPModule)
 
 
 def fsdp_settings(trainer):
@@ -104,6 +100,10 @@ def shard_model(model, settings, device):
     """fully_shard each instance of trainer.fsdp.shard_modules (innermost first), then the whole
     model, on a mesh of all processes of `device`'s type. gloo needs an explicit CPU mesh, even on
     a machine with GPUs."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+    from torch.utils.checkpoint import checkpoint
+
     block_names = set(settings["shard_modules"])
     classes = sorted({type(module).__name__ for module in model.modules()})
     unknown = sorted(block_names - set(classes))
@@ -133,6 +133,8 @@ def materialize(model, device, full_weights, offload):
     """Give the sharded meta parameters memory on `device` (CPU memory with offload), keep the
     buffers built, and, for a new run, fill the shards from rank 0's `full_weights` ({} on the
     other ranks; None when a checkpoint will fill them)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
     buffers = {(owner, name): buffer.detach().clone() for owner, module in model.named_modules()
                for name, buffer in module._buffers.items() if buffer is not None}
     model.to_empty(device="cpu" if offload else device)
@@ -165,6 +167,8 @@ def _local(tensor):
 def sharded_weights(model):
     """The model's state as DTensors of this process's shards (what a .dcp folder stores); its
     buffers are rank 0's (see `share_buffers`)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
     share_buffers(model)
     return get_model_state_dict(unwrap_model(model))
 
@@ -181,6 +185,8 @@ def sharded_optimizer_state(model, optimizer):
     """The optimizer's state keyed by parameter name, tensors as this process's shards. Before the
     first step it has no state, and torch's helper would make some by taking a step with zero
     gradients: the hyperparameters alone are kept then."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
     if not optimizer.state:
         names = parameter_names(model, optimizer)
         groups = optimizer.state_dict()["param_groups"]
@@ -198,6 +204,8 @@ def parameter_names(model, optimizer):
 def load_sharded_weights(model, tensors_from):
     """Read this process's shards of the weights: `tensors_from(template)` fills a nested dict of
     DTensors (from a .dcp folder)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
     model = unwrap_model(model)
     weights = get_model_state_dict(model)
     tensors_from(weights)
@@ -206,6 +214,8 @@ def load_sharded_weights(model, tensors_from):
 
 def load_whole_weights(model, weights):
     """Whole weights (from a .pth checkpoint) into a sharded model: each process keeps its shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
     set_model_state_dict(unwrap_model(model), weights, options=StateDictOptions(full_state_dict=True))
 
 
@@ -213,6 +223,8 @@ def load_sharded_optimizer(model, optimizer, plain, tensors_from, saved_names):
     """The optimizer state of a .dcp folder: `plain` holds its hyperparameters and non-tensor
     values, `tensors_from(template)` fills this process's shards of the tensors; `saved_names`
     are the parameters the checkpoint has state for."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
     if not plain["state"] and not saved_names:  # saved before the first step: hyperparameters only
         for group, saved in zip(optimizer.param_groups, plain["param_groups"], strict=True):
             group.update({key: value for key, value in saved.items() if key != "params"})
@@ -226,6 +238,8 @@ def load_sharded_optimizer(model, optimizer, plain, tensors_from, saved_names):
 
 def load_whole_optimizer(model, optimizer, state):
     """torch's optimizer format (from a .pth checkpoint) into the optimizer of a sharded model."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
     by_name = optimizer_state_by_name(state, parameter_names(model, optimizer))
     set_optimizer_state_dict(unwrap_model(model), optimizer, by_name, options=StateDictOptions(full_state_dict=True))
 

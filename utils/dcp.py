@@ -17,15 +17,11 @@ process has written its part: a process killed at any instant leaves the previou
 new one, never a half-written folder under a checkpoint's name.
 """
 import os
-import pickle
 import shutil
 import warnings
 from pathlib import Path
 
 import torch
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
-from torch.distributed.checkpoint.metadata import StorageMeta, TensorStorageMetadata
 
 from . import dist
 from .io import _fsync_dir, atomic_torch_save
@@ -34,54 +30,15 @@ METADATA = ".metadata"
 TRAINER_STATE = "trainer_state.pth"
 WEIGHTS = "state_dict"  # the DCP key prefix of the model's tensors
 OPTIMIZER_TENSORS = "optimizer"  # ... and of the optimizer's
-# what DCP pickles into .metadata: its dataclasses, sizes, paths; torch dtypes are allowed below
-SAFE_GLOBALS = {("torch.distributed.checkpoint.metadata", name) for name in (
-    "Metadata", "MetadataIndex", "StorageMeta", "TensorStorageMetadata", "BytesStorageMetadata",
-    "ChunkStorageMetadata", "TensorProperties", "_MEM_FORMAT_ENCODING")} | {
-    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
-    ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"),
-    ("collections", "OrderedDict")}
-
-
 def is_complete(path):
     """A folder holding both DCP's index and the trainer state (what the writer renames into place)."""
     path = Path(path)
     return (path / METADATA).is_file() and (path / TRAINER_STATE).is_file()
 
 
-class _MetadataUnpickler(pickle.Unpickler):
-    """DCP's .metadata holds dataclasses of torch.distributed.checkpoint, dtypes and sizes only."""
-
-    def find_class(self, module, name):
-        if (module, name) in SAFE_GLOBALS:
-            return super().find_class(module, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.layout,
-                                                                           torch.memory_format)):
-            return getattr(torch, name)
-        raise pickle.UnpicklingError(f"GLOBAL {module}.{name} is not allowed in a checkpoint's .metadata")
-
-
-class SafeReader(dcp.FileSystemReader):
-    """DCP's reader, with .metadata unpickled through the allow-list."""
-
-    def read_metadata(self, *args, **kwargs):
-        path = Path(self.path) / METADATA
-        with path.open("rb") as handle:
-            metadata = _MetadataUnpickler(handle).load()
-        if getattr(metadata, "storage_meta", None) is None:
-            metadata.storage_meta = StorageMeta()
-        metadata.storage_meta.load_id = self.load_id
-        return metadata
-
-
-class _TensorsOnlyPlanner(DefaultLoadPlanner):
-    """Loads tensors; a pickled object in the checkpoint is refused rather than unpickled."""
-
-    def load_bytes(self, read_item, value):
-        raise pickle.UnpicklingError(f"'{read_item.dest_index.fqn}' is a pickled object, not a tensor")
-
-
 def read_metadata(path):
+    from .dcp_reader import SafeReader
+
     return SafeReader(path).read_metadata()
 
 
@@ -95,6 +52,8 @@ def saved_tensors(path, prefix, device="meta"):
     """The tensors saved under `prefix` (WEIGHTS or OPTIMIZER_TENSORS) in the checkpoint at `path`,
     nested as they were saved ({name: tensor}, {parameter: {state key: tensor}}), empty on `device`:
     on "meta" they carry only shape and dtype."""
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
     metadata = read_metadata(path)
     tree = {}
     for key, entry in metadata.state_dict_metadata.items():
@@ -117,16 +76,24 @@ def load_tensors(tensors, path):
     """Fill the tensors of the nested dict `tensors` (plain tensors or DTensors, already on their
     device; keys as saved, under WEIGHTS / OPTIMIZER_TENSORS) from the checkpoint at `path`. Each
     process reads the parts it holds, so the checkpoint may come from any number of processes."""
-    dcp.load(tensors, storage_reader=SafeReader(path), planner=_TensorsOnlyPlanner(),
+    import torch.distributed.checkpoint as dcp
+
+    from .dcp_reader import SafeReader, TensorsOnlyPlanner
+
+    dcp.load(tensors, storage_reader=SafeReader(path), planner=TensorsOnlyPlanner(),
              no_dist=not dist.is_distributed())
 
 
 def gather_tensors(path, prefix):
     """The tensors under `prefix`, whole, on the CPU, read in this process alone."""
+    import torch.distributed.checkpoint as dcp
+
+    from .dcp_reader import SafeReader, TensorsOnlyPlanner
+
     tree = saved_tensors(path, prefix, device="cpu")
     with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
         warnings.simplefilter("ignore", UserWarning)
-        dcp.load({prefix: tree}, storage_reader=SafeReader(path), planner=_TensorsOnlyPlanner(), no_dist=True)
+        dcp.load({prefix: tree}, storage_reader=SafeReader(path), planner=TensorsOnlyPlanner(), no_dist=True)
     return tree
 
 
@@ -145,6 +112,8 @@ def write_checkpoint_dir(path, tensors, trainer_state, same_as=None):
         if dist.is_main_process():
             _link_files(Path(same_as), temp)
     else:
+        import torch.distributed.checkpoint as dcp
+
         dcp.save(tensors, storage_writer=dcp.FileSystemWriter(temp, sync_files=True))  # every rank writes its part
         if dist.is_main_process():
             atomic_torch_save(trainer_state, temp / TRAINER_STATE)
