@@ -94,10 +94,11 @@ def shorten_epochs(command):
 
 
 def fewer_trials(command):
-    """tune.py runs 2 trials."""
+    """tune.py runs 2 trials of at most 2 epochs."""
     if not re.search(r"\btune\.py\b", command):
         return command
     command = re.sub(r"--n-trials[ =]\d+", f"--n-trials {TRIALS}", command)
+    command = re.sub(r"trainer\.epochs=\d+", f"trainer.epochs={SHORT_EPOCHS}", command)
     return command if "--n-trials" in command else command + f" --n-trials {TRIALS}"
 
 
@@ -191,6 +192,8 @@ def test_docs_have_shell_blocks_and_every_marker_gives_a_reason():
     ("python train.py -r saved/models/X/<run_id> -o trainer.epochs=60",
      f"python train.py -r \"$(newest 'saved/models/X/*')\" -o trainer.epochs={LONGER_EPOCHS + 12}"),
     ("python tune.py -c t.json --n-trials 50",
+     f"python tune.py -c t.json --n-trials {TRIALS} -o trainer.epochs={SHORT_EPOCHS}"),
+    ("python tune.py -c t.json --n-trials 50 -o trainer.epochs=10",
      f"python tune.py -c t.json --n-trials {TRIALS} -o trainer.epochs={SHORT_EPOCHS}"),
     ("python test.py -r saved/models/X/<run_id>/model_best.pth",
      "python test.py -r \"$(newest 'saved/models/X/*/model_best.pth')\""),
