@@ -118,7 +118,8 @@ def test_slurm_script_runs_the_launcher_with_the_project_python(tmp_path):
     log = tmp_path / "calls.txt"
     stubs = tmp_path / "bin"
     fake_python(stubs / "srun", log)
-    (stubs / "scontrol").write_text("#!/bin/sh\necho node1\necho node2\n")
+    # A long node list: a reader that stops after the first line would end the job with SIGPIPE.
+    (stubs / "scontrol").write_text("#!/bin/sh\necho node1\nseq 2 200000 | sed 's/^/node/'\n")
     (stubs / "scontrol").chmod(0o755)
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHON"}, "PATH": f"{stubs}:{os.environ['PATH']}",
            "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2", "SLURM_JOB_ID": "7"}
