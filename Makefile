@@ -13,11 +13,14 @@ PARALLEL = -n $(WORKERS) --dist loadgroup
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --no-compile -r requirements.txt
 	# the extras (litdata above all) may ask pip for another torch build: keep the torch and
 	# torchvision that requirements.txt just installed, pinned in the same install command
 	$(BIN)/pip freeze | grep -iE '^(torch|torchvision)==' > $(VENV)/torch-pins.txt
-	$(BIN)/pip install -r requirements-dev.txt -c $(VENV)/torch-pins.txt
+	$(BIN)/pip install --no-compile -r requirements-dev.txt -c $(VENV)/torch-pins.txt
+	# pip compiles on one core; compiled here on all of them (without .pyc files every import
+	# of torch is slower). torch/testing/_internal/py312_intrinsics.py parses only on Python 3.12+
+	$(BIN)/python -m compileall -q -j 0 -x py312_intrinsics $(VENV)/lib > /dev/null
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate
