@@ -422,6 +422,14 @@ def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_
     for expected_row, actual_row in zip(expected["history"], actual["history"], strict=True):
         assert actual_row == pytest.approx(expected_row, rel=1e-6)
 
+    # saved after the epoch's last step, before its validation: each rank's batch-norm statistics
+    # are its own by then, the checkpoint holds rank 0's, so both ranks validate with rank 0's
+    after_last_step = tmp_path / "after_last_step"
+    run_script(*TORCHRUN, "train.py", "-r", reference / "checkpoint-epoch1-step6.pth", "--new-run", "-o",
+               f"trainer.save_dir={after_last_step}", check=True)
+    resumed = load(only_run(after_last_step, "Digits_Shards") / "checkpoint-epoch2.pth")
+    assert [row["val_loss"] for row in resumed["history"]] == [row["val_loss"] for row in expected["history"]]
+
     # one process resumes the 2-process step checkpoint: the epoch's remaining 32 samples, once
     single = tmp_path / "single"
     run_script("train.py", "-r", reference / "checkpoint-epoch1-step4.pth", "--new-run", "-o",

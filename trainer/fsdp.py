@@ -166,19 +166,11 @@ def _local(tensor):
 # ---- checkpoint state ---------------------------------------------------------------------------
 def sharded_weights(model):
     """The model's state as DTensors of this process's shards (what a .dcp folder stores); its
-    buffers are rank 0's (see `share_buffers`)."""
+    buffers are rank 0's (see `utils.dist.share_buffers`)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    share_buffers(model)
+    dist.share_buffers(unwrap_model(model))
     return get_model_state_dict(unwrap_model(model))
-
-
-def share_buffers(model):
-    """Give every process rank 0's buffers (e.g. batch-norm statistics). FSDP shards parameters
-    only: each process updates its own buffers from its own batches, as under DDP, whose
-    checkpoint holds rank 0's. Done before each validation and each checkpoint, so that all
-    processes evaluate alike and a checkpoint does not depend on which rank wrote a buffer."""
-    dist.broadcast_tensors([buffer for buffer in unwrap_model(model).buffers()])
 
 
 def sharded_optimizer_state(model, optimizer):

@@ -351,8 +351,10 @@ class Trainer(BaseTrainer):
         # sharded: every forward pass is a collective, so each rank runs as many as the rank with
         # the most validation batches (agreed before the pass, not inside it)
         most_batches = dist.max_over_ranks(len(self.valid_data_loader)) if self.sharded else 0
-        if self.sharded:
-            fsdp.share_buffers(model)
+        # every rank evaluates with rank 0's batch-norm statistics, those its checkpoint holds (under
+        # DDP too: a run resumed from a checkpoint saved after an epoch's last step must validate
+        # as the uninterrupted run did)
+        dist.share_buffers(unwrap_model(model))
         evaluate_into(self.valid_pass, model, self.valid_data_loader, self.criterion, self.device, self.settings,
                       on_batch=collected.update if collected is not None else None)
         if self.sharded:  # unpadded shards: the ranks may have run different numbers of batches

@@ -108,6 +108,14 @@ def broadcast_tensors(tensors):
             dist.broadcast(tensor, src=0)
 
 
+def share_buffers(module):
+    """Give every process rank 0's buffers of `module` (an unwrapped model), e.g. batch-norm
+    statistics. Under DDP and FSDP each process updates its own buffers from its own batches, and
+    a checkpoint holds rank 0's: done before each validation (and each sharded checkpoint), so
+    that every process evaluates the model its checkpoint holds."""
+    broadcast_tensors(list(module.buffers()))
+
+
 def all_gather_object(obj):
     """[obj of rank 0, obj of rank 1, ...] on every rank; [obj] for a single process."""
     if not is_distributed():
