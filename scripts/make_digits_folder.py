@@ -1,7 +1,6 @@
 """Write scikit-learn's 1,797 real 8x8 handwritten digits (sklearn.datasets.load_digits) as PNG
 files in one folder per class: OUT/train/<digit>/*.png and OUT/test/<digit>/*.png (a stratified
 80/20 split, fixed seed). Usage: python scripts/make_digits_folder.py [OUT] (default data/digits)."""
-import argparse
 import sys
 from pathlib import Path
 
@@ -9,6 +8,10 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project folder, also when run as a file
+
+from scripts.example_data import run_writer  # noqa: E402
 
 
 def write_digits_folder(out_dir, test_fraction=0.2, seed=0, per_class=None):
@@ -32,11 +35,7 @@ def write_digits_folder(out_dir, test_fraction=0.2, seed=0, per_class=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out", nargs="?", default="data/digits")
-    args = parser.parse_args(argv)
-    counts = write_digits_folder(args.out)
-    print(f"wrote {counts['train']} training and {counts['test']} test digits to {args.out}")
+    run_writer(__doc__, "data/digits", write_digits_folder, "digits", argv)
 
 
 if __name__ == "__main__":
