@@ -82,7 +82,7 @@ class OnnxModel:
         check_input_pipeline(self.data_loader_section, sidecar_path)
         # the exported model's outputs are already in the data's units (export.py puts the target
         # scaling into the model), so no scaling here
-        self.task = task_of_sidecar(self.sidecar)
+        self.task = task_of_sidecar(self.sidecar, sidecar_path)
         self.fixed_batch = self.sidecar["input_shape"][0] if isinstance(self.sidecar["input_shape"][0], int) else None
 
     def __call__(self, batch):
@@ -146,12 +146,17 @@ def _first_line(err):
     return lines[0][:200] if lines else "no details"
 
 
-def task_of_sidecar(sidecar):
+def task_of_sidecar(sidecar, sidecar_path):
+    """The Task an export sidecar records (older sidecars: "multiclass" and class_names)."""
     from data_loader.task import task_of_run
 
-    """The Task an export sidecar records (older sidecars: "multiclass" and class_names)."""
-    return task_of_run({"task": sidecar.get("task") or "classification", "class_names": sidecar.get("class_names"),
-                        "target_names": sidecar.get("target_names")})
+    try:
+        return task_of_run({"task": sidecar.get("task") or "classification", "class_names": sidecar.get("class_names"),
+                            "target_names": sidecar.get("target_names")})
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # hand-edited or damaged task keys
+        raise ConfigError(f"ONNX sidecar '{sidecar_path}': its task keys (task, class_names, target_names, "
+                          f"target_scaling) cannot be used ({_first_line(err)}). Export the model again with "
+                          "export.py.") from None
 
 
 def main(model, input_path, output, top_k=3, batch_size=256, threshold=None, num_workers=None):

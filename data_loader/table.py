@@ -278,7 +278,10 @@ def load_table_rows(files, target, features, categorical, missing_values, standa
     frame = pd.concat(frames, ignore_index=True)
     good = np.array([i not in problems for i in range(len(frame))])
     training_rows = good & ~np.asarray(fixed_valid)
-    kind, names = table_task(task, targets, frame.loc[training_rows, targets], class_names)
+    try:
+        kind, names = table_task(task, targets, frame.loc[training_rows, targets], class_names)
+    except ConfigError as err:
+        raise ConfigError(f"{_training_files(files)}{_left_out(problems)}: {err}") from None
     encoded = [None] * len(frame)
     for (path, key, _), offset, part, lines in zip(files, offsets, frames, file_lines):  # each file's own lines
         positions = np.flatnonzero(good[offset:offset + len(part)])
@@ -297,3 +300,11 @@ def _stack_targets(encoded, kind, width):
     if kind == "binary":
         return np.array([np.nan if v is None else v for v in encoded], dtype=np.float32)
     return np.stack([np.full(width, np.nan, np.float32) if v is None else v for v in encoded]).astype(np.float32)
+
+
+def _training_files(files):
+    return ", ".join(f"{key} '{path}'" for path, key, is_valid in files if not is_valid)
+
+
+def _left_out(problems):
+    return f" ({len(problems)} bad row(s) left out)" if problems else ""

@@ -75,8 +75,23 @@ def _auto_resume(config_path, modification):
 
 
 def _checkpoint_config(path, checkpoint):
-    config = checkpoint.get(Key.CONFIG) or read_config_file(path.parent / CONFIG_FILE)
-    return json.loads(json.dumps(config))
+    """The config stored in the checkpoint at `path`, or else the run's config.json beside it."""
+    config = checkpoint.get(Key.CONFIG)
+    if not config:
+        beside = path.parent / CONFIG_FILE
+        if not beside.is_file():
+            raise ConfigError(f"checkpoint '{path}' holds no config, and there is no {CONFIG_FILE} beside it to say "
+                              "how to build its model. Use a checkpoint written by train.py, or put the config of the "
+                              f"run that wrote it beside it as {CONFIG_FILE}.")
+        config = read_config_file(beside)
+    try:
+        config = json.loads(json.dumps(config))
+    except (TypeError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise ConfigError(f"checkpoint '{path}' is damaged: its stored config is not a config (a JSON object). Use "
+                          "another checkpoint of the run, e.g. its run folder with -r.")
+    return config
 
 
 def _resolve_resume_path(resume, prefer_best=False):

@@ -204,6 +204,8 @@ def test_predict_output_keeps_an_input_name_holding_a_line_break(tmp_path):
     (lambda model, sidecar: (model, sidecar[:-3]), "model.onnx.json' is not valid JSON"),
     (lambda model, sidecar: (model, sidecar.replace(b'"MnistDataLoader"', b'"Nothing"')),
      "model.onnx.json': its data_loader section cannot rebuild the input pipeline"),
+    (lambda model, sidecar: (model, sidecar.replace(b'"multiclass"', b'"lulticlass"')),
+     "model.onnx.json': its task keys (task, class_names, target_names, target_scaling) cannot be used"),
 ])
 def test_a_damaged_onnx_model_or_sidecar_is_named(tmp_path, onnx_files, monkeypatch, capsys, damage,  # noqa: F811
                                                   culprit):
@@ -237,3 +239,32 @@ def test_a_value_of_an_unexpected_json_type_is_named(tmp_path, mnist_dir, monkey
     code, output = run_train_in_process(monkeypatch, capsys, *argv)
     assert code == 2 and "Traceback" not in output.err
     assert overrides[0].lstrip("+").split("=")[0] in output.err
+
+
+def test_a_checkpoint_whose_weights_are_not_a_mapping_is_named(tmp_path):
+    from collections import OrderedDict
+
+    from utils.checkpoint import load_checkpoint
+
+    path = tmp_path / "model.pth"
+    torch.save({"arch": "MnistModel", "epoch": 1, "state_dict": OrderedDict}, path)  # a pickle that lost its call
+    with pytest.raises(ConfigError, match=f"'{re.escape(str(path))}' is damaged: its 'state_dict' is the class"):
+        load_checkpoint(path)
+
+
+def test_predict_names_a_checkpoint_without_a_config(tmp_path, monkeypatch, capsys):
+    checkpoint = tmp_path / "model.pth"
+    torch.save({"arch": "MnistModel", "epoch": 1, "state_dict": MnistModel().state_dict()}, checkpoint)
+    Image.new("L", (28, 28)).save(tmp_path / "digit.png")
+    code, output = run_in_process(monkeypatch, capsys, "predict", "-r", checkpoint, "-i", tmp_path / "digit.png",
+                                  "-o", tmp_path / "out.csv")
+    assert code == 2 and f"checkpoint '{checkpoint}' holds no config" in output.err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_target_the_task_cannot_be_told_from_names_the_table(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("x,label\n1,0.5\n2,1.5\n3,x,9\n")
+    with pytest.raises(ConfigError) as err:
+        CsvDataLoader(csv_file=str(path), target="label", on_bad_sample="skip")
+    assert str(err.value).startswith(f"data_loader.args.csv_file '{path}' (1 bad row(s) left out): the target column")

@@ -5,6 +5,7 @@ checkpoint is a folder (see utils/dcp.py); it loads here too, its weights as Sha
 import logging
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -56,7 +57,14 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
     checkpoint = safe_load(path, map_location, mmap)
     if not isinstance(checkpoint, dict) or Key.STATE_DICT not in checkpoint:
         raise ConfigError(f"'{path}' is not a checkpoint of this framework (it has no 'state_dict').")
+    if not isinstance(checkpoint[Key.STATE_DICT], Mapping):
+        raise ConfigError(f"'{path}' is damaged: its 'state_dict' is {_kind_of(checkpoint[Key.STATE_DICT])}, not the "
+                          "model's weights by name. Use another checkpoint of the run, e.g. its run folder with -r.")
     return checkpoint
+
+
+def _kind_of(value):
+    return f"the class {value.__name__}" if isinstance(value, type) else f"a {type(value).__name__}"
 
 
 def load_sharded_checkpoint(path):
@@ -81,7 +89,7 @@ def load_sharded_checkpoint(path):
         logger.warning(f"'{path}' was written by torch {saved_torch} and is read by torch {torch.__version__}: "
                        "torch.distributed.checkpoint makes no promise across versions. If loading fails or the "
                        "numbers look wrong, load it with the torch that wrote it and convert it to a .pth file "
-                       "(python -m trainer.convert_checkpoint).")
+                       "(python -m utils.convert_checkpoint).")
     return checkpoint
 
 
