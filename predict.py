@@ -12,6 +12,7 @@ cannot be used go to <output>_errors.csv with the reason. The command line is re
 answers before torch is imported."""
 import argparse
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -116,7 +117,9 @@ def read_sidecar(path):
     problems = [problem for problem, bad in (
         ("data_loader must be an object", not isinstance(sidecar.get("data_loader"), dict)),
         ("input_name must be a string", not isinstance(sidecar.get("input_name"), str)),
-        ("input_shape must be a non-empty list", not isinstance(shape, list) or not shape),
+        ("input_shape must be a list: the batch (\"batch\" or its fixed size), then each dimension of one "
+         f"sample, all whole numbers from 1, at most {MAX_FIXED_BATCH_VALUES:,} numbers in a fixed batch",
+         not _usable_input_shape(shape)),
         ("task must be a string", not isinstance(sidecar.get("task", ""), str)),
         ("class_names must be a list", not isinstance(sidecar.get("class_names") or [], list)),
     ) if bad]
@@ -124,6 +127,18 @@ def read_sidecar(path):
         raise ConfigError(f"ONNX sidecar '{path}' is not one export.py wrote: {'; '.join(problems)}. Export the "
                           "model again with export.py.")
     return sidecar
+
+
+MAX_FIXED_BATCH_VALUES = 1 << 28  # 1 GiB of float32: a fixed batch is padded to its full size on every call
+
+
+def _usable_input_shape(shape):
+    if not isinstance(shape, list) or not shape:
+        return False
+    dims = list(shape[1:]) + ([] if isinstance(shape[0], str) else [shape[0]])
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+        return False
+    return isinstance(shape[0], str) or math.prod(dims) <= MAX_FIXED_BATCH_VALUES
 
 
 def check_input_pipeline(data_loader_section, sidecar_path):

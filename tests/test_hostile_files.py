@@ -204,6 +204,9 @@ def test_predict_output_keeps_an_input_name_holding_a_line_break(tmp_path):
     (lambda model, sidecar: (model, sidecar[:-3]), "model.onnx.json' is not valid JSON"),
     (lambda model, sidecar: (model, sidecar.replace(b'"MnistDataLoader"', b'"Nothing"')),
      "model.onnx.json': its data_loader section cannot rebuild the input pipeline"),
+    (lambda model, sidecar: (model, sidecar.replace(b'"batch"', b'false')), "model.onnx.json' is not one export.py"),
+    (lambda model, sidecar: (model, sidecar.replace(b'"batch"', b'10000000')),  # padded to 31 GB on every call
+     "model.onnx.json' is not one export.py"),
     (lambda model, sidecar: (model, sidecar.replace(b'"multiclass"', b'"lulticlass"')),
      "model.onnx.json': its task keys (task, class_names, target_names, target_scaling) cannot be used"),
 ])
