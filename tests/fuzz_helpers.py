@@ -2,7 +2,7 @@
 request), byte mutations of valid files, and a snapshot of a folder to show nothing else changed.
 
     python -m pytest -q tests/test_fuzz_*.py                                  # the suite: seeded, small
-    FUZZ_EXAMPLES=2000 python -m pytest -q tests/test_fuzz_*.py --hypothesis-show-statistics
+    FUZZ_EXAMPLES=2000 python -m pytest -q -n 2 tests/test_fuzz_*.py --hypothesis-show-statistics
                                                                               # long, unseeded
 """
 import hashlib
