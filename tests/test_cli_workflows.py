@@ -170,7 +170,12 @@ def test_dry_run_with_a_model_that_does_not_fit_the_data_is_an_error(tmp_path, m
 def test_download_failure_reason_is_never_empty():
     from data_loader.mnist_source import download_error_reason
 
-    assert download_error_reason(RuntimeError("\n\nmirror down\nmore")) == "mirror down"
+    torchvision_error = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+                                     "<urlopen error [Errno -3] Temporary failure in name resolution>\n")
+    assert download_error_reason(torchvision_error) == (
+        "Error downloading train-images-idx3-ubyte.gz: Tried https://a/, got: <urlopen error [Errno -3] Temporary "
+        "failure in name resolution>")
+    assert download_error_reason(RuntimeError("x" * 400)) == "x" * 297 + "..."
     assert download_error_reason(OSError()) == "OSError"
 
 
