@@ -17,6 +17,7 @@ from run.folder import RunFolder, open_run_folder
 from run.record import write_run_record
 from run.resume import check_not_finished, check_resumes_newest, load_source
 from trainer.preflight import check_before_run
+from trainer.speed import apply_backend_flags
 from utils import ConfigError, dist
 from utils.checkpoint import load_checkpoint
 
@@ -133,6 +134,9 @@ class ConfigParser:
         """record.json: a new part for this start; a resume is compared with the record of the
         run it continues (its own folder, or the source run of --new-run)."""
         source = self.continued_run or (RunFolder.containing(self.resume) if self.resume is not None else None)
+        # the record holds the backend flags this run trains with (the trainer sets the same ones)
+        trainer = self._config["trainer"]
+        apply_backend_flags(trainer.get("cudnn_benchmark", False), trainer.get("deterministic", False))
         write_run_record(self.run_folder.models_dir, self._config, self.command, self.resume,
                          source.models_dir if source is not None else None)
 

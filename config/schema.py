@@ -191,6 +191,8 @@ TRAINER = (
     Setting("compile", (bool, str), False, "torch.compile the model: true, false or a mode name",
             choices=(True, False, *COMPILE_MODES), nullable=True),
     Setting("cudnn_benchmark", bool, False, "let cuDNN time its algorithms per input shape (nondeterministic)"),
+    Setting("deterministic", bool, False, "deterministic algorithms only, for runs that repeat bit for bit on a "
+            "GPU too (slower; an operation without a deterministic version stops the run)"),
     Setting("non_blocking", bool, True, "copy batches to the GPU asynchronously"),
     Setting("wandb", (bool, dict), None, "Weights & Biases writer: true or {project, entity, ...}; null: off",
             nullable=True),

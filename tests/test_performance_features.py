@@ -170,6 +170,36 @@ def test_cudnn_benchmark_switch_sets_the_backend_flag(tmp_path, mnist_dir):
         torch.backends.cudnn.benchmark = previous
 
 
+def test_a_deterministic_run_records_the_flags_and_leaves_the_process_as_it_was(tmp_path, mnist_dir):
+    import api
+
+    result = api.run(tiny_config(tmp_path, mnist_dir, {"trainer.epochs": 1, "data_loader.args.limit": 128}),
+                     overrides={"trainer.deterministic": True})
+    flags = json.loads((result.run_dir / "record.json").read_text())["parts"][0]["determinism"]
+    assert flags["deterministic_algorithms"] and flags["cudnn_deterministic"] and not flags["cudnn_benchmark"]
+    assert flags["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and result.status == "finished"
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+
+
+def test_deterministic_with_cudnn_benchmark_is_refused(tmp_path, mnist_dir):
+    config = tiny_config(tmp_path, mnist_dir, {"trainer.deterministic": True, "trainer.cudnn_benchmark": True})
+    import train
+
+    with pytest.raises(ConfigError, match="trainer.deterministic and trainer.cudnn_benchmark are both true"):
+        ConfigParser.from_args(train.make_arg_parser()[0], argv=["-c", str(config)])
+    assert not (tmp_path / "saved").exists()
+
+
+def test_an_operation_without_a_deterministic_version_names_the_setting():
+    err = RuntimeError("adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, but you set "
+                       "'torch.use_deterministic_algorithms(True)'.\nMore text")
+    explained = trainer.speed.explain_nondeterministic_operation(err, "saved/models/X/1/checkpoint-epoch2.pth")
+    assert str(explained).startswith("trainer.deterministic is true, but the model uses an operation with no "
+                                     "deterministic version on this device (adaptive_avg_pool2d_backward_cuda")
+    assert "checkpoint-epoch2.pth" in str(explained)
+    assert trainer.speed.explain_nondeterministic_operation(RuntimeError("other")) is None
+
+
 def test_compile_where_unsupported_warns_and_trains_uncompiled(tmp_path, mnist_dir, monkeypatch, capsys):
     monkeypatch.setattr(trainer.speed, "compile_unsupported_reason", lambda device: "no compiler here")
     built = make_trainer(tmp_path, mnist_dir, {"trainer.compile": True})

@@ -22,6 +22,7 @@ from utils.write_faults import WriteFailed, write_site
 from . import checkpoint_io
 from .callback import CallbackList, EarlyStopping, EpochFunction
 from .fsdp import is_sharded
+from .speed import explain_nondeterministic_operation
 from .template_names import TemplateNames
 
 NOT_METRICS = ("epoch", "lr")  # epoch-log keys written to TensorBoard under their own name
@@ -172,7 +173,8 @@ class BaseTrainer(TemplateNames):
                 except StopRequested as stop:
                     self._stop_inside_epoch(stop)
                 except PartFailed as failure:  # a config-built object raised; out of memory has its own hints
-                    explained = explain_resource_fault(failure.error, self.config, self.last_checkpoint) \
+                    explained = (explain_resource_fault(failure.error, self.config, self.last_checkpoint)
+                                 or explain_nondeterministic_operation(failure.error, self.last_checkpoint)) \
                         if isinstance(failure.error, RuntimeError) else None
                     raise (explained or ConfigError(self._failure_message(failure, epoch))) from failure.error
                 if self._end_epoch(epoch, result):

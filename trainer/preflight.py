@@ -22,6 +22,7 @@ from .averaging import check_ema_settings
 from .callbacks import build_callbacks
 from .fsdp import check_fsdp_settings
 from .schedules import build_lr_scheduler, check_schedule_fits_resume, check_scheduler_entry
+from .speed import check_determinism_settings
 from .swa import check_swa_settings
 
 # how many positional arguments the scripts pass: the optimizer gets the parameters, the
@@ -152,6 +153,8 @@ def _check_training_policies(config, problems):
         build_callbacks(config, check_only=True)
     with problems.collect("trainer.fsdp"):
         check_fsdp_settings(config["trainer"])
+    with problems.collect("trainer.deterministic"):
+        check_determinism_settings(config["trainer"])
 
 
 def _check_optimizer_steps(config, problems):

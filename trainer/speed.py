@@ -1,17 +1,46 @@
-"""Speed switches of the trainer section that act on the model or the backend: torch.compile
-and cuDNN autotuning. Both are off by default (compile changes numerics slightly, benchmark
-makes convolution algorithms nondeterministic)."""
+"""Switches of the trainer section that act on the model or the backend: torch.compile, cuDNN
+autotuning and deterministic algorithms. All are off by default (compile changes numerics
+slightly, benchmark makes convolution algorithms nondeterministic, determinism costs speed)."""
 import logging
+import os
 import shutil
 
 import torch
 
+from utils import ConfigError
+
 logger = logging.getLogger("trainer")
 
+NO_DETERMINISTIC_VERSION = "does not have a deterministic implementation"
 
-def apply_backend_flags(cudnn_benchmark):
-    """trainer.cudnn_benchmark: let cuDNN time its algorithms for each new input shape."""
+
+def apply_backend_flags(cudnn_benchmark, deterministic=False):
+    """trainer.cudnn_benchmark: let cuDNN time its algorithms for each new input shape;
+    trainer.deterministic: use only deterministic algorithms."""
     torch.backends.cudnn.benchmark = cudnn_benchmark
+    if deterministic:
+        # cuBLAS repeats its results only with a fixed workspace, read when CUDA first uses it
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True)
+
+
+def check_determinism_settings(trainer_section):
+    if trainer_section.get("deterministic") and trainer_section.get("cudnn_benchmark"):
+        raise ConfigError("trainer.deterministic and trainer.cudnn_benchmark are both true, but cuDNN's benchmark "
+                          "picks its algorithms by timing them, which differs from run to run. Set "
+                          "trainer.cudnn_benchmark to false.")
+
+
+def explain_nondeterministic_operation(err, last_checkpoint=None):
+    """A ConfigError for an operation that trainer.deterministic refuses, or None for any other error."""
+    if not isinstance(err, RuntimeError) or NO_DETERMINISTIC_VERSION not in str(err):
+        return None
+    resume = f" The last checkpoint is {last_checkpoint}." if last_checkpoint is not None else ""
+    operation = str(err).strip().splitlines()[0]
+    return ConfigError(f"trainer.deterministic is true, but the model uses an operation with no deterministic "
+                       f"version on this device ({operation}). Set trainer.deterministic to false, or replace that "
+                       f"operation in the model.{resume}")
 
 
 def maybe_compile(model, setting, device):

@@ -54,7 +54,7 @@ class Trainer(BaseTrainer):
         self.channels_last = settings.channels_last
         self.autocast = lambda: autocast_context(self.amp, device)
         self.scaler = make_grad_scaler(self.amp, device)
-        apply_backend_flags(settings.cudnn_benchmark)
+        apply_backend_flags(settings.cudnn_benchmark, settings.deterministic)
         if self.channels_last:  # weights too: a 1-channel input alone does not switch the convolutions
             self.model.to(memory_format=torch.channels_last)
         # the average is taken of the bare module, before compile and without DDP's wrapper
