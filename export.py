@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from data_loader.task import task_of_run
+from data_loader.task import DAMAGED_CHECKPOINT_FIX, task_of_saved_run
 from evaluation.evaluate import model_from_checkpoint
 from evaluation.inputs import normalisation_of
 from evaluation.outputs import output_names
@@ -39,7 +39,7 @@ def main(config, export_format, output=None, dynamic_batch=False, batch_size=64)
     if export_format == "onnx":
         require_onnx()
     model, checkpoint = model_from_checkpoint(config)
-    task = task_of_run(config, checkpoint)
+    task = task_of_saved_run(f"checkpoint '{config.resume}'", DAMAGED_CHECKPOINT_FIX, config, checkpoint)
     if task.kind == "regression" and task.scaling is not None:
         model = InDataUnits(model, task.scaling).eval()
     loader = build_test_loader(config)

@@ -26,7 +26,7 @@ class TorchModel:
     test.py: it may only name the project's and torch's modules unless `trusted`."""
 
     def __init__(self, checkpoint_path, trusted=False, n_gpu=None):
-        from data_loader.task import task_of_run
+        from data_loader.task import DAMAGED_CHECKPOINT_FIX, task_of_saved_run
         from evaluation.evaluate import model_from_checkpoint
         from parse_config import ConfigParser
         from run.resume import load_source
@@ -46,7 +46,7 @@ class TorchModel:
         self.device, _ = prepare_device(self.config["n_gpu"] if n_gpu is None else n_gpu, warn=False)
         self.model = model.to(self.device)
         self.data_loader_section, self.trusted = self.config["data_loader"], trusted
-        self.task = task_of_run(self.config, checkpoint)
+        self.task = task_of_saved_run(f"checkpoint '{path}'", DAMAGED_CHECKPOINT_FIX, self.config, checkpoint)
 
     def __call__(self, batch):
         """The model's outputs; a regression model's in the data's units."""
@@ -163,15 +163,11 @@ def _first_line(err):
 
 def task_of_sidecar(sidecar, sidecar_path):
     """The Task an export sidecar records (older sidecars: "multiclass" and class_names)."""
-    from data_loader.task import task_of_run
+    from data_loader.task import task_of_saved_run
 
-    try:
-        return task_of_run({"task": sidecar.get("task") or "classification", "class_names": sidecar.get("class_names"),
-                            "target_names": sidecar.get("target_names")})
-    except (ValueError, TypeError, KeyError, AttributeError) as err:  # hand-edited or damaged task keys
-        raise ConfigError(f"ONNX sidecar '{sidecar_path}': its task keys (task, class_names, target_names, "
-                          f"target_scaling) cannot be used ({_first_line(err)}). Export the model again with "
-                          "export.py.") from None
+    recorded = {"task": sidecar.get("task") or "classification", "class_names": sidecar.get("class_names"),
+                "target_names": sidecar.get("target_names")}
+    return task_of_saved_run(f"ONNX sidecar '{sidecar_path}'", "Export the model again with export.py.", recorded)
 
 
 def main(model, input_path, output, top_k=3, batch_size=256, threshold=None, num_workers=None):

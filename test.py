@@ -40,7 +40,7 @@ def main(config, write_evaluation_report=True):
 
     import model.loss as module_loss
     import model.metric as module_metric
-    from data_loader.task import task_of_run
+    from data_loader.task import DAMAGED_CHECKPOINT_FIX, task_of_saved_run
     from evaluation.evaluate import evaluate_with_outputs, model_from_checkpoint
     from utils import prepare_device
 
@@ -50,7 +50,7 @@ def main(config, write_evaluation_report=True):
     data_loader = build_test_loader(config)
 
     model, checkpoint = model_from_checkpoint(config)
-    task = task_of_run(config, checkpoint)
+    task = task_of_saved_run(f"checkpoint '{checkpoint_path}'", DAMAGED_CHECKPOINT_FIX, config, checkpoint)
     device, _ = prepare_device(config.settings.n_gpu, warn=False)
     model = model.to(device).eval()
     if settings.channels_last:  # as the trainer ran it

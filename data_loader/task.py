@@ -131,6 +131,21 @@ def task_of_run(config, checkpoint=None):
     return Task(kind, tuple(str(n) for n in names))
 
 
+DAMAGED_CHECKPOINT_FIX = "Use another checkpoint of the run, e.g. its run folder with -r."
+
+
+def task_of_saved_run(where, fix, config, checkpoint=None):
+    """task_of_run for a run read back from a file that may have been edited or damaged (a
+    checkpoint, an export sidecar): what cannot be used is a ConfigError naming `where` (the
+    file) and saying `fix`."""
+    try:
+        return task_of_run(config, checkpoint)
+    except (ConfigError, ValueError, TypeError, AttributeError) as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise ConfigError(f"{where}: its task keys (task, class_names, target_names, target_scaling) cannot be used "
+                          f"({reason[:200]}). {fix}") from None
+
+
 def _recorded_scaling(config):
     scaling = config.get("data_loader", {}).get("args", {}).get("target_scaling")
     return scaling if isinstance(scaling, dict) else None

@@ -25,7 +25,7 @@ from data_loader.data_loaders import CsvDataLoader, ImageFolderDataLoader
 from data_loader.file_limits import FileLimits
 from data_loader.samples import BadSample, decode_image
 from model.model import MnistModel
-from reliability_helpers import run_in_process, run_train_in_process
+from reliability_helpers import load, run_in_process, run_train_in_process
 from scripts.make_digits_folder import write_digits_folder
 from utils import ConfigError
 
@@ -271,3 +271,21 @@ def test_a_target_the_task_cannot_be_told_from_names_the_table(tmp_path):
     with pytest.raises(ConfigError) as err:
         CsvDataLoader(csv_file=str(path), target="label", on_bad_sample="skip")
     assert str(err.value).startswith(f"data_loader.args.csv_file '{path}' (1 bad row(s) left out): the target column")
+
+
+@pytest.mark.parametrize("program", ["predict", "test"])
+@pytest.mark.parametrize("damage", [{"task": "lulticlass"}, {"class_names": 5}])
+def test_a_checkpoint_with_unusable_task_keys_is_named(finished_run, tmp_path, monkeypatch, capsys, program, damage):
+    checkpoint = load(finished_run / "model_best.pth")
+    checkpoint.update(damage)
+    case = tmp_path / "case"
+    case.mkdir()
+    path = case / "damaged.pth"
+    torch.save(checkpoint, path)
+    Image.new("L", (28, 28)).save(case / "digit.png")
+    argv = ["-r", path] + (["-i", case / "digit.png", "-o", case / "out.csv"] if program == "predict" else [])
+    code, output = run_in_process(monkeypatch, capsys, program, *argv)
+    assert code == 2 and "Traceback" not in output.err
+    assert f"checkpoint '{path}': its task keys (task, class_names, target_names, target_scaling) cannot be used" \
+        in output.err
+    assert sorted(p.name for p in case.iterdir()) == ["damaged.pth", "digit.png"]
