@@ -135,10 +135,11 @@ MAX_FIXED_BATCH_VALUES = 1 << 28  # 1 GiB of float32: a fixed batch is padded to
 def _usable_input_shape(shape):
     if not isinstance(shape, list) or not shape:
         return False
-    dims = list(shape[1:]) + ([] if isinstance(shape[0], str) else [shape[0]])
+    batch, sample = shape[0], shape[1:]
+    dims = sample if isinstance(batch, str) else [batch, *sample]
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
         return False
-    return isinstance(shape[0], str) or math.prod(dims) <= MAX_FIXED_BATCH_VALUES
+    return isinstance(batch, str) or math.prod(dims) <= MAX_FIXED_BATCH_VALUES
 
 
 def check_input_pipeline(data_loader_section, sidecar_path):
