@@ -372,13 +372,15 @@ def kill_with_children(pid):
             pass
 
 
-def wait_for(path, process, timeout=240):
+def wait_for(root, pattern, process, timeout=240):
+    """The first file matching `pattern` under `root`, once one exists; fails if `process` ends first."""
     import time
 
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None and time.monotonic() < deadline, f"{path.name} did not appear"
+    while not (found := sorted(root.glob(pattern))):
+        assert process.poll() is None and time.monotonic() < deadline, f"no {pattern} under {root}"
         time.sleep(0.02)
+    return found[0]
 
 
 @pytest.mark.slow  # about 60 s on 2 cores: three torchrun launches and one single-process run
@@ -406,9 +408,8 @@ def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_
     killed = subprocess.Popen([sys.executable, *TORCHRUN, "train.py", "-c", str(config("b"))], cwd=PROJECT_ROOT,
                               env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(tmp_path / "b" / "saved" / "models" / "Digits_Shards", killed)
-        run = only_run(tmp_path / "b" / "saved", "Digits_Shards")
-        wait_for(run / "checkpoint-epoch1-step4.pth", killed)
+        # the experiment folder appears before the run folder inside it: wait for the file itself
+        run = wait_for(tmp_path / "b" / "saved" / "models", "Digits_Shards/*/checkpoint-epoch1-step4.pth", killed).parent
     finally:
         kill_with_children(killed.pid)  # both ranks and torchrun, at once
         killed.wait(60)
