@@ -42,9 +42,10 @@ def test_sigkill_during_atomic_write_leaves_the_old_file_whole(tmp_path, seed):
     time.sleep(random.Random(seed).uniform(0.0, 0.15))
     writer.process.send_signal(signal.SIGKILL)
     assert writer.finish() == -signal.SIGKILL
+    started = int(writer.lines[-1].split()[1])  # a slow test machine may have let it go past 3
     content = target.read_bytes()
     assert len(content) == CHUNK * CHUNKS
-    assert set(content) in ({2}, {3}), "the target must be exactly one complete version"
+    assert set(content) in ({started - 1}, {started}), "the target must be exactly one complete version"
     assert list(tmp_path.glob(".checkpoint.pth.*.tmp")), "the kill must have landed inside a save"
 
 
