@@ -409,7 +409,8 @@ def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_
                               env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # the experiment folder appears before the run folder inside it: wait for the file itself
-        run = wait_for(tmp_path / "b" / "saved" / "models", "Digits_Shards/*/checkpoint-epoch1-step4.pth", killed).parent
+        step_checkpoint = "Digits_Shards/*/checkpoint-epoch1-step4.pth"
+        run = wait_for(tmp_path / "b" / "saved" / "models", step_checkpoint, killed).parent
     finally:
         kill_with_children(killed.pid)  # both ranks and torchrun, at once
         killed.wait(60)
