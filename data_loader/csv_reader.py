@@ -109,6 +109,12 @@ def _header(cells, trouble, path, key):
     if trouble:
         raise ConfigError(f"{key} '{path}': its header row cannot be read: {trouble}. Save the file as UTF-8 CSV "
                           "text with a header row.")
+    repeated = sorted({name for name in cells if name and cells.count(name) > 1})
+    if repeated:  # pandas would read the second as 'name.1', and the config could not tell them apart
+        where = "; ".join(f"'{name}' in columns {', '.join(str(i + 1) for i, c in enumerate(cells) if c == name)}"
+                          for name in repeated)
+        raise ConfigError(f"{key} '{path}': its header row names more than one column the same: {where}. "
+                          "Give each column its own name in the file's first row.")
     return cells
 
 

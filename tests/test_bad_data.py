@@ -94,6 +94,17 @@ def test_csv_without_the_target_column_is_named(wine_csv):
     assert "'variety'" in str(err.value) and str(wine_csv) in str(err.value)
 
 
+def test_csv_with_two_columns_of_one_name_is_named(wine_csv):
+    """pandas would read the second as 'alcohol.1': a feature the config cannot name, taken silently."""
+    lines = wine_csv.read_text().splitlines()
+    header = lines[0].split(",")
+    lines[0] = ",".join([header[0], header[1], header[0], *header[3:]])
+    wine_csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        CsvDataLoader(csv_file=str(wine_csv), target="cultivar")
+    assert f"'{wine_csv}'" in str(err.value) and f"'{header[0]}' in columns 1, 3" in str(err.value)
+
+
 def test_csv_label_only_in_the_test_set_is_named(wine_csv):
     test_csv = wine_csv.with_name("test.csv")
     lines = test_csv.read_text().splitlines()
