@@ -3,6 +3,7 @@
 on the training rows is kept as plain data (`preprocessing`), recorded in the run's config, and
 `apply_table_preprocessing(frame, preprocessing)` turns any DataFrame with those columns into the
 model's input, e.g. new rows to predict."""
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from .file_limits import DEFAULT_LIMITS
 from .task import CLASS_TASKS, infer_table_task
 
 MISSING_POLICIES = ("error", "fill")
+logger = logging.getLogger("data_loader")
 
 
 def read_csv(path, key, limits=DEFAULT_LIMITS):
@@ -263,6 +265,8 @@ def load_table_rows(files, target, features, categorical, missing_values, standa
             raise ConfigError(f"{key} '{path}' has a header row but no data rows. Add rows, one per sample.")
         check_columns(frame, path, targets, features)
         columns = feature_columns(frame, targets, features, exclude)
+        if not features:
+            _warn_of_unnamed_features(path, columns)
         chosen_categorical = list(categorical) if categorical is not None else \
             guess_categorical(frame.drop(index=list(table.problems)), columns)
         offset = sum(len(f) for f in frames)
@@ -291,6 +295,17 @@ def load_table_rows(files, target, features, categorical, missing_values, standa
     labels = _stack_targets(encoded, kind, len(targets))
     rows = TableRows(frame, labels, sources, columns, chosen_categorical, standardize, problems, preprocessing)
     return rows, kind, names, np.asarray(fixed_valid)
+
+
+def _warn_of_unnamed_features(path, columns):
+    """A column without a name in the header is most often the row index that DataFrame.to_csv
+    writes by default: as a feature it tells the model each row's position in the file."""
+    unnamed = [c for c in columns if str(c).startswith("Unnamed: ")]
+    if unnamed:
+        names = ", ".join(repr(c) for c in unnamed)
+        logger.warning(f"'{path}' has {len(unnamed)} column(s) without a name in its header (read as {names}), "
+                       "used as features. If one is a row index (DataFrame.to_csv writes one unless index=False), "
+                       "list the real features in data_loader.args.features.")
 
 
 def _stack_targets(encoded, kind, width):

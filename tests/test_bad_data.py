@@ -105,6 +105,20 @@ def test_csv_with_two_columns_of_one_name_is_named(wine_csv):
     assert f"'{wine_csv}'" in str(err.value) and f"'{header[0]}' in columns 1, 3" in str(err.value)
 
 
+def test_a_csv_column_without_a_name_is_warned_of_as_a_likely_row_index(wine_csv, caplog):
+    lines = wine_csv.read_text().splitlines()
+    wine_csv.write_text("\n".join(["," + lines[0], *(f"{n},{line}" for n, line in enumerate(lines[1:]))]) + "\n")
+    with caplog.at_level("WARNING", logger="data_loader"):
+        loader = CsvDataLoader(csv_file=str(wine_csv), target="cultivar")
+    assert loader.num_inputs == 14  # the 13 measurements and the index: a warning, not a refusal
+    assert f"'{wine_csv}' has 1 column(s) without a name in its header (read as 'Unnamed: 0')" in caplog.text
+    caplog.clear()
+    named = [name for name in lines[0].split(",") if name != "cultivar"]
+    with caplog.at_level("WARNING", logger="data_loader"):
+        CsvDataLoader(csv_file=str(wine_csv), target="cultivar", features=named)
+    assert "without a name" not in caplog.text
+
+
 def test_csv_label_only_in_the_test_set_is_named(wine_csv):
     test_csv = wine_csv.with_name("test.csv")
     lines = test_csv.read_text().splitlines()
