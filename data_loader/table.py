@@ -34,8 +34,12 @@ def check_columns(frame, path, targets, features):
     """A clear error for a target or feature column that the file lacks."""
     for name, key in [*[(t, "target") for t in targets], *[(f, "features") for f in features or []]]:
         if name not in frame.columns:
+            spaced = [c for c in frame.columns if str(c).strip() == str(name).strip()]
+            fix = (f"{str(spaced[0])!r} has spaces around its name (a space after each comma of the header?): "
+                   "remove them from the file's first row, or write the name as the file has it."
+                   if spaced else "Fix the column name in the config.")
             raise ConfigError(f"'{path}' has no column '{name}' (data_loader.args.{key}). Its columns are: "
-                              f"{', '.join(map(str, frame.columns))}. Fix the column name in the config.")
+                              f"{', '.join(repr(str(c)) for c in frame.columns)}. {fix}")
 
 
 def target_columns(target):

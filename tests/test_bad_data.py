@@ -94,6 +94,14 @@ def test_csv_without_the_target_column_is_named(wine_csv):
     assert "'variety'" in str(err.value) and str(wine_csv) in str(err.value)
 
 
+def test_csv_header_with_spaces_after_its_commas_is_named_with_the_fix(wine_csv):
+    lines = wine_csv.read_text().splitlines()
+    wine_csv.write_text("\n".join([lines[0].replace(",", ", "), *lines[1:]]) + "\n")
+    with pytest.raises(ConfigError) as err:
+        CsvDataLoader(csv_file=str(wine_csv), target="cultivar")
+    assert "has no column 'cultivar'" in str(err.value) and "' cultivar' has spaces around its name" in str(err.value)
+
+
 def test_csv_with_two_columns_of_one_name_is_named(wine_csv):
     """pandas would read the second as 'alcohol.1': a feature the config cannot name, taken silently."""
     lines = wine_csv.read_text().splitlines()
