@@ -18,6 +18,7 @@ from pathlib import Path
 
 from config.sources import read_json_object
 from utils import ConfigError, main_guard
+from utils.errors import first_line
 from utils.io import atomic_open
 
 
@@ -77,7 +78,8 @@ class OnnxModel:
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=providers)
         except Exception as err:  # onnxruntime raises its own types for a damaged model: all mean unusable
-            raise ConfigError(f"ONNX model '{path}' cannot be loaded ({type(err).__name__}: {_first_line(err)}). "
+            reason = first_line(err, 200, "no details")
+            raise ConfigError(f"ONNX model '{path}' cannot be loaded ({type(err).__name__}: {reason}). "
                               "Export it again with export.py.") from None
         self.data_loader_section, self.trusted = self.sidecar["data_loader"], False
         check_input_pipeline(self.data_loader_section, sidecar_path)
@@ -105,8 +107,9 @@ class OnnxModel:
         try:
             outputs = self.session.run(None, {self.sidecar["input_name"]: batch.float().numpy()})
         except Exception as err:  # a model that loads but does not fit its sidecar's input
+            reason = first_line(err, 200, "no details")
             raise ConfigError(f"ONNX model '{self.path}' failed on inputs of shape {tuple(batch.shape)} "
-                              f"({type(err).__name__}: {_first_line(err)}). Export it again with export.py.") from None
+                              f"({type(err).__name__}: {reason}). Export it again with export.py.") from None
         return torch.from_numpy(outputs[0])
 
 
@@ -153,13 +156,9 @@ def check_input_pipeline(data_loader_section, sidecar_path):
 
         image_pipeline(data_loader_section, trusted=False)
     except Exception as err:  # a damaged section fails in many ways: all mean this sidecar is unusable
+        reason = first_line(err, 200, "no details")
         raise ConfigError(f"ONNX sidecar '{sidecar_path}': its data_loader section cannot rebuild the input "
-                          f"pipeline ({_first_line(err)}). Export the model again with export.py.") from None
-
-
-def _first_line(err):
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0][:200] if lines else "no details"
+                          f"pipeline ({reason}). Export the model again with export.py.") from None
 
 
 def task_of_sidecar(sidecar, sidecar_path):

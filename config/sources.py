@@ -5,7 +5,7 @@ from pathlib import Path
 
 from utils.bounded_read import ReadProblem, read_bounded
 from utils.config_bases import resolve_bases
-from utils.errors import ConfigError
+from utils.errors import ConfigError, first_line
 
 from .overrides import set_by_path
 from .schema import DEFAULT_READ_TIMEOUT_S, MAX_CONFIG_FILE_BYTES
@@ -52,7 +52,7 @@ def read_json_object(path, what, missing_hint):
             f"{err.colno}. Fix the file (a trailing comma or a missing quote is the usual cause)."
         ) from None
     except (ValueError, RecursionError) as err:  # a number of thousands of digits; nesting too deep
-        raise ConfigError(f"{what} '{path}' cannot be used: {_first_line(err)}. Fix the file.") from None
+        raise ConfigError(f"{what} '{path}' cannot be used: {first_line(err)}. Fix the file.") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{what} '{path}' must hold a JSON object at the top level.")
     return config
@@ -62,11 +62,6 @@ def _position(data, offset):
     """(line, column) of byte `offset`, both from 1."""
     before = data[:offset]
     return before.count(b"\n") + 1, offset - (before.rfind(b"\n") + 1) + 1
-
-
-def _first_line(err):
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def apply_modification(config, modification):

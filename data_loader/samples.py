@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from utils import ConfigError, dist
 from utils.bounded_read import ReadProblem, read_bounded
+from utils.errors import first_line
 
 from .file_limits import DEFAULT_LIMITS
 
@@ -66,7 +67,8 @@ def decode_image_bytes(data, mode, image_size, name, limits=DEFAULT_LIMITS):
         raise BadSample(f"image file '{name}' cannot be read (not an image in a format PIL reads, or damaged)") \
             from None
     except Exception as err:  # PIL's decoders fail on damaged files with many types: all mean unreadable
-        raise BadSample(f"image file '{name}' cannot be read ({type(err).__name__}: {_first_line(err)})") from None
+        reason = first_line(err, 200, "no details")
+        raise BadSample(f"image file '{name}' cannot be read ({type(err).__name__}: {reason})") from None
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
 
@@ -111,11 +113,6 @@ def _too_many_pixels(path, pixels, max_pixels):
     return BadSample(f"image file '{path}' has {pixels} pixels, over data_loader.args.max_image_pixels "
                      f"({max_pixels:,}): a decompression bomb, or an image far larger than training needs. Shrink "
                      "or remove it, or raise max_image_pixels")
-
-
-def _first_line(err):
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0][:200] if lines else "no details"
 
 
 class ImageFiles(Dataset):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from utils import ConfigError
+from utils.errors import first_line
 
 from .samples import decode_image_bytes
 
@@ -130,7 +131,7 @@ def _remote_text(url, key, storage_options):
                 _get_fs_provider(url, storage_options or {}).download_file(url, str(local))
             return local.read_text()
         except Exception as err:  # boto3/google raise many types: all mean the object cannot be had
-            raise ConfigError(f"{key}: '{url}' cannot be read ({type(err).__name__}: {_first_line(err)}). Check "
+            raise ConfigError(f"{key}: '{url}' cannot be read ({type(err).__name__}: {first_line(err, 200)}). Check "
                               "the URL, the network and the credentials in the environment (AWS_ACCESS_KEY_ID, "
                               "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for S3-compatible servers; "
                               "GOOGLE_APPLICATION_CREDENTIALS for gs://), and that the shards were copied there "
@@ -150,11 +151,6 @@ def allow_plain_http_endpoint():
             options["allow_http"] = True
 
 
-def _first_line(err):
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(err).__name__
-
-
 def check_local_chunks(split_dir, split):
     """Every chunk file that a local split's index names exists and has the size the index
     records; a ConfigError names the first that does not (a copy cut short, a damaged disk)."""
@@ -163,7 +159,7 @@ def check_local_chunks(split_dir, split):
     try:
         chunks = json.loads(index_path.read_text())["chunks"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"the {split} shards in '{split_dir}' have no readable index.json ({_first_line(err)}). "
+        raise ConfigError(f"the {split} shards in '{split_dir}' have no readable index.json ({first_line(err, 200)}). "
                           f"Write the shards again: {fix}") from None
     for chunk in chunks:
         path = Path(split_dir) / chunk["filename"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from utils.checkpoint import Key
-from utils.errors import ConfigError
+from utils.errors import ConfigError, first_line
 
 TASKS = ("classification", "binary", "multilabel", "regression")
 TASK_CHOICES = ("auto", *TASKS)
@@ -141,9 +141,8 @@ def task_of_saved_run(where, fix, config, checkpoint=None):
     try:
         return task_of_run(config, checkpoint)
     except (ConfigError, ValueError, TypeError, AttributeError) as err:
-        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise ConfigError(f"{where}: its task keys (task, class_names, target_names, target_scaling) cannot be used "
-                          f"({reason[:200]}). {fix}") from None
+                          f"({first_line(err, 200)}). {fix}") from None
 
 
 def _recorded_scaling(config):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.errors import ConfigError
+from utils.errors import ConfigError, first_line
 from utils.metric_tracker import is_stateful_metric
 from utils.resource_faults import explain_resource_fault
 from utils.seed import get_rng_states, set_rng_states
@@ -93,9 +93,10 @@ def run_part(step, section, what, config, data):
         if explained is not None:
             raise explained from err
         built_from = config[section]["type"] if isinstance(config[section], dict) else config[section]
+        reason = first_line(err).rstrip(".")
         raise ConfigError(
             f"{what} ({section}: {built_from}) failed on one batch of data_loader ({config['data_loader']['type']}, "
-            f"input {tuple(data.shape)}): {type(err).__name__}: {_first_line(err)}. Make {section} fit the data "
+            f"input {tuple(data.shape)}): {type(err).__name__}: {reason}. Make {section} fit the data "
             "(its args, or a model made for this input), or pick another data_loader.") from err
 
 
@@ -191,11 +192,6 @@ def _count(number, noun):
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _first_line(err):
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0].rstrip(".") if lines else type(err).__name__
-
-
 def _run_loss(config, criterion, output, target, data):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -230,6 +226,7 @@ def _run_metrics(config, metrics, output, target, task):
             else:
                 metric(output, target)
         except Exception as err:
+            reason = first_line(err).rstrip(".")
             raise ConfigError(f"{where} ({metric.__name__}) fails on one batch (output {tuple(output.shape)}, "
-                              f"target {tuple(target.shape)}): {type(err).__name__}: {_first_line(err)}. Fix {where} "
+                              f"target {tuple(target.shape)}): {type(err).__name__}: {reason}. Fix {where} "
                               "(its args, e.g. num_classes) or pick a metric for this task.") from err

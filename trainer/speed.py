@@ -8,6 +8,7 @@ import shutil
 import torch
 
 from utils import ConfigError
+from utils.errors import first_line
 
 logger = logging.getLogger("trainer")
 
@@ -37,10 +38,9 @@ def explain_nondeterministic_operation(err, last_checkpoint=None):
     if not isinstance(err, RuntimeError) or NO_DETERMINISTIC_VERSION not in str(err):
         return None
     resume = f" The last checkpoint is {last_checkpoint}." if last_checkpoint is not None else ""
-    operation = str(err).strip().splitlines()[0]
     return ConfigError(f"trainer.deterministic is true, but the model uses an operation with no deterministic "
-                       f"version on this device ({operation}). Set trainer.deterministic to false, or replace that "
-                       f"operation in the model.{resume}")
+                       f"version on this device ({first_line(err)}). Set trainer.deterministic to false, or replace "
+                       f"that operation in the model.{resume}")
 
 
 def maybe_compile(model, setting, device):

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .dcp import OPTIMIZER_TENSORS, TRAINER_STATE, ShardedWeights, gather_tensors, is_complete, missing_parts
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +117,7 @@ def safe_load(path, map_location="cpu", mmap=False):
 
 
 def _unreadable_message(path, err=None):
-    lines = [line.strip() for line in str(err or "").splitlines() if line.strip()]
-    reason = f" ({(lines[0] if lines else type(err).__name__)[:120]})" if err is not None else ""
+    reason = f" ({first_line(err, 120)})" if err is not None else ""
     return (f"checkpoint '{path}' is truncated, corrupt or not a PyTorch checkpoint{reason}. Resume "
             "from an earlier checkpoint, or pass the run folder to pick the newest valid one.")
 

@@ -39,6 +39,15 @@ def main_guard(main_fn):
     return wrapper
 
 
+def first_line(err, limit=None, empty=None):
+    """The first non-blank line of an exception's message (a library's may run over many lines),
+    cut to `limit` characters; `empty` (default: the exception's type name) when it has no text."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__ if empty is None else empty
+    return lines[0][:limit]
+
+
 class TrainingStopped(Exception):
     """Raised by the trainer after a stop signal, once a resumable checkpoint is written."""
 
