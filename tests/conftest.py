@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,18 @@ def run_script(*args, cwd=PROJECT_ROOT, timeout=300, env=None, check=False):
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def wait_for_file(root, pattern, process, timeout=240):
+    """The first file matching `pattern` under `root` once one exists (a glob: a run folder
+    appears a moment after its experiment folder); fails if `process` ends first."""
+    deadline = time.monotonic() + timeout
+    while not (found := sorted(Path(root).glob(pattern))):
+        assert process.poll() is None, \
+            f"the process ended ({process.returncode}) before {pattern}:\n{process.communicate()[0]}"
+        assert time.monotonic() < deadline, f"no {pattern} under {root} within {timeout} s"
+        time.sleep(0.05)
+    return found[0]
 
 
 def run_dirs(save_dir, name="Tiny"):

@@ -372,17 +372,6 @@ def kill_with_children(pid):
             pass
 
 
-def wait_for(root, pattern, process, timeout=240):
-    """The first file matching `pattern` under `root`, once one exists; fails if `process` ends first."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (found := sorted(root.glob(pattern))):
-        assert process.poll() is None and time.monotonic() < deadline, f"no {pattern} under {root}"
-        time.sleep(0.02)
-    return found[0]
-
-
 @pytest.mark.slow  # about 60 s on 2 cores: three torchrun launches and one single-process run
 def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_can_finish_the_epoch(
         shards, tmp_path):
@@ -390,7 +379,7 @@ def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_
     import subprocess
     import sys
 
-    from conftest import only_run, run_script, script_env
+    from conftest import only_run, run_script, script_env, wait_for_file
     from reliability_helpers import assert_same_state, load
 
     def config(name):
@@ -410,7 +399,7 @@ def test_a_ddp_run_killed_inside_an_epoch_resumes_bit_identical_and_one_process_
     try:
         # the experiment folder appears before the run folder inside it: wait for the file itself
         step_checkpoint = "Digits_Shards/*/checkpoint-epoch1-step4.pth"
-        run = wait_for(tmp_path / "b" / "saved" / "models", step_checkpoint, killed).parent
+        run = wait_for_file(tmp_path / "b" / "saved" / "models", step_checkpoint, killed).parent
     finally:
         kill_with_children(killed.pid)  # both ranks and torchrun, at once
         killed.wait(60)

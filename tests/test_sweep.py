@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import train
-from conftest import PROJECT_ROOT, script_env, tiny_config
+from conftest import PROJECT_ROOT, script_env, tiny_config, wait_for_file
 from experiments.sweep_grid import member_label, members, parse_grid, parsed_values, split_values
 from experiments.sweep_summary import summarize
 from utils import ConfigError
@@ -78,17 +78,6 @@ def sweep_dirs(tmp_path):
 
 def member_runs(member_dir):
     return sorted((member_dir / "models" / "Tiny").glob("*"))
-
-
-def wait_for_file(pattern_root, pattern, process, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = list(pattern_root.glob(pattern))
-        if found:
-            return found[0]
-        assert process.poll() is None, process.communicate()[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no {pattern} under {pattern_root} within {timeout} s")
 
 
 @pytest.mark.slow
